@@ -1,0 +1,3 @@
+"""moot.agents."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Placeholder demo until the runtime lands."""
+
+print("moot")

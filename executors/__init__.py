@@ -1,0 +1,3 @@
+"""moot.executors."""
+
+__all__: list[str] = []

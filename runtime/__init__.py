@@ -1,0 +1,3 @@
+"""moot.runtime."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""moot.testing."""
+
+__all__: list[str] = []
