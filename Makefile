@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 
 .PHONY: test demo install services image lint types pytest bench clean
 
@@ -16,12 +15,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# Reinstall whenever the project metadata or the pins change (editable, strict mode so mypy sees it).
-$(STAMP): $(PY) pyproject.toml constraints.txt
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' --config-settings editable_mode=strict
-	touch $(STAMP)
-
-install: $(STAMP)
+# Reinstall when the pins, the metadata or the set of package files change: the strict editable
+# install (which mypy can see) links each file, so a new module needs a new install.
+install: $(PY)
+	@{ cat pyproject.toml constraints.txt; find runtime agents executors testing -name '*.py' -o -name py.typed | sort; } > $(VENV)/.manifest.new
+	@if ! cmp -s $(VENV)/.manifest.new $(VENV)/.manifest; then \
+	  echo "installing moot and its pinned dependencies into $(VENV)"; \
+	  $(PY) -m pip install -q -c constraints.txt -e '.[dev]' --config-settings editable_mode=strict && \
+	  mv $(VENV)/.manifest.new $(VENV)/.manifest; \
+	fi
 
 services:
 	bash scripts/ensure-services.sh
