@@ -1,0 +1,80 @@
+"""The model client's branch of moot's error tree; each error carries model, base_url and status.
+
+MootError
+├── LLMConfigError (ValueError)            an llm_config / config_list that cannot be used
+└── ModelError                             a model call failed (after any retries)
+    ├── AuthenticationError                401/403: the key is missing, wrong or not allowed
+    ├── BadRequestError (ValueError)       400/404/422: the request itself is wrong; never retried
+    ├── RateLimitError                     429: too many requests; `retry_after` in seconds
+    ├── ModelTimeoutError (TimeoutError)   no answer in time (per attempt or overall deadline)
+    ├── ProviderUnavailableError           5xx, connection refused or reset
+    ├── MalformedResponseError             the answer is not the JSON the API promises
+    └── StreamInterruptedError             the stream stopped before `[DONE]`
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from moot.runtime import MootError
+
+
+class LLMConfigError(MootError, ValueError):
+    """An `llm_config` or `config_list` entry is missing a field or has a wrong value."""
+
+
+class ModelError(MootError):
+    """A model call failed; `retryable` says if a retry may help, `retry_after` when (seconds)."""
+
+    retryable_by_default: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        base_url: str | None = None,
+        status: int | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.base_url = base_url
+        self.status = status
+        self.retryable = self.retryable_by_default if retryable is None else retryable
+        self.retry_after = retry_after
+
+
+class AuthenticationError(ModelError):
+    """The provider refused the credentials (401) or the permission (403)."""
+
+
+class BadRequestError(ModelError, ValueError):
+    """The provider rejected the request itself (400, 404, 422); retrying cannot help."""
+
+
+class RateLimitError(ModelError):
+    """The provider answered 429; `retry_after` is its hint in seconds, when it gave one."""
+
+    retryable_by_default = True
+
+
+class ModelTimeoutError(ModelError, TimeoutError):
+    """No answer arrived within the attempt timeout or the call's overall deadline."""
+
+    retryable_by_default = True
+
+
+class ProviderUnavailableError(ModelError):
+    """The provider failed on its side (5xx) or could not be reached at all."""
+
+    retryable_by_default = True
+
+
+class MalformedResponseError(ModelError):
+    """The provider answered, but not with the chat-completion JSON the API defines."""
+
+
+class StreamInterruptedError(ModelError):
+    """A streamed answer stopped before its end; retried only if no token was delivered yet."""

@@ -1,0 +1,115 @@
+"""What the scripted model server answers: `Reply` values, picked by `Rule`s or in sequence."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, TypeAlias
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One HTTP request the server received, with its JSON body parsed (None if it had none)."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: Any
+    _: KW_ONLY
+    index: int = 0
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The chat messages of a completion request (empty for other requests)."""
+        if isinstance(self.body, dict) and isinstance(self.body.get("messages"), list):
+            return list(self.body["messages"])
+        return []
+
+    @property
+    def last_text(self) -> str:
+        """The text of the last message, or "" when there is none."""
+        messages = self.messages
+        if not messages:
+            return ""
+        content = messages[-1].get("content")
+        if isinstance(content, list):  # content parts: keep the text ones
+            return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        return "" if content is None else str(content)
+
+    @property
+    def stream(self) -> bool:
+        return isinstance(self.body, dict) and bool(self.body.get("stream"))
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One scripted answer: content and/or tool calls, or an injected failure.
+
+    `tool_calls` items are `{"name": ..., "arguments": dict or JSON text, "id": optional}`.
+    `status` >= 400 answers an OpenAI-style error; `hang` never answers; `malformed` sends broken
+    JSON; `cut_stream` closes the connection halfway through the answer.
+    """
+
+    content: str | None = None
+    _: KW_ONLY
+    tool_calls: Sequence[Mapping[str, Any]] = ()
+    latency: float = 0.0
+    usage: Mapping[str, int] | None = None
+    status: int = 200
+    error: str | None = None
+    retry_after: float | None = None
+    hang: bool = False
+    malformed: bool = False
+    cut_stream: bool = False
+    finish_reason: str | None = None
+    model: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Responder: TypeAlias = Reply | str | Callable[[RecordedRequest], "Reply | str"]
+"""A reply, its content as a shortcut, or a function of the request that makes one."""
+
+
+@dataclass(slots=True)
+class Rule:
+    """Answers every request `when` matches (a substring of the last message, or a predicate).
+
+    With `times` set, the rule retires after that many answers.
+    """
+
+    when: str | Callable[[RecordedRequest], bool]
+    reply: Responder
+    times: int | None = None
+
+    def matches(self, request: RecordedRequest) -> bool:
+        if self.times is not None and self.times <= 0:
+            return False
+        if isinstance(self.when, str):
+            return self.when in request.last_text
+        return bool(self.when(request))
+
+
+def resolve(responder: Responder, request: RecordedRequest) -> Reply:
+    """Turn a script entry into the `Reply` for this request."""
+    if callable(responder) and not isinstance(responder, Reply):
+        responder = responder(request)
+    return Reply(responder) if isinstance(responder, str) else responder
+
+
+def tool_call_dicts(reply: Reply, number: int) -> list[dict[str, Any]]:
+    """The reply's tool calls in OpenAI's wire form, with ids filled in."""
+    calls = []
+    for position, call in enumerate(reply.tool_calls):
+        function = call.get("function", call)
+        arguments = function.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        calls.append(
+            {
+                "id": call.get("id") or f"call_{number}_{position}",
+                "type": "function",
+                "function": {"name": function["name"], "arguments": arguments},
+            }
+        )
+    return calls
