@@ -1,5 +1,9 @@
 """moot.runtime: the actor runtime (ids, mailboxes, routing, supervision, transports)."""
 
+from ._agent import Agent, AgentContext, AgentFactory, handler
+from ._clock import AsyncioClock, Clock, ManualClock, TimerHandle
+from ._deadletters import DeadLetter, DeadLetterLog, DeadLetterReason, DeadLetterSink
+from ._envelope import Envelope, Handler, Kind
 from ._errors import (
     AgentNotFoundError,
     AgentStoppedError,
@@ -20,25 +24,80 @@ from ._errors import (
     UnknownMessageTypeError,
 )
 from ._ids import AgentId, TopicId
+from ._interceptors import DropMessage, Interceptor
+from ._mailbox import Mailbox, MailboxStatistics
+from ._runtime import AgentType, Runtime, RuntimeStatistics, State
+from ._serialization import MessageCodec
+from ._state import InMemoryStateStore, StateStore
+from ._subscriptions import PrefixSubscription, Subscription, TypeSubscription
+from ._supervision import (
+    Directive,
+    Escalate,
+    Restart,
+    RestartBudget,
+    Resume,
+    Stop,
+    SupervisorStrategy,
+)
+from ._transport import InProcessTransport, Transport, TransportHost
 
 __all__ = [
+    "Agent",
+    "AgentContext",
+    "AgentFactory",
     "AgentId",
     "AgentNotFoundError",
     "AgentStoppedError",
+    "AgentType",
+    "AsyncioClock",
+    "Clock",
+    "DeadLetter",
+    "DeadLetterLog",
+    "DeadLetterReason",
+    "DeadLetterSink",
     "DeadlineExceededError",
     "DeliveryError",
+    "Directive",
+    "DropMessage",
+    "Envelope",
+    "Escalate",
+    "Handler",
     "HandlerError",
+    "InMemoryStateStore",
+    "InProcessTransport",
+    "Interceptor",
     "InvalidIdError",
+    "Kind",
     "LifecycleError",
+    "Mailbox",
     "MailboxFullError",
+    "MailboxStatistics",
+    "ManualClock",
+    "MessageCodec",
     "MessageDroppedError",
     "MootError",
     "NoHandlerError",
+    "PrefixSubscription",
     "RegistrationError",
+    "Restart",
+    "RestartBudget",
     "RestartBudgetExceededError",
+    "Resume",
+    "Runtime",
+    "RuntimeStatistics",
     "RuntimeStoppedError",
     "SerializationError",
+    "State",
+    "StateStore",
+    "Stop",
+    "Subscription",
     "SupervisionError",
+    "SupervisorStrategy",
+    "TimerHandle",
     "TopicId",
+    "Transport",
+    "TransportHost",
+    "TypeSubscription",
     "UnknownMessageTypeError",
+    "handler",
 ]

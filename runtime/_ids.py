@@ -1,9 +1,9 @@
-"""Addresses: `AgentId(type, key)` names one actor, `TopicId(type, source)` names a pub/sub topic."""
+"""Addresses: `AgentId(type, key)` names one actor; `TopicId(type, source)` names a topic."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._errors import InvalidIdError
 
@@ -30,10 +30,15 @@ class AgentId:
 
     type: str
     key: str = "default"
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         _check_type("agent", self.type)
         _check_key("agent", "key", self.key)
+        object.__setattr__(self, "_hash", hash((self.type, self.key)))
+
+    def __hash__(self) -> int:  # cached: ids are dict keys on every delivery
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.type}/{self.key}"
@@ -53,7 +58,7 @@ class AgentId:
 
 @dataclass(frozen=True, slots=True)
 class TopicId:
-    """A pub/sub topic: its `type` (what subscriptions match) and `source` (the key it routes to)."""
+    """A topic: its `type` (what subscriptions match) and `source` (the key it routes to)."""
 
     type: str
     source: str = "default"

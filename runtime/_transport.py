@@ -1,0 +1,70 @@
+"""The transport seam: how envelopes reach agents that live in another process.
+
+The runtime asks `is_local(agent_id)` for every delivery. Local ones go straight into a mailbox
+as Python objects (no serialization); the rest go to `send` / `tell` on the transport, which
+serializes them and hands them to the owning process, whose transport calls `host.deliver`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._envelope import Envelope
+    from ._ids import AgentId
+
+
+class TransportHost(Protocol):
+    """The runtime as a transport sees it: the local side of every delivery."""
+
+    async def deliver(self, envelope: Envelope) -> Any:
+        """Deliver an inbound envelope to a local agent; a SEND returns the handler's result."""
+        ...
+
+    def agent_types(self) -> frozenset[str]:
+        """The agent types registered in this process."""
+        ...
+
+
+class Transport(ABC):
+    """Carries envelopes between processes. Owned by one runtime: started and closed with it."""
+
+    @abstractmethod
+    async def start(self, host: TransportHost) -> None:
+        """Connect and begin receiving envelopes for `host`."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop receiving and disconnect; in-flight remote requests fail with typed errors."""
+
+    @abstractmethod
+    def is_local(self, agent_id: AgentId) -> bool:
+        """True when `agent_id` is (to be) activated in this process."""
+
+    @abstractmethod
+    async def send(self, envelope: Envelope) -> Any:
+        """Request/response to a remote agent, within `envelope.deadline`."""
+
+    @abstractmethod
+    async def tell(self, envelope: Envelope) -> None:
+        """Fire-and-forget to a remote agent (`envelope.recipient` is set)."""
+
+
+class InProcessTransport(Transport):
+    """Everything is local: the runtime never calls `send`/`tell`. The default transport."""
+
+    async def start(self, host: TransportHost) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def is_local(self, agent_id: AgentId) -> bool:
+        return True
+
+    async def send(self, envelope: Envelope) -> Any:
+        raise AssertionError("in-process transport has no remote agents")  # pragma: no cover
+
+    async def tell(self, envelope: Envelope) -> None:
+        raise AssertionError("in-process transport has no remote agents")  # pragma: no cover
