@@ -58,6 +58,7 @@ class Reply:
     usage: Mapping[str, int] | None = None
     status: int = 200
     error: str | None = None
+    error_code: str | None = None
     retry_after: float | None = None
     hang: bool = False
     malformed: bool = False

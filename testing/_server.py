@@ -264,7 +264,7 @@ class ScriptedModelServer:
             extra["retry-after"] = f"{reply.retry_after:g}"
         if reply.status >= 400:
             text = reply.error or http.HTTPStatus(reply.status).phrase
-            await _send_error(stream, reply.status, text, extra)
+            await _send_error(stream, reply.status, text, extra, code=reply.error_code)
             return True
         if reply.malformed:
             await _send_raw(stream, 200, b'{"id": "broken", "choices": [', extra)
@@ -331,9 +331,14 @@ async def _send_json(
 
 
 async def _send_error(
-    stream: anyio.abc.SocketStream, status: int, message: str, extra: dict[str, str] | None = None
+    stream: anyio.abc.SocketStream,
+    status: int,
+    message: str,
+    extra: dict[str, str] | None = None,
+    *,
+    code: str | None = None,
 ) -> None:
-    kind = "rate_limit_exceeded" if status == 429 else "scripted_error"
+    kind = code or ("rate_limit_exceeded" if status == 429 else "scripted_error")
     error = {"error": {"message": message, "type": kind, "code": kind}}
     await _send_json(stream, status, error, extra)
 
