@@ -1,4 +1,4 @@
-"""The client against the scripted server over real HTTP: replies, streaming, tools, formats, cost."""
+"""The client against the scripted server over real HTTP: replies, streams, tools, formats, cost."""
 
 from __future__ import annotations
 

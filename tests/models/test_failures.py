@@ -22,7 +22,7 @@ from moot.agents import (
     client_from_llm_config,
 )
 from moot.runtime import MootError
-from moot.testing import FakeClock, Reply, ScriptedModelServer
+from moot.testing import FakeClock, Reply, Responder, ScriptedModelServer
 
 
 def _client(server: ScriptedModelServer, retry: RetryPolicy) -> OpenAIClient:
@@ -32,7 +32,11 @@ def _client(server: ScriptedModelServer, retry: RetryPolicy) -> OpenAIClient:
 async def test_429_then_success_waits_as_long_as_retry_after_says(
     hello: list[dict[str, str]], retry: RetryPolicy, fake_time: FakeClock
 ) -> None:
-    script = [Reply(status=429, retry_after=3), Reply(status=429, retry_after=99), "finally"]
+    script: list[Responder] = [
+        Reply(status=429, retry_after=3),
+        Reply(status=429, retry_after=99),
+        "finally",
+    ]
     async with ScriptedModelServer(script) as server, _client(server, retry) as client:
         response = await client.create(hello)
 
@@ -44,7 +48,7 @@ async def test_429_then_success_waits_as_long_as_retry_after_says(
 async def test_500_is_retried_with_exponential_backoff_then_succeeds(
     hello: list[dict[str, str]], retry: RetryPolicy, fake_time: FakeClock
 ) -> None:
-    script = [Reply(status=500), Reply(status=503), "recovered"]
+    script: list[Responder] = [Reply(status=500), Reply(status=503), "recovered"]
     async with ScriptedModelServer(script) as server, _client(server, retry) as client:
         response = await client.create(hello)
 
@@ -118,7 +122,7 @@ async def test_hang_raises_model_timeout_at_the_overall_deadline(
         _client(server, policy) as client,
     ):
         with anyio.fail_after(5):  # the test's own guard, far beyond the deadline
-            with pytest.raises(ModelTimeoutError, match="0.3 s deadline"):
+            with pytest.raises(ModelTimeoutError, match=r"0\.3 s deadline"):
                 await client.create(hello, timeout=30)
         await server.wait_for(lambda s: s.disconnects == 1)
 
