@@ -223,7 +223,9 @@ class OpenAIClient(ModelClient):
         )
         key = None
         if self._cache is not None:
-            key = cache_key(self._url, {**body, "stream": False}, seed=self._cache_seed)
+            # A streamed and a plain call ask the same question: one cache entry serves both.
+            keyed = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+            key = cache_key(self._url, keyed, seed=self._cache_seed)
             hit = await self._cache.get(key)
             if hit is not None:
                 if on_token is not None and hit.content:

@@ -161,6 +161,7 @@ class ScriptedModelServer:
             self._task_group = None
             self._listener = None
             self._changed = None
+            self._port = None
 
     def __enter__(self) -> Self:
         stack = contextlib.ExitStack()

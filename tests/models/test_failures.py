@@ -65,11 +65,12 @@ async def test_retries_stop_after_max_attempts_with_the_typed_error(
     ):
         with pytest.raises(ProviderUnavailableError, match="upstream down") as caught:
             await client.create(hello)
+        base_url = server.base_url
 
     assert len(server.requests) == retry.max_attempts
     error = caught.value
     assert isinstance(error, MootError)
-    assert (error.status, error.model, error.base_url) == (502, "scripted", server.base_url)
+    assert (error.status, error.model, error.base_url) == (502, "scripted", base_url)
 
 
 @pytest.mark.parametrize(
