@@ -1,3 +1,47 @@
-"""moot.executors."""
+"""moot.executors: run the code agents write, locally, in pooled Docker sandboxes, or faked."""
 
-__all__: list[str] = []
+from ._base import Executor, ExecutorSession, safe_relative_path
+from ._docker import DockerExecutor, Mount, parse_bytes, reap_leftovers
+from ._errors import (
+    DockerUnavailableError,
+    ExecutorClosedError,
+    ExecutorError,
+    ImageError,
+    LeaseTimeoutError,
+    SandboxError,
+    UnsafePathError,
+)
+from ._extract import extract_code_blocks
+from ._function import CodeFunction, FunctionExecutor
+from ._image import build_image, image_tag
+from ._local import LocalExecutor
+from ._runner import OutputCap
+from ._types import CodeBlock, CodeResult, format_results, normalize_language
+
+__all__ = [
+    "CodeBlock",
+    "CodeFunction",
+    "CodeResult",
+    "DockerExecutor",
+    "DockerUnavailableError",
+    "Executor",
+    "ExecutorClosedError",
+    "ExecutorError",
+    "ExecutorSession",
+    "FunctionExecutor",
+    "ImageError",
+    "LeaseTimeoutError",
+    "LocalExecutor",
+    "Mount",
+    "OutputCap",
+    "SandboxError",
+    "UnsafePathError",
+    "build_image",
+    "extract_code_blocks",
+    "format_results",
+    "image_tag",
+    "normalize_language",
+    "parse_bytes",
+    "reap_leftovers",
+    "safe_relative_path",
+]

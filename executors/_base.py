@@ -1,0 +1,111 @@
+"""The executor seam: an `Executor` hands out one `ExecutorSession` per chat to run code blocks."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Self
+
+from ._errors import UnsafePathError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from contextlib import AbstractAsyncContextManager
+    from types import TracebackType
+
+    from ._types import CodeBlock, CodeResult
+
+WorkDir = str | os.PathLike[str]
+
+
+class ExecutorSession(ABC):
+    """What one chat holds for its lifetime: files written in one run are there in the next.
+
+    Calls on one session are serialized; run many chats concurrently with one session each.
+    """
+
+    @abstractmethod
+    async def run(self, block: CodeBlock, *, timeout: float | None = None) -> CodeResult:
+        """Run one block and return its result; a failing program is a result, not an error.
+
+        Raises:
+            UnsafePathError: the block's `# filename:` escapes the work dir.
+            ExecutorClosedError: the executor was closed before or during the run.
+            SandboxError: the sandbox itself failed (Docker only); the slot is replaced.
+        """
+
+    async def run_blocks(
+        self, blocks: Sequence[CodeBlock], *, timeout: float | None = None
+    ) -> list[CodeResult]:
+        """Run blocks in order and stop after the first one that exits non-zero.
+
+        Raises:
+            UnsafePathError: a block's `# filename:` escapes the work dir.
+            ExecutorClosedError: the executor was closed before or during a run.
+            SandboxError: the sandbox itself failed (Docker only).
+        """
+        results: list[CodeResult] = []
+        for block in blocks:
+            result = await self.run(block, timeout=timeout)
+            results.append(result)
+            if result.exit_code != 0:
+                break
+        return results
+
+
+class Executor(ABC):
+    """Runs code for chats; use it as `async with executor:` and open one session per chat."""
+
+    @abstractmethod
+    def session(
+        self, work_dir: WorkDir | None = None
+    ) -> AbstractAsyncContextManager[ExecutorSession]:
+        """Open a session whose code sees (and writes back to) `work_dir`; None means a scratch dir.
+
+        Raises:
+            ExecutorClosedError: the executor is closed.
+            LeaseTimeoutError: no sandbox slot became free in time (pooled executors).
+        """
+
+    async def start(self) -> None:  # noqa: B027 - optional hook, most executors need no start-up
+        """Prepare the executor (warm a pool, check the engine); called by `async with`."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release everything the executor holds; running jobs end with `ExecutorClosedError`."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def safe_relative_path(path: str) -> str:
+    """Normalize a work-dir-relative POSIX path, refusing absolute paths and `..` escapes.
+
+    Raises:
+        UnsafePathError: the path is empty, absolute, or leaves the work dir.
+    """
+    cleaned = path.strip().replace("\\", "/")
+    if not cleaned or "\x00" in cleaned:
+        raise UnsafePathError(f"Refusing the empty or invalid file path {path!r}.", path=path)
+    if cleaned.startswith("/") or posixpath.isabs(cleaned):
+        raise UnsafePathError(
+            f"Refusing the absolute file path {path!r}: files must stay inside the work dir.",
+            path=path,
+        )
+    normal = posixpath.normpath(cleaned)
+    if normal in {".", ".."} or normal.startswith("../"):
+        raise UnsafePathError(
+            f"Refusing the file path {path!r}: it leaves the work dir.",
+            path=path,
+        )
+    return normal

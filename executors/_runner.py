@@ -1,0 +1,482 @@
+"""The job runner that lives inside each sandbox container (stdlib only, runs as PID 2 under init).
+
+It reads one JSON request per line on stdin and writes one JSON reply per line on stdout, so code
+never appears in argv, on the host's disk or in Docker events. Each job runs in its own session
+under an unprivileged uid; at its end every process of that uid is killed. The module also holds
+`OutputCap`, which the local executor shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import builtins
+import contextlib
+import json
+import os
+import posixpath
+import shutil
+import signal
+import stat
+import sys
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+JOB_UID = 10000
+WORK_DIR = "/work"
+SCRATCH_DIR = "/run/moot"
+TMP_DIR = "/tmp"
+PROTOCOL = 1
+MAX_LINE = 1 << 30
+MAX_SNAPSHOT_ENTRIES = 10_000
+JOB_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": WORK_DIR,
+    "TMPDIR": TMP_DIR,
+    "LANG": "C.UTF-8",
+    "PYTHONPATH": WORK_DIR,
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+INTERPRETERS = {"python": "/usr/bin/python3", "sh": "/bin/sh", "bash": "/bin/bash"}
+SUFFIXES = {"python": ".py", "sh": ".sh", "bash": ".sh"}
+
+
+class OutputCap:
+    """Keep the first and last bytes of a stream within `limit`, counting what is dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(limit, 0)
+        self._head_limit = self.limit // 2
+        self._tail_limit = self.limit - self._head_limit
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        """Account for a chunk of output, keeping only what fits in head and tail."""
+        self.total += len(data)
+        room = self._head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data and self._tail_limit:
+            self.tail += data
+            if len(self.tail) > 2 * self._tail_limit:
+                del self.tail[: len(self.tail) - self._tail_limit]
+
+    def text(self) -> str:
+        """The kept output as UTF-8 (bad bytes replaced), with a marker where bytes were cut."""
+        tail = bytes(self.tail[-self._tail_limit :]) if self._tail_limit else b""
+        omitted = self.total - len(self.head) - len(tail)
+        head = bytes(self.head).decode("utf-8", "replace")
+        if omitted <= 0:
+            return (bytes(self.head) + tail).decode("utf-8", "replace")
+        marker = f"\n[... {omitted} bytes of output omitted ...]\n"
+        return head + marker + tail.decode("utf-8", "replace")
+
+
+def exit_status(status: int) -> int:
+    """A shell-style exit code from a wait status: the code, or 128 + signal number."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def safe_join(base: str, relative: str) -> str:
+    """Join a relative path under `base`, refusing absolute paths and `..` escapes."""
+    normal = posixpath.normpath(relative.replace("\\", "/"))
+    if not relative or normal.startswith(("/", "../")) or normal in {".", ".."}:
+        raise ValueError(f"unsafe path {relative!r}")
+    return posixpath.join(base, normal)
+
+
+@contextlib.contextmanager
+def as_job_user() -> Iterator[None]:
+    """Act with the job's uid for file work, so the runner never follows a job's trick as root."""
+    os.setegid(JOB_UID)
+    os.seteuid(JOB_UID)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def kill_job_user() -> None:
+    """Kill every process of the job uid, including setsid and double-fork escapees."""
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.setgroups([])
+                os.setgid(JOB_UID)
+                os.setuid(JOB_UID)
+                os.kill(-1, signal.SIGKILL)
+            except BaseException:
+                pass
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+
+def oom_kills() -> int:
+    """How many processes the container's memory cgroup has OOM-killed so far (v1 or v2)."""
+    for path, key in (
+        ("/sys/fs/cgroup/memory.events", "oom_kill"),
+        ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+    ):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        return int(value)
+        except OSError:
+            continue
+    return 0
+
+
+def snapshot(root: str) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every regular file under `root`, symlinks not followed."""
+    found: dict[str, tuple[int, int]] = {}
+    stack = [root]
+    while stack and len(found) < MAX_SNAPSHOT_ENTRIES:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                stack.append(entry.path)
+            elif stat.S_ISREG(info.st_mode):
+                found[posixpath.relpath(entry.path, root)] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+def write_file(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to `path` without following a symlink at the last component."""
+    os.makedirs(posixpath.dirname(path), exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    fd = os.open(path, flags, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def read_file(path: str, limit: int) -> bytes | None:
+    """Read a regular file of at most `limit` bytes, not following symlinks; None if refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def run_inline(code: str, path: str) -> None:  # pragma: no cover - runs in the forked job
+    """Fork mode: run Python source in this already-warm interpreter, then exit with its code."""
+    os.environ.clear()
+    os.environ.update(JOB_ENV)
+    sys.argv = [path]
+    sys.path[0] = WORK_DIR
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    code_rc = 0
+    try:
+        compiled = compile(code, path, "exec")
+        exec(compiled, {"__name__": "__main__", "__file__": path, "__builtins__": builtins})
+    except SyntaxError as exc:
+        sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+        code_rc = 1
+    except SystemExit as exc:
+        if exc.code is None:
+            code_rc = 0
+        elif isinstance(exc.code, int):
+            code_rc = exc.code & 0xFF
+        else:
+            sys.stderr.write(f"{exc.code}\n")
+            code_rc = 1
+    except BaseException as exc:
+        tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+        sys.stderr.write("Traceback (most recent call last):\n")
+        sys.stderr.write("".join(traceback.format_tb(tb)))
+        sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+        code_rc = 1
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code_rc)
+
+
+def start_child(argv: list[str], code: str, path: str, inline: bool, out_w: int, err_w: int) -> int:
+    """Fork the job: own session, OOM-preferred, job uid, work dir cwd, pipes as stdout/stderr."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # pragma: no cover - child
+        os.setsid()
+        with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as adj:
+            adj.write("1000")
+        os.setgroups([])
+        os.setgid(JOB_UID)
+        os.setuid(JOB_UID)
+        os.chdir(WORK_DIR)
+        devnull = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.closerange(3, 1 << 16)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        if inline:
+            run_inline(code, path)
+        os.execve(argv[0], argv, JOB_ENV)
+    except BaseException as exc:  # pragma: no cover - child
+        with contextlib.suppress(BaseException):
+            os.write(2, f"moot runner: cannot start the job: {exc}\n".encode())
+    os._exit(127)  # pragma: no cover - child
+
+
+class Runner:
+    """One request at a time for jobs; cancel, reset and ping are answered while a job runs."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.job_id: int | None = None
+        self.job_cancel: asyncio.Event | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        view = memoryview(data)
+        while view:
+            view = view[os.write(1, view) :]
+
+    async def serve(self) -> None:
+        reader = asyncio.StreamReader(limit=MAX_LINE)
+        await self.loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0)
+        )
+        self.send({"op": "ready", "protocol": PROTOCOL, "python": sys.version.split()[0]})
+        async with asyncio.TaskGroup() as group:
+            while line := await reader.readline():
+                request = json.loads(line)
+                op = request.get("op")
+                if op == "run":
+                    if self.job_id is not None:
+                        self.send({"id": request["id"], "error": "busy: a job is running"})
+                        continue
+                    self.job_id = request["id"]
+                    self.job_cancel = asyncio.Event()
+                    self.idle.clear()
+                    group.create_task(self.run(request))
+                elif op == "cancel":
+                    if self.job_cancel is not None and self.job_id == request.get("id"):
+                        self.job_cancel.set()
+                elif op == "reset":
+                    group.create_task(self.reset(request))
+                else:
+                    self.send({"id": request.get("id"), "ok": True, "op": op})
+            if self.job_cancel is not None:
+                self.job_cancel.set()
+
+    async def reset(self, request: dict[str, Any]) -> None:
+        """Wipe the slot for its next lease: stop the job, kill the uid, empty the tmpfs dirs."""
+        if self.job_cancel is not None:
+            self.job_cancel.set()
+        await self.idle.wait()
+        kill_job_user()
+        ok = True
+        with as_job_user():
+            ok = _empty_dir(WORK_DIR) and ok
+            ok = _empty_dir(TMP_DIR) and ok
+        ok = _empty_dir(SCRATCH_DIR) and ok
+        self.send({"id": request["id"], "ok": ok})
+
+    async def run(self, request: dict[str, Any]) -> None:
+        try:
+            reply = await self.execute(request)
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            self.job_id = None
+            self.job_cancel = None
+            self.idle.set()
+        reply["id"] = request["id"]
+        self.send(reply)
+
+    async def execute(self, request: dict[str, Any]) -> dict[str, Any]:
+        language = request["language"]
+        code: str = request["code"]
+        filename: str | None = request.get("filename")
+        timeout = float(request["timeout"])
+        limit = int(request["output_limit"])
+        file_limit = int(request["file_limit"])
+        interpreter = INTERPRETERS.get(language)
+        if interpreter is None:
+            return {"exit_code": 1, "stdout": "", "stderr": f"unknown language {language}\n"}
+        with as_job_user():
+            for item in request.get("files", ()):
+                target = safe_join(WORK_DIR, item["path"])
+                write_file(target, base64.b64decode(item["data"]))
+            before = snapshot(WORK_DIR)
+            if filename:
+                path = safe_join(WORK_DIR, filename)
+                write_file(path, code.encode())
+        if not filename:
+            path = posixpath.join(SCRATCH_DIR, f"job-{request['id']}{SUFFIXES[language]}")
+            write_file(path, code.encode())
+        inline = request.get("mode") == "fork" and language == "python"
+        stdout, stderr = OutputCap(limit), OutputCap(limit)
+        oom_before = oom_kills()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        started = time.monotonic()
+        pid = start_child([interpreter, path], code, path, inline, out_w, err_w)
+        os.close(out_w)
+        os.close(err_w)
+        drained = [self._drain(out_r, stdout), self._drain(err_r, stderr)]
+        exited = self._exited(pid)
+        cancel = self.job_cancel or asyncio.Event()
+        cancelled = asyncio.ensure_future(cancel.wait())
+        waiters: set[asyncio.Future[Any]] = {exited, cancelled}
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+        timed_out = exited not in done
+        if timed_out:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        cancelled.cancel()
+        kill_job_user()
+        status = await exited
+        duration = time.monotonic() - started
+        await asyncio.wait(drained, timeout=1.0)
+        for future in drained:
+            future.cancel()
+        exit_code = exit_status(status)
+        oom = exit_code == 128 + signal.SIGKILL and not timed_out and oom_kills() > oom_before
+        if timed_out:
+            exit_code = 124
+            stderr.feed(
+                f"\nTimeout: the job ran longer than {timeout:g} s and was killed.\n".encode()
+            )
+        elif oom:
+            exit_code = 137
+            stderr.feed(b"\nMemoryError: the job ran out of memory and was killed.\n")
+        with as_job_user():
+            after = snapshot(WORK_DIR)
+            changed = sorted(name for name, meta in after.items() if before.get(name) != meta)
+            files = []
+            budget = file_limit
+            for name in changed:
+                data = read_file(posixpath.join(WORK_DIR, name), budget)
+                if data is None:
+                    files.append({"path": name, "data": None})
+                    continue
+                budget -= len(data)
+                files.append({"path": name, "data": base64.b64encode(data).decode()})
+        if not filename:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return {
+            "exit_code": exit_code,
+            "stdout": stdout.text(),
+            "stderr": stderr.text(),
+            "timed_out": timed_out,
+            "oom_killed": oom,
+            "duration_s": duration,
+            "files": files,
+        }
+
+    def _exited(self, pid: int) -> asyncio.Future[int]:
+        future: asyncio.Future[int] = self.loop.create_future()
+        pidfd = os.pidfd_open(pid)
+
+        def ready() -> None:
+            self.loop.remove_reader(pidfd)
+            os.close(pidfd)
+            _, status = os.waitpid(pid, 0)
+            if not future.done():
+                future.set_result(status)
+
+        self.loop.add_reader(pidfd, ready)
+        return future
+
+    def _drain(self, fd: int, cap: OutputCap) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self.loop.create_future()
+        os.set_blocking(fd, False)
+        is_open = [True]
+
+        def finish(_: object = None) -> None:
+            if is_open[0]:
+                is_open[0] = False
+                self.loop.remove_reader(fd)
+                os.close(fd)
+            if not future.done():
+                future.set_result(None)
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                cap.feed(data)
+            else:
+                finish()
+
+        future.add_done_callback(finish)
+        self.loop.add_reader(fd, readable)
+        return future
+
+
+def _empty_dir(path: str) -> bool:
+    ok = True
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return False
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            ok = False
+    return ok
+
+
+def main() -> None:
+    """Serve jobs on stdin/stdout until the host closes stdin."""
+    os.setgroups([])
+    asyncio.run(_serve())
+
+
+async def _serve() -> None:
+    await Runner().serve()
+
+
+if __name__ == "__main__":
+    main()
