@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from ._clock import AsyncioClock, Clock
 from ._errors import AgentStoppedError, DeadlineExceededError, MailboxFullError
 
 if TYPE_CHECKING:
@@ -15,6 +16,12 @@ if TYPE_CHECKING:
     from ._ids import AgentId
 
 T = TypeVar("T")
+_LOOP_CLOCK = AsyncioClock()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,14 +41,20 @@ class Mailbox(Generic[T]):
     owner must re-check `len()` when its consumer stops, since items may arrive meanwhile.
     """
 
-    __slots__ = ("_closed", "_items", "_putters", "agent_id", "capacity", "on_ready")
+    __slots__ = ("_closed", "_items", "_putters", "agent_id", "capacity", "clock", "on_ready")
 
     def __init__(
-        self, capacity: int, agent_id: AgentId, on_ready: Callable[[], None] | None = None
+        self,
+        capacity: int,
+        agent_id: AgentId,
+        on_ready: Callable[[], None] | None = None,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
         self.capacity = capacity
+        self.clock = clock or _LOOP_CLOCK
         self.agent_id = agent_id
         self.on_ready = on_ready
         self._items: deque[T] | None = None
@@ -99,8 +112,8 @@ class Mailbox(Generic[T]):
         if self.on_ready is not None:
             self.on_ready()
 
-    async def put(self, item: T, *, timeout: float | None = None) -> None:
-        """Append `item`, waiting in line for room for at most `timeout` seconds.
+    async def put(self, item: T, *, deadline: float | None = None) -> None:
+        """Append `item`, waiting in line for room until `deadline` (on this mailbox's clock).
 
         Raises:
             DeadlineExceededError: no room freed up in time.
@@ -119,18 +132,17 @@ class Mailbox(Generic[T]):
             if self._putters is None:
                 self._putters = deque()
             self._putters.append(waiter)
+            timer = None if deadline is None else self.clock.call_at(deadline, _expire, waiter)
             try:
-                if timeout is None:
-                    await waiter
-                else:
-                    async with asyncio.timeout(timeout):
-                        await waiter
+                await waiter
             except TimeoutError:
                 raise DeadlineExceededError(
-                    f"no room in the mailbox of {self.agent_id} within {timeout} s",
+                    f"no room in the mailbox of {self.agent_id} before the deadline",
                     agent_id=self.agent_id,
                 ) from None
             finally:
+                if timer is not None:
+                    timer.cancel()
                 if not waiter.done():
                     waiter.cancel()
                 self._forget(waiter)

@@ -116,7 +116,7 @@ class _Actor:
         self.id = agent_id
         self.type = agent_type
         self.mailbox: Mailbox[Envelope | _Passivate] = Mailbox(
-            agent_type.mailbox_capacity, agent_id, lambda: runtime._ready(self)
+            agent_type.mailbox_capacity, agent_id, lambda: runtime._ready(self), clock=runtime.clock
         )
         self.agent: Agent | None = None
         self.task: asyncio.Task[None] | None = None
@@ -173,6 +173,7 @@ class Runtime:
         self._reaper_wake: asyncio.Future[None] | None = None
         self._reaper_target: float | None = None
         self._drained: asyncio.Event | None = None
+        self._halting = False  # stop's drain deadline passed: cancel, never restart a runner
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         self._accepted = self._handled = self._errored = 0
@@ -232,6 +233,7 @@ class Runtime:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
+        self._halting = True
         tasks = [a.task for a in self._actors.values() if a.task is not None]
         for task in tasks:
             task.cancel()
@@ -351,7 +353,11 @@ class Runtime:
         )
         if self._send_chain is None:
             return await self._send_core(env)
-        return await self._send_chain(env)
+        try:
+            return await self._send_chain(env)
+        except DropMessage as drop:
+            error = self._dropped_at_door(env, drop.reason)
+            raise error from None
 
     async def tell(
         self,
@@ -373,7 +379,10 @@ class Runtime:
         if self._tell_chain is None:
             await self._tell_core(env)
         else:
-            await self._tell_chain(env)
+            try:
+                await self._tell_chain(env)
+            except DropMessage as drop:
+                self._dropped_at_door(env, drop.reason)
 
     async def publish(
         self,
@@ -397,7 +406,10 @@ class Runtime:
         if self._publish_chain is None:
             await self._publish_core(env)
         else:
-            await self._publish_chain(env)
+            try:
+                await self._publish_chain(env)
+            except DropMessage as drop:
+                self._dropped_at_door(env, drop.reason)
 
     def statistics(self) -> RuntimeStatistics:
         """Delivery counts so far (see `RuntimeStatistics`)."""
@@ -430,10 +442,12 @@ class Runtime:
             if reg is None:
                 raise AgentNotFoundError(f"no agent type {agent_id.type!r}", agent_id=agent_id)
             actor = self._actors[agent_id] = _Actor(agent_id, reg, self)
+        actor.stopped = True  # before cancelling, so the runner does not restart itself
         if actor.task is not None and actor.task is not asyncio.current_task():
             actor.task.cancel()
             await asyncio.gather(actor.task, return_exceptions=True)
         self._close_actor(actor, DeadLetterReason.AGENT_STOPPED)
+        await self._save(actor)
 
     # ----------------------------------------------------------------- TransportHost
 
@@ -515,8 +529,7 @@ class Runtime:
         if env.fail_fast or len(mailbox) < mailbox.capacity:
             mailbox.put_nowait(env)
         else:
-            remaining = None if env.deadline is None else env.deadline - self.clock.now()
-            await mailbox.put(env, timeout=remaining)
+            await mailbox.put(env, deadline=env.deadline)
         self._accepted += 1
         self._in_flight += 1
 
@@ -647,7 +660,6 @@ class Runtime:
     def _ready(self, actor: _Actor) -> None:
         """Mailbox callback: an item arrived; make sure a task is draining this actor."""
         if actor.task is None:
-            actor.idle_since = None
             actor.task = asyncio.get_running_loop().create_task(self._drain(actor))
 
     async def _drain(self, actor: _Actor) -> None:
@@ -722,7 +734,7 @@ class Runtime:
                     self._drained.set()
         finally:
             actor.task = None
-            if not actor.stopped and not actor.retired and len(mailbox):
+            if not actor.stopped and not actor.retired and not self._halting and len(mailbox):
                 self._ready(actor)  # a message raced the exit: keep going in a fresh task
             elif actor.agent is not None and actor.type.idle_timeout is not None:
                 self._became_idle(actor)
@@ -834,6 +846,7 @@ class Runtime:
             self._escalate(actor, escalation)
         elif directive is Directive.STOP:
             log.warning("agent.stopped", agent=str(actor.id), error=repr(error))
+            actor.agent = None
             self._close_actor(actor, DeadLetterReason.AGENT_STOPPED)
         elif directive is Directive.ESCALATE:
             escalation = SupervisionError(f"agent {actor.id} failed and escalated: {error!r}")
@@ -842,6 +855,7 @@ class Runtime:
 
     def _escalate(self, actor: _Actor, error: SupervisionError) -> None:
         log.error("agent.escalated", agent=str(actor.id), error=str(error))
+        actor.agent = None
         self._close_actor(actor, DeadLetterReason.AGENT_STOPPED)
         self.escalations.append(error)
         if self._on_escalation is not None:
@@ -850,7 +864,6 @@ class Runtime:
     def _close_actor(self, actor: _Actor, reason: DeadLetterReason) -> None:
         """Stop an actor: settle everything still queued for it, refuse what comes later."""
         actor.stopped = True
-        actor.agent = None
         for item in actor.mailbox.close():
             if type(item) is _Passivate:
                 continue
@@ -901,6 +914,18 @@ class Runtime:
         if env.reply is not None and not env.reply.done():
             env.reply.set_exception(error)
         self._dead_letter(env, actor.id, DeadLetterReason.DROPPED_BY_INTERCEPTOR, error, reason)
+
+    def _dropped_at_door(self, env: Envelope, reason: str) -> MessageDroppedError:
+        """An interceptor dropped `env` before routing: accept it, dead-letter it, return the
+        error its sender should see."""
+        self._accept_one()
+        error = MessageDroppedError(
+            f"an interceptor dropped the message: {reason}", reason=reason, agent_id=env.recipient
+        )
+        self._dead_letter(
+            env, env.recipient, DeadLetterReason.DROPPED_BY_INTERCEPTOR, error, reason
+        )
+        return error
 
     def _dead_letter(
         self,

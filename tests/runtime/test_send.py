@@ -1,0 +1,197 @@
+"""Request/response: results, typed errors, deadlines, cancellation, backpressure, ordering."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from rt_helpers import Block, Boom, Ping, Worker, assert_balanced
+
+from moot.runtime import (
+    Agent,
+    AgentId,
+    AgentNotFoundError,
+    DeadlineExceededError,
+    Envelope,
+    HandlerError,
+    InvalidIdError,
+    MailboxFullError,
+    ManualClock,
+    NoHandlerError,
+    Runtime,
+    RuntimeStoppedError,
+    handler,
+)
+
+W = AgentId("worker", "a")
+
+
+async def test_send_returns_the_handler_result(runtime: Runtime) -> None:
+    assert await runtime.send(Ping(1), W) == 2
+    assert runtime.is_active(W)
+    assert_balanced(runtime)
+    assert runtime.statistics().handled == 1
+
+
+async def test_handler_exception_comes_back_typed_with_its_cause(runtime: Runtime) -> None:
+    with pytest.raises(HandlerError) as info:
+        await runtime.send(Boom("bad input"), W)
+    assert info.value.agent_id == W
+    assert isinstance(info.value.__cause__, ValueError)
+    assert str(info.value.__cause__) == "bad input"
+    assert await runtime.send(Ping(5), W) == 6  # a failed request does not stop the agent
+    assert runtime.statistics().errored == 1
+    assert_balanced(runtime)
+
+
+async def test_no_handler_is_a_typed_error_for_the_sender(runtime: Runtime) -> None:
+    with pytest.raises(NoHandlerError, match="no handler for str"):
+        await runtime.send("text", W)
+    assert_balanced(runtime)
+
+
+async def test_unknown_agent_type_and_bad_ids_are_rejected(runtime: Runtime) -> None:
+    with pytest.raises(AgentNotFoundError) as info:
+        await runtime.send(Ping(1), AgentId("ghost", "1"))
+    assert info.value.agent_id == AgentId("ghost", "1")
+    with pytest.raises(InvalidIdError):
+        await runtime.send(Ping(1), "worker/a")  # type: ignore[arg-type]
+    assert runtime.statistics().rejected == 2
+    assert runtime.statistics().accepted == 0
+
+
+async def test_deadline_fails_the_caller_and_cancels_the_handler(
+    runtime: Runtime, clock: ManualClock
+) -> None:
+    block = Block(gate=asyncio.Event())
+    call = asyncio.create_task(runtime.send(block, W, timeout=2.0))
+    await block.started.wait()
+    clock.advance(1.9)
+    await asyncio.sleep(0)
+    assert not call.done()
+    clock.advance(0.2)
+    with pytest.raises(DeadlineExceededError) as info:
+        await call
+    assert isinstance(info.value, TimeoutError)
+    assert info.value.agent_id == W
+    assert await runtime.send(Ping(1), W) == 2  # the turn ended; the agent goes on
+    assert block.cancelled == [True]
+    assert_balanced(runtime)
+
+
+async def test_cancelling_the_caller_cancels_the_handler(runtime: Runtime) -> None:
+    block = Block(gate=asyncio.Event())
+    call = asyncio.create_task(runtime.send(block, W))
+    await block.started.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await runtime.send(Ping(1), W) == 2
+    assert block.cancelled == [True]
+    assert_balanced(runtime)
+    assert runtime.statistics().in_flight == 0
+
+
+async def test_cancelled_while_queued_is_skipped_not_run(runtime: Runtime) -> None:
+    gate = asyncio.Event()
+    first = Block(gate=gate)
+    queued = Block(gate=gate)
+    running = asyncio.create_task(runtime.send(first, W))
+    await first.started.wait()
+    waiting = asyncio.create_task(runtime.send(queued, W))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    gate.set()
+    assert await running == "released"
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await runtime.send(Ping(0), W)
+    assert not queued.started.is_set()
+    assert_balanced(runtime)
+
+
+async def test_fail_fast_on_a_full_mailbox_and_waiting_backpressure(runtime: Runtime) -> None:
+    gate = asyncio.Event()
+    first = Block(gate=gate)
+    busy = asyncio.create_task(runtime.send(first, W))
+    await first.started.wait()
+    queued = [asyncio.create_task(runtime.send(Ping(i), W)) for i in range(4)]
+    await asyncio.sleep(0)
+    with pytest.raises(MailboxFullError):
+        await runtime.send(Ping(99), W, fail_fast=True)
+    waiter = asyncio.create_task(runtime.send(Ping(4), W))
+    await asyncio.sleep(0)
+    stats = runtime.mailbox_statistics(W)
+    assert stats is not None
+    assert (stats.depth, stats.capacity, stats.waiting_senders) == (4, 4, 1)
+    gate.set()
+    assert await busy == "released"
+    assert [await q for q in queued] == [1, 2, 3, 4]
+    assert await waiter == 5
+    assert_balanced(runtime)
+
+
+async def test_one_message_at_a_time_in_arrival_order() -> None:
+    active = 0
+    peak = 0
+    order: list[int] = []
+
+    class Serial(Agent):
+        @handler
+        async def on_ping(self, message: Ping, ctx: Envelope) -> None:
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0)
+            order.append(message.n)
+            active -= 1
+
+    async with Runtime() as rt:
+        rt.register("serial", Serial)
+        await asyncio.gather(*(rt.send(Ping(i), AgentId("serial", "1")) for i in range(50)))
+    assert peak == 1
+    assert order == list(range(50))
+
+
+async def test_each_key_is_its_own_instance(runtime: Runtime) -> None:
+    await runtime.send(Ping(1), AgentId("worker", "x"))
+    await runtime.send(Ping(2), AgentId("worker", "y"))
+    assert Worker.built == 2
+
+
+async def test_send_outside_running_state_is_refused() -> None:
+    rt = Runtime()
+    rt.register("worker", Worker)
+    with pytest.raises(RuntimeStoppedError, match="created"):
+        await rt.send(Ping(1), W)
+    async with rt:
+        assert await rt.send(Ping(1), W) == 2
+    with pytest.raises(RuntimeStoppedError, match="stopped"):
+        await rt.send(Ping(1), W)
+
+
+@dataclass
+class Chain:
+    hops: int
+
+
+async def test_nested_sends_carry_correlation_and_deadline() -> None:
+    seen: list[tuple[str, float | None]] = []
+
+    class Relay(Agent):
+        @handler
+        async def on_chain(self, message: Chain, ctx: Envelope) -> int:
+            seen.append((ctx.correlation_id, ctx.deadline))
+            if message.hops == 0:
+                return 0
+            nxt = AgentId("relay", str(message.hops - 1))
+            result: int = await self.context.send(Chain(message.hops - 1), nxt)
+            return result + 1
+
+    clock = ManualClock()
+    async with Runtime(clock=clock) as rt:
+        rt.register("relay", Relay)
+        assert await rt.send(Chain(3), AgentId("relay", "3"), timeout=10) == 3
+    assert len({c for c, _ in seen}) == 1
+    assert {d for _, d in seen} == {10.0}
