@@ -324,6 +324,9 @@ class OpenAIClient(ModelClient):
             ) from exc
         if response.status_code >= 400:
             raise self._status_error(response)
+        return self._parse(response)
+
+    def _parse(self, response: httpx.Response) -> ModelResponse:
         try:
             wire = WireCompletion.model_validate_json(response.content)
         except pydantic.ValidationError as exc:
@@ -364,6 +367,13 @@ class OpenAIClient(ModelClient):
                 if status >= 400:
                     await response.aread()
                     raise self._status_error(response)
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    # The server ignored `stream`: take the whole answer and hand it over at once.
+                    await response.aread()
+                    whole = self._parse(response)
+                    if whole.content and on_token is not None:
+                        await _deliver(on_token, whole.content)
+                    return whole
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
