@@ -43,6 +43,18 @@ class ModelConfig(BaseModel):
     def _collect_extra_params(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
+        data = dict(data)
+        # AutoGen spellings that are not request parameters.
+        if "azure_endpoint" in data:
+            data.setdefault("base_url", data.pop("azure_endpoint"))
+        if "organization" in data:
+            headers = dict(data.get("default_headers") or {})
+            headers["OpenAI-Organization"] = data.pop("organization")
+            data["default_headers"] = headers
+        if data.get("api_rate_limit"):
+            data.setdefault("requests_per_minute", float(data.pop("api_rate_limit")) * 60)
+        for ignored in ("api_rate_limit", "max_retries"):  # retries belong to the RetryPolicy
+            data.pop(ignored, None)
         known = {key: value for key, value in data.items() if key in cls.model_fields}
         extra = {key: value for key, value in data.items() if key not in cls.model_fields}
         if extra:

@@ -30,7 +30,7 @@ class RetryPolicy:
     max_attempts: int = 4
     base_delay: float = 0.5
     max_delay: float = 30.0
-    deadline: float | None = 300.0
+    deadline: float | None = 900.0
     retry_after_cap: float = 60.0
     sleep: Callable[[float], Awaitable[None]] = field(default=anyio.sleep, repr=False)
     random: Callable[[], float] = field(default=random.random, repr=False)

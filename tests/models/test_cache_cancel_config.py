@@ -107,6 +107,24 @@ def test_llm_config_reads_autogen_dicts() -> None:
     assert "sk-1" not in repr(first)
 
 
+def test_autogen_entry_keys_that_are_not_request_parameters_are_translated() -> None:
+    entry = ModelConfig.model_validate(
+        {
+            "model": "gpt-4o",
+            "api_type": "azure",
+            "azure_endpoint": "https://example.openai.azure.com/",
+            "api_version": "2024-10-21",
+            "organization": "org-1",
+            "api_rate_limit": 2.0,
+            "max_retries": 9,
+        }
+    )
+    assert entry.base_url == "https://example.openai.azure.com"
+    assert entry.default_headers == {"OpenAI-Organization": "org-1"}
+    assert entry.requests_per_minute == 120.0
+    assert entry.params == {}
+
+
 def test_llm_config_accepts_a_single_top_level_entry_and_odd_api_type_spellings() -> None:
     config = LLMConfig.from_autogen({"model": "gpt-4o", "api_key": "k", "temperature": 0})
     assert [e.model for e in config.entries()] == ["gpt-4o"]
