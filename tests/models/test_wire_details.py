@@ -15,14 +15,14 @@ from moot.agents import (
     RateLimitError,
     RetryPolicy,
 )
-from moot.testing import FakeClock, Reply, ScriptedModelServer
+from moot.testing import FakeClock, Reply, Responder, ScriptedModelServer
 
 
 async def test_retry_after_ms_and_http_dates_are_understood(
     hello: list[dict[str, str]], retry: RetryPolicy, fake_time: FakeClock
 ) -> None:
     soon = email.utils.formatdate(time.time() + 120, usegmt=True)
-    script = [
+    script: list[Responder] = [
         Reply(status=429, headers={"retry-after-ms": "1500"}),
         Reply(status=503, headers={"retry-after": soon}),
         "done",
