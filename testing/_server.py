@@ -232,7 +232,15 @@ class ScriptedModelServer:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             await _send_error(stream, 400, "the request body must be JSON with a 'messages' list")
             return True
-        reply = self._pick(request)
+        try:
+            reply = self._pick(request)
+        except Exception as exc:  # a test's responder failed: answer loudly, keep serving
+            problem = (
+                f"ScriptedModelServer: the responder for request #{request.index} raised {exc!r}"
+            )
+            self.errors.append(problem)
+            await _send_error(stream, 500, problem)
+            return True
         if reply is None:
             problem = (
                 f"ScriptedModelServer: the script has no reply left for request #{request.index}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -84,3 +86,23 @@ def test_sync_mode_runs_on_a_background_thread_and_streams_sse() -> None:
     assert len(server.requests) == 1
     with pytest.raises(RuntimeError, match="not running"):
         _ = server.base_url
+
+
+async def test_latency_delays_the_answer_and_a_failing_responder_answers_500() -> None:
+    def broken(_: RecordedRequest) -> str:
+        raise KeyError("oops")
+
+    async with (
+        ScriptedModelServer([Reply("late", latency=0.05), broken]) as server,
+        httpx.AsyncClient(base_url=server.base_url) as http,
+    ):
+        started = time.perf_counter()
+        late = await http.post("/chat/completions", json=_chat("a"))
+        elapsed = time.perf_counter() - started
+        failed = await http.post("/chat/completions", json=_chat("b"))
+
+    assert late.json()["choices"][0]["message"]["content"] == "late"
+    assert elapsed >= 0.05
+    assert failed.status_code == 500
+    assert "the responder for request #1 raised KeyError('oops')" in failed.text
+    assert server.errors == [failed.json()["error"]["message"]]
