@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import hashlib
 import json
 import os
 from collections import OrderedDict
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ def cache_key(endpoint: str, body: Mapping[str, Any], *, seed: int | None = None
 
 
 def _encode(response: ModelResponse) -> str:
-    return json.dumps(asdict(response))
+    return json.dumps(dataclasses.asdict(response))
 
 
 def _decode(text: str) -> ModelResponse:
@@ -67,15 +67,7 @@ class InMemoryCache(ResponseCache):
         if found is None:
             return None
         self._entries.move_to_end(key)
-        return ModelResponse(
-            content=found.content,
-            tool_calls=found.tool_calls,
-            finish_reason=found.finish_reason,
-            model=found.model,
-            usage=found.usage,
-            cost=found.cost,
-            cached=True,
-        )
+        return dataclasses.replace(found, cached=True)
 
     async def set(self, key: str, response: ModelResponse) -> None:
         self._entries[key] = response
