@@ -26,6 +26,8 @@ from ._errors import (
 from ._ids import AgentId, TopicId
 from ._interceptors import DropMessage, Interceptor
 from ._mailbox import Mailbox, MailboxStatistics
+from ._nats_errors import NoRespondersError, PayloadTooLargeError, TransportUnavailableError
+from ._nats_transport import NatsTransport
 from ._runtime import AgentType, Runtime, RuntimeStatistics, State
 from ._serialization import MessageCodec
 from ._state import InMemoryStateStore, StateStore
@@ -75,8 +77,11 @@ __all__ = [
     "ManualClock",
     "MessageCodec",
     "MessageDroppedError",
+    "NatsTransport",
     "MootError",
     "NoHandlerError",
+    "NoRespondersError",
+    "PayloadTooLargeError",
     "PrefixSubscription",
     "RegistrationError",
     "Restart",
@@ -97,6 +102,7 @@ __all__ = [
     "TopicId",
     "Transport",
     "TransportHost",
+    "TransportUnavailableError",
     "TypeSubscription",
     "UnknownMessageTypeError",
     "handler",

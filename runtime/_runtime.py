@@ -107,6 +107,7 @@ class _Actor:
         "idle_since",
         "mailbox",
         "retired",
+        "runtime",
         "stopped",
         "task",
         "type",
@@ -115,8 +116,9 @@ class _Actor:
     def __init__(self, agent_id: AgentId, agent_type: AgentType, runtime: Runtime) -> None:
         self.id = agent_id
         self.type = agent_type
+        self.runtime = runtime
         self.mailbox: Mailbox[Envelope | _Passivate] = Mailbox(
-            agent_type.mailbox_capacity, agent_id, lambda: runtime._ready(self), clock=runtime.clock
+            agent_type.mailbox_capacity, agent_id, self.wake, clock=runtime.clock
         )
         self.agent: Agent | None = None
         self.task: asyncio.Task[None] | None = None
@@ -126,6 +128,10 @@ class _Actor:
         self.idle_since: float | None = None
         self.stopped = False
         self.retired = False
+
+    def wake(self) -> None:
+        """Mailbox callback: it went from empty to non-empty."""
+        self.runtime._ready(self)
 
 
 class Runtime:
@@ -457,6 +463,18 @@ class Runtime:
             return await self._send_local(envelope)
         await self._tell_local(envelope)
         return None
+
+    def reject_inbound(
+        self,
+        envelope: Envelope,
+        reason: DeadLetterReason,
+        error: BaseException | None,
+        detail: str = "",
+    ) -> None:
+        """Settle an envelope a transport received but could not deliver (e.g. a message type
+        unknown here): it counts as accepted and becomes a dead letter with `reason`."""
+        self._accept_one()
+        self._dead_letter(envelope, envelope.recipient, reason, error, detail)
 
     # ----------------------------------------------------------------- internals: accepting
 

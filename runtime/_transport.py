@@ -11,19 +11,45 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ._clock import Clock
+    from ._deadletters import DeadLetterReason
     from ._envelope import Envelope
     from ._ids import AgentId
+    from ._serialization import MessageCodec
 
 
 class TransportHost(Protocol):
-    """The runtime as a transport sees it: the local side of every delivery."""
+    """The runtime as a transport sees it: the local side of every delivery.
+
+    `clock` is where deadlines live (a transport sends the time left, not the deadline), and
+    `codec` turns messages into JSON and back.
+    """
+
+    clock: Clock
+    codec: MessageCodec
 
     async def deliver(self, envelope: Envelope) -> Any:
-        """Deliver an inbound envelope to a local agent; a SEND returns the handler's result."""
+        """Deliver an inbound envelope to a local agent.
+
+        A SEND returns the handler's result or raises its typed error. A TELL or PUBLISH returns
+        once accepted into the mailbox; when the transport sets `envelope.reply`, that future
+        resolves when the message is settled (handled, or failed with a typed error), which lets
+        a transport acknowledge only after handling.
+        """
         ...
 
     def agent_types(self) -> frozenset[str]:
         """The agent types registered in this process."""
+        ...
+
+    def reject_inbound(
+        self,
+        envelope: Envelope,
+        reason: DeadLetterReason,
+        error: BaseException | None,
+        detail: str = "",
+    ) -> None:
+        """Count an inbound envelope the transport could not deliver and dead-letter it."""
         ...
 
 

@@ -1,0 +1,753 @@
+"""The NATS transport: the same agents across processes, through a nats-server with JetStream.
+
+How a message travels (see docs/distributed.md for the whole picture):
+
+- SEND is NATS request/reply to `<prefix>.req.<node>.<type>.<key>`, where `<node>` is the worker
+  that owns the key. The remaining deadline travels with it; "no responders" is a typed error
+  at once; a remote failure comes back as the same typed error.
+- TELL and each recipient of a PUBLISH go through the JetStream stream `<prefix>_tells` on
+  `<prefix>.tell.<node>.<type>.<key>`, with the message id as `Nats-Msg-Id` (deduplication).
+  Each worker pulls from its own durable consumer and acks only once the handler finished
+  (at-least-once); `max_ack_pending` bounds what is in flight. When a worker dies, a survivor
+  adopts its consumer, so what it had accepted is redelivered to the keys' new owners.
+- Placement: workers announce themselves (and the agent types they host) in the KV bucket
+  `<prefix>_members`, heartbeating within its TTL. A key is owned through a lease in the KV
+  bucket `<prefix>_leases`, taken with compare-and-set, so two workers never run it at once.
+  A new key goes to its rendezvous-hash winner among the live workers hosting its type; a lease
+  stays with a live owner and moves (again by rendezvous) when its owner leaves or dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Coroutine, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ._deadletters import DeadLetterReason
+from ._envelope import Envelope, Kind
+from ._errors import (
+    AgentNotFoundError,
+    DeadlineExceededError,
+    LifecycleError,
+    MootError,
+    RuntimeStoppedError,
+    SerializationError,
+)
+from ._ids import AgentId, TopicId
+from ._nats_errors import (
+    NoRespondersError,
+    PayloadTooLargeError,
+    TransportUnavailableError,
+    error_from_wire,
+    error_to_wire,
+)
+from ._nats_placement import Membership, agent_tokens, lease_key, rendezvous_name
+from ._transport import Transport, TransportHost
+
+if TYPE_CHECKING:
+    from ._clock import Clock
+
+log = structlog.get_logger("moot.runtime.nats")
+
+_MOVED = "moved"  # reply status: the key is leased to another worker, named in "owner"
+
+
+class _Tasks:
+    """Owner of the transport's background work: spawned here, cancelled and awaited in aclose."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("nats.task_failed", error=repr(task.exception()))
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class NatsTransport(Transport):
+    """Carries envelopes between runtimes through a nats-server with JetStream.
+
+    Every process (workers and clients) registers the same agent types it hosts, message types
+    and subscriptions before `start`; a process with no agent types is a pure client.
+
+    `connect_options` go to `nats.connect` unchanged: `tls=ssl_context`, `user`/`password`,
+    `token`, `nkeys_seed`, `user_credentials`, ...
+    """
+
+    def __init__(
+        self,
+        servers: str | list[str] = "nats://127.0.0.1:4222",
+        *,
+        prefix: str = "moot",
+        name: str | None = None,
+        connect_options: Mapping[str, Any] | None = None,
+        heartbeat: float = 1.0,
+        member_ttl: float = 5.0,
+        ack_wait: float = 30.0,
+        max_inflight: int = 256,
+        request_timeout: float = 30.0,
+        publish_timeout: float = 5.0,
+        reconnect_wait: float = 0.5,
+        max_buffered_bytes: int = 2 * 1024 * 1024,
+        max_hops: int = 4,
+    ) -> None:
+        if not prefix or not prefix.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"prefix must be letters, digits, '_' or '-'; got {prefix!r}")
+        if not 0 < heartbeat < member_ttl:
+            raise ValueError("need 0 < heartbeat < member_ttl")
+        self.servers = servers
+        self.prefix = prefix
+        self.node = os.urandom(6).hex()
+        self.name = name or f"moot-{self.node}"
+        self._connect_options = dict(connect_options or {})
+        self.heartbeat = heartbeat
+        self.member_ttl = member_ttl
+        self.ack_wait = ack_wait
+        self.max_inflight = max_inflight
+        self.request_timeout = request_timeout
+        self.publish_timeout = publish_timeout
+        self.reconnect_wait = reconnect_wait
+        self.max_buffered_bytes = max_buffered_bytes
+        self.max_hops = max_hops
+        self.membership = Membership(member_ttl)
+        self.stream = f"{prefix}_tells"
+        self._host: TransportHost | None = None
+        self._clock: Clock | None = None
+        self._nc: Any = None
+        self._js: Any = None
+        self._members_kv: Any = None
+        self._leases_kv: Any = None
+        self._types: frozenset[str] = frozenset()
+        self._held: set[AgentId] = set()  # keys whose lease we hold: delivered locally
+        self._owners: dict[AgentId, str] = {}  # learned from "moved" replies
+        self._acquiring: dict[AgentId, asyncio.Future[str | None]] = {}
+        self._adopted: set[str] = set()
+        self._member_rev = 0
+        self._connected = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._tasks = _Tasks()
+        self._closing = False
+        self._started = False
+        self.delivered_tells = 0  # tells handled here and acked
+        self.redelivered = 0  # tells that arrived here more than once
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self, host: TransportHost) -> None:
+        """Connect, set up the stream and buckets, join the membership, start serving.
+
+        Raises:
+            LifecycleError: started twice.
+            TransportUnavailableError: the server cannot be reached or has no JetStream.
+        """
+        if self._started:
+            raise LifecycleError("Cannot start a NATS transport twice.")
+        self._started = True
+        try:
+            import nats
+        except ImportError as exc:  # pragma: no cover - the optional extra is missing
+            raise LifecycleError(
+                "the NATS transport needs nats-py: pip install 'moot[nats]'"
+            ) from exc
+        self._host = host
+        self._clock = host.clock
+        self._types = host.agent_types()
+        try:
+            self._nc = await nats.connect(
+                self.servers,
+                name=self.name,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=self.reconnect_wait,
+                pending_size=self.max_buffered_bytes,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+                error_cb=self._on_error,
+                **self._connect_options,
+            )
+            self._connected.set()
+            self._js = self._nc.jetstream(timeout=self.publish_timeout)
+            await self._setup_jetstream()
+            await self._nc.subscribe(f"$KV.{self.prefix}_members.>", cb=self._on_member_update)
+            await self._load_members()
+            if self._types:
+                await self._nc.subscribe(
+                    f"{self.prefix}.req.{self.node}.>", cb=self._on_request, pending_msgs_limit=0
+                )
+                await self._join()
+        except MootError:
+            await self._close_connection()
+            raise
+        except Exception as exc:
+            await self._close_connection()
+            raise TransportUnavailableError(f"cannot start the NATS transport: {exc!r}") from exc
+        self._tasks.spawn(self._heartbeat_loop())
+        log.info("nats.started", node=self.node, types=sorted(self._types))
+
+    async def aclose(self) -> None:
+        """Leave the membership, stop serving and disconnect. Unacked tells are redelivered."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._nc is not None and self._types and self._nc.is_connected:
+            with contextlib.suppress(Exception):
+                await self._members_kv.delete(self.node)
+        await self._tasks.aclose()
+        await self._close_connection()
+        log.info("nats.closed", node=self.node)
+
+    async def _close_connection(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    async def _setup_jetstream(self) -> None:
+        from nats.js.api import RetentionPolicy, StorageType
+        from nats.js.errors import BucketNotFoundError, NotFoundError
+
+        try:
+            await self._js.stream_info(self.stream)
+        except NotFoundError:
+            await self._js.add_stream(
+                name=self.stream,
+                subjects=[f"{self.prefix}.tell.>"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+            )
+        for attr, bucket, ttl in (
+            ("_members_kv", f"{self.prefix}_members", self.member_ttl),
+            ("_leases_kv", f"{self.prefix}_leases", None),
+        ):
+            try:
+                kv = await self._js.key_value(bucket)
+            except BucketNotFoundError:
+                kv = await self._js.create_key_value(bucket=bucket, ttl=ttl, history=1)
+            setattr(self, attr, kv)
+
+    async def _join(self) -> None:
+        from nats.js.api import AckPolicy, ConsumerConfig
+
+        durable = f"n_{self.node}"
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_ack_pending=self.max_inflight,
+            filter_subject=f"{self.prefix}.tell.{self.node}.>",
+        )
+        await self._js.add_consumer(self.stream, config=config)
+        sub = await self._js.pull_subscribe_bind(durable=durable, stream=self.stream)
+        self._tasks.spawn(self._pull_loop(sub, self.node))
+        record = json.dumps({"types": sorted(self._types)}).encode()
+        self._member_rev = await self._members_kv.create(self.node, record)
+        self.membership.heard(self.node, self._types, _now())
+
+    # ----------------------------------------------------------------- connection events
+
+    async def _on_disconnected(self) -> None:
+        self._connected.clear()
+        log.warning("nats.disconnected", node=self.node)
+
+    async def _on_reconnected(self) -> None:
+        self.membership.refresh(_now())  # we were the silent one
+        self._connected.set()
+        log.info("nats.reconnected", node=self.node)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("nats.error", node=self.node, error=repr(exc))
+
+    # ----------------------------------------------------------------- membership
+
+    async def _load_members(self) -> None:
+        watcher = await self._members_kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                if entry.operation is None and entry.value:
+                    self._heard(entry.key, entry.value)
+        finally:
+            await watcher.stop()
+
+    async def _on_member_update(self, msg: Any) -> None:
+        node = msg.subject.rsplit(".", 1)[-1]
+        op = msg.headers.get("KV-Operation") if msg.headers else None
+        if op in ("DEL", "PURGE"):
+            if self.membership.left(node):
+                self._membership_changed([node])
+        elif msg.data:
+            self._heard(node, msg.data)
+
+    def _heard(self, node: str, raw: bytes) -> None:
+        try:
+            types = frozenset(json.loads(raw)["types"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("nats.bad_member_record", node=node)
+            return
+        if self.membership.heard(node, types, _now()):
+            log.info("nats.member_joined", node=node, types=sorted(types))
+
+    async def _heartbeat_loop(self) -> None:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        record = json.dumps({"types": sorted(self._types)}).encode()
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if not self._connected.is_set():
+                continue
+            if self._types:
+                try:
+                    self._member_rev = await self._members_kv.update(
+                        self.node, record, last=self._member_rev
+                    )
+                except KeyWrongLastSequenceError:
+                    # Our record expired (we were silent past the ttl): others may have taken
+                    # our leases. Forget the ones we cached so each is checked again, rejoin.
+                    log.warning("nats.member_expired", node=self.node)
+                    self._held.clear()
+                    with contextlib.suppress(Exception):
+                        self._member_rev = await self._members_kv.create(self.node, record)
+                except Exception as exc:
+                    log.warning("nats.heartbeat_failed", node=self.node, error=repr(exc))
+                else:
+                    self.membership.heard(self.node, self._types, _now())
+            gone = self.membership.expire(_now())
+            if gone:
+                self._membership_changed(gone)
+            if self._types:
+                await self._adopt_orphans()
+
+    def _membership_changed(self, gone: list[str]) -> None:
+        log.info("nats.members_left", nodes=gone)
+        dead = set(gone)
+        for agent_id in [a for a, n in self._owners.items() if n in dead]:
+            del self._owners[agent_id]
+
+    async def _adopt_orphans(self) -> None:
+        """Pull from the consumers of dead workers that rendezvous hashing gives us."""
+        try:
+            infos = await self._js._jsm.consumers_info(self.stream)
+        except Exception as exc:
+            log.warning("nats.consumers_info_failed", error=repr(exc))
+            return
+        live = self.membership.nodes()
+        for info in infos:
+            durable = info.config.durable_name or ""
+            node = durable[2:] if durable.startswith("n_") else ""
+            if not node or node in live or durable in self._adopted:
+                continue
+            heir = rendezvous_name(f"consumer:{node}", live)
+            if heir != self.node:
+                continue
+            try:
+                sub = await self._js.pull_subscribe_bind(durable=durable, stream=self.stream)
+            except Exception as exc:
+                log.warning("nats.adopt_failed", consumer=durable, error=repr(exc))
+                continue
+            self._adopted.add(durable)
+            log.info("nats.adopted", consumer=durable, node=self.node)
+            self._tasks.spawn(self._pull_loop(sub, node))
+
+    # ----------------------------------------------------------------- placement
+
+    def is_local(self, agent_id: AgentId) -> bool:
+        return agent_id in self._held
+
+    def _route(self, agent_id: AgentId) -> str:
+        owner = self._owners.get(agent_id)
+        if owner is not None and owner in self.membership:
+            return owner
+        owner = self.membership.owner(agent_id)
+        if owner is None:
+            raise NoRespondersError(
+                f"no live worker hosts agent type {agent_id.type!r}", agent_id=agent_id
+            )
+        return owner
+
+    async def _acquire(self, agent_id: AgentId) -> str | None:
+        """Make sure we may run `agent_id`: None when we own it, else the owner to send to."""
+        if agent_id in self._held:
+            return None
+        if agent_id.type not in self._types:
+            raise AgentNotFoundError(
+                f"agent type {agent_id.type!r} is not hosted by worker {self.node}",
+                agent_id=agent_id,
+            )
+        pending = self._acquiring.get(agent_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._acquiring[agent_id] = future
+        try:
+            owner = await self._take_lease(agent_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it
+            raise
+        else:
+            future.set_result(owner)
+            return owner
+        finally:
+            del self._acquiring[agent_id]
+
+    async def _take_lease(self, agent_id: AgentId) -> str | None:
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+        key = lease_key(agent_id)
+        me = self.node.encode()
+        for _ in range(8):
+            try:
+                entry = await self._leases_kv.get(key)
+            except KeyNotFoundError:
+                entry = None
+            holder = entry.value.decode() if entry is not None and entry.value else None
+            if holder == self.node:
+                self._held.add(agent_id)
+                return None
+            if holder is not None and holder in self.membership:
+                self._owners[agent_id] = holder
+                return holder
+            heir = self.membership.owner(agent_id)
+            if heir is not None and heir != self.node:
+                return heir
+            try:
+                if entry is None:
+                    await self._leases_kv.create(key, me)
+                else:
+                    await self._leases_kv.update(key, me, last=entry.revision)
+            except KeyWrongLastSequenceError:
+                continue  # someone else moved first: read again
+            self._held.add(agent_id)
+            log.info("nats.lease_taken", agent=str(agent_id), node=self.node, previous=holder)
+            return None
+        raise TransportUnavailableError(f"could not settle the lease of {agent_id}")
+
+    # ----------------------------------------------------------------- wire format
+
+    def _encode(self, env: Envelope, remaining: float | None, hops: int = 0) -> bytes:
+        host = self._host
+        assert host is not None and env.recipient is not None
+        body = {
+            "to": [env.recipient.type, env.recipient.key],
+            "m": host.codec.encode(env.message),
+            "k": env.kind.value,
+            "id": env.message_id,
+            "c": env.correlation_id,
+            "s": None if env.sender is None else [env.sender.type, env.sender.key],
+            "p": None if env.topic is None else [env.topic.type, env.topic.source],
+            "t": remaining,
+            "h": hops,
+        }
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        self._check_size(payload, env.recipient)
+        return payload
+
+    def _check_size(self, payload: bytes, agent_id: AgentId) -> None:
+        limit = self._nc.max_payload if self._nc is not None else 1024 * 1024
+        if len(payload) > limit - 512:  # room for the subject and headers
+            raise PayloadTooLargeError(
+                f"a message to {agent_id} encodes to {len(payload)} bytes; the server takes at"
+                f" most {limit} (send a reference, e.g. an object store key, instead)",
+                size=len(payload),
+                limit=limit,
+            )
+
+    def _decode(self, body: dict[str, Any], reply: asyncio.Future[Any] | None) -> Envelope:
+        """An envelope from a wire body; its message stays encoded (decoded by `_open`)."""
+        host = self._host
+        assert host is not None and self._clock is not None
+        remaining = body.get("t")
+        deadline = None if remaining is None else self._clock.now() + float(remaining)
+        sender, topic = body.get("s"), body.get("p")
+        return Envelope(
+            message=body.get("m"),
+            kind=Kind(body["k"]),
+            message_id=str(body["id"]),
+            correlation_id=str(body["c"]),
+            recipient=AgentId(*body["to"]),
+            topic=None if topic is None else TopicId(*topic),
+            sender=None if sender is None else AgentId(*sender),
+            deadline=deadline,
+            reply=reply,
+        )
+
+    def _open(self, env: Envelope) -> Envelope:
+        """Decode the message; an unknown type is dead-lettered here and raised to the caller."""
+        host = self._host
+        assert host is not None
+        try:
+            return replace(env, message=host.codec.decode(env.message))
+        except SerializationError as exc:
+            host.reject_inbound(env, DeadLetterReason.UNDELIVERABLE, exc, str(exc))
+            raise
+
+    # ----------------------------------------------------------------- SEND
+
+    async def send(self, envelope: Envelope) -> Any:
+        """Request/reply to the key's owner within the envelope's deadline.
+
+        Raises:
+            NoRespondersError: nobody serves the recipient right now (at once, not a timeout).
+            DeadlineExceededError: no reply before the deadline (also during an outage).
+            PayloadTooLargeError: the message is over the server's max_payload.
+            TransportUnavailableError: the connection cannot take the request.
+        """
+        import nats.errors
+
+        recipient = envelope.recipient
+        assert recipient is not None and self._clock is not None and self._host is not None
+        hops = 0
+        while True:
+            if envelope.deadline is None:
+                remaining: float | None = None
+                timeout = self.request_timeout
+            else:
+                remaining = timeout = envelope.deadline - self._clock.now()
+                if remaining <= 0:
+                    raise DeadlineExceededError(
+                        f"no reply from {recipient} before the deadline", agent_id=recipient
+                    )
+            owner = self._route(recipient)
+            payload = self._encode(envelope, remaining, hops)
+            subject = f"{self.prefix}.req.{owner}.{agent_tokens(recipient)}"
+            try:
+                msg = await self._nc.request(subject, payload, timeout=timeout)
+            except nats.errors.NoRespondersError:
+                raise NoRespondersError(
+                    f"no responders for {recipient} (worker {owner} is gone)", agent_id=recipient
+                ) from None
+            except nats.errors.TimeoutError:
+                raise DeadlineExceededError(
+                    f"no reply from {recipient} before the deadline", agent_id=recipient
+                ) from None
+            except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError) as exc:
+                raise TransportUnavailableError(
+                    f"cannot reach {recipient}: {exc!r}", agent_id=recipient
+                ) from exc
+            reply = json.loads(msg.data)
+            if "ok" in reply:
+                return self._host.codec.decode(reply["ok"])
+            error = reply.get("err") or {}
+            if error.get("kind") == _MOVED and hops < self.max_hops:
+                self._owners[recipient] = str(error["owner"])
+                hops += 1
+                continue
+            raise error_from_wire(error, recipient)
+
+    async def _on_request(self, msg: Any) -> None:
+        if self._closing:
+            await self._respond(msg, {"err": error_to_wire(RuntimeStoppedError("worker stopping"))})
+            return
+        self._tasks.spawn(self._serve_request(msg))
+
+    async def _serve_request(self, msg: Any) -> None:
+        host = self._host
+        assert host is not None
+        try:
+            body = json.loads(msg.data)
+            env = self._decode(body, asyncio.get_running_loop().create_future())
+            assert env.recipient is not None
+            owner = await self._acquire(env.recipient)
+            if owner is not None:
+                await self._respond(msg, {"err": {"kind": _MOVED, "owner": owner}})
+                return
+            result = await host.deliver(self._open(env))
+            out: dict[str, Any] = {"ok": host.codec.encode(result)}
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self._respond(
+                    msg, {"err": error_to_wire(RuntimeStoppedError("worker stopping"))}
+                )
+            raise
+        except Exception as exc:
+            out = {"err": error_to_wire(exc)}
+        await self._respond(msg, out)
+
+    async def _respond(self, msg: Any, reply: dict[str, Any]) -> None:
+        if not msg.reply:
+            return
+        payload = json.dumps(reply, separators=(",", ":")).encode()
+        limit = self._nc.max_payload
+        if len(payload) > limit:
+            error = PayloadTooLargeError(
+                f"the reply encodes to {len(payload)} bytes; the server takes at most {limit}",
+                size=len(payload),
+                limit=limit,
+            )
+            payload = json.dumps({"err": error_to_wire(error)}).encode()
+        try:
+            await self._nc.publish(msg.reply, payload)
+        except Exception as exc:
+            log.warning("nats.reply_failed", error=repr(exc))
+
+    # ----------------------------------------------------------------- TELL
+
+    async def tell(self, envelope: Envelope) -> None:
+        """Persist the message in JetStream for the key's owner; returns once the stream has it.
+
+        Raises:
+            NoRespondersError: no live worker hosts the recipient's type.
+            PayloadTooLargeError: the message is over the server's max_payload.
+            TransportUnavailableError: the stream did not acknowledge it in time.
+        """
+        recipient = envelope.recipient
+        assert recipient is not None
+        owner = self._route(recipient)
+        payload = self._encode(envelope, None)
+        await self._publish_tell(owner, recipient, payload, envelope.message_id)
+
+    async def _publish_tell(
+        self, owner: str, agent_id: AgentId, payload: bytes, msg_id: str
+    ) -> None:
+        subject = f"{self.prefix}.tell.{owner}.{agent_tokens(agent_id)}"
+        try:
+            await self._js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+        except Exception as exc:
+            raise TransportUnavailableError(
+                f"the stream did not take a message for {agent_id}: {exc!r}", agent_id=agent_id
+            ) from exc
+
+    async def _pull_loop(self, sub: Any, node: str) -> None:
+        import nats.errors
+
+        backoff = self.reconnect_wait
+        while True:
+            if not self._connected.is_set():
+                await self._connected.wait()
+            room = max(1, min(64, self._free_slots()))
+            try:
+                msgs = await sub.fetch(batch=room, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except Exception as exc:
+                log.warning("nats.fetch_failed", consumer=node, error=repr(exc))
+                await asyncio.sleep(backoff)  # retry backoff after a broker fault
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = self.reconnect_wait
+            for msg in msgs:
+                await self._slots.acquire()
+                try:
+                    await self._admit_tell(msg)
+                except BaseException:
+                    self._slots.release()
+                    raise
+
+    def _free_slots(self) -> int:
+        return self._slots._value
+
+    async def _admit_tell(self, msg: Any) -> None:
+        """Route one stream message: deliver here, forward to its owner, or dead-letter it.
+
+        Runs in the pull loop, one message at a time, so deliveries enter mailboxes in stream
+        order; the wait for the handler happens in a task of its own.
+        """
+        host = self._host
+        assert host is not None
+        try:
+            body = json.loads(msg.data)
+            env = self._decode(body, asyncio.get_running_loop().create_future())
+            assert env.recipient is not None
+            owner = await self._acquire(env.recipient)
+        except Exception as exc:
+            log.error("nats.tell_unroutable", error=repr(exc))
+            await self._settle(msg, "term")
+            return
+        if owner is not None:
+            hops = int(body.get("h", 0)) + 1
+            if hops > self.max_hops:
+                host.reject_inbound(env, DeadLetterReason.UNDELIVERABLE, None, "too many hops")
+                await self._settle(msg, "term")
+                return
+            body["h"] = hops
+            payload = json.dumps(body, separators=(",", ":")).encode()
+            seq = msg.metadata.sequence.stream
+            try:
+                await self._publish_tell(
+                    owner, env.recipient, payload, f"fwd-{seq}-{env.message_id}"
+                )
+            except TransportUnavailableError:
+                await self._settle(msg, "nak")
+                return
+            await self._settle(msg, "ack")
+            return
+        try:
+            opened = self._open(env)
+        except SerializationError:
+            await self._settle(msg, "term")
+            return
+        if msg.metadata.num_delivered > 1:
+            self.redelivered += 1
+        try:
+            await host.deliver(opened)
+        except Exception as exc:
+            await self._settle(msg, _disposition(exc, env))
+            return
+        self._tasks.spawn(self._finish_tell(msg, opened))
+
+    async def _finish_tell(self, msg: Any, env: Envelope) -> None:
+        """Wait for the handler, keeping the message alive in JetStream; then ack it."""
+        reply = env.reply
+        assert reply is not None
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(reply), self.ack_wait / 2)
+            except TimeoutError:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+                continue
+            except Exception as exc:
+                await self._settle(msg, _disposition(exc, env))
+            else:
+                self.delivered_tells += 1
+                await self._settle(msg, "ack")
+            return
+
+    async def _settle(self, msg: Any, how: str) -> None:
+        self._slots.release()
+        try:
+            if how == "ack":
+                await msg.ack()
+            elif how == "nak":
+                await msg.nak()
+            else:
+                await msg.term()
+        except Exception as exc:  # the broker redelivers it after ack_wait
+            log.warning("nats.settle_failed", how=how, error=repr(exc))
+
+
+def _disposition(exc: BaseException, env: Envelope) -> str:
+    """What to tell JetStream about a tell that was not handled here."""
+    if isinstance(exc, RuntimeStoppedError):
+        return "nak"  # this worker is stopping: let the key's next owner have it
+    log.info(
+        "message.dead_lettered",
+        agent=str(env.recipient),
+        message_id=env.message_id,
+        reason="handler_failed",
+        error=type(exc).__name__,
+    )
+    return "term"
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
