@@ -214,7 +214,6 @@ class Runtime:
         await self.transport.start(self)
         self._state = State.RUNNING
         self._ensure_reaper()
-        log.debug("runtime.started", transport=type(self.transport).__name__)
 
     async def stop(self, *, timeout: float | None = None) -> None:
         """Stop gracefully: refuse new messages, let mailboxes drain for `timeout` seconds, then
@@ -252,7 +251,6 @@ class Runtime:
                 await self._save(actor)
         self._state = State.STOPPED
         await self.transport.aclose()
-        log.debug("runtime.stopped", **_stats_kv(self.statistics()))
 
     async def __aenter__(self) -> Runtime:
         await self.start()
@@ -1057,12 +1055,3 @@ def _handler_error(actor: _Actor, exc: BaseException) -> HandlerError:
 
 def _with_recipient(env: Envelope, agent_id: AgentId) -> Envelope:
     return replace(env, recipient=agent_id)
-
-
-def _stats_kv(stats: RuntimeStatistics) -> dict[str, int]:
-    return {
-        "accepted": stats.accepted,
-        "handled": stats.handled,
-        "errored": stats.errored,
-        "dead_lettered": stats.dead_lettered,
-    }
