@@ -76,10 +76,8 @@ async def main() -> None:
         rt.register("scribe", Scribe)
         rt.subscribe(TypeSubscription("news", "oracle"))
 
-        print(
-            "send  ->",
-            await rt.send(Question("what is six times seven?"), AgentId("oracle", "delphi")),
-        )
+        delphi = AgentId("oracle", "delphi")
+        print("send  ->", await rt.send(Question("what is six times seven?"), delphi))
         try:
             await rt.send(Question("no question mark"), delphi)
         except HandlerError as exc:
