@@ -443,7 +443,8 @@ class DockerExecutor(Executor):
         }
         return {
             "Image": self.image,
-            "Cmd": ["/usr/bin/python3", "-I", RUNNER_PATH],
+            "Cmd": ["/usr/bin/python3", "-I", RUNNER_PATH]
+            + (["--prewarm"] if self.mode == "spawn" else []),
             "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"],
             "User": "0:0",
             "WorkingDir": WORK_DIR,

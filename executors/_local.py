@@ -99,6 +99,7 @@ class _LocalSession(ExecutorSession):
             "TMPDIR": str(tmp),
             "LANG": "C.UTF-8",
             "PYTHONPATH": str(self.work_dir),
+            "PYTHONDONTWRITEBYTECODE": "1",
         }
         if self._executor.env is not None:
             base.update(self._executor.env)

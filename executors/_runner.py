@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import builtins
 import contextlib
 import json
 import os
@@ -20,7 +19,6 @@ import signal
 import stat
 import sys
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -106,9 +104,29 @@ def as_job_user() -> Iterator[None]:
         os.setegid(0)
 
 
+def job_user_pids() -> list[int]:
+    """Pids of live processes running as the job uid (the sandbox's pid namespace is small)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", "rb") as handle:
+                for line in handle:
+                    if line.startswith(b"Uid:"):
+                        if int(line.split()[1]) == JOB_UID:
+                            found.append(int(name))
+                        break
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def kill_job_user() -> None:
     """Kill every process of the job uid, including setsid and double-fork escapees."""
-    for _ in range(2):
+    for _ in range(20):
+        if not job_user_pids():
+            return
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             try:
@@ -192,44 +210,83 @@ def read_file(path: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
-def run_inline(code: str, path: str) -> None:  # pragma: no cover - runs in the forked job
-    """Fork mode: run Python source in this already-warm interpreter, then exit with its code."""
-    os.environ.clear()
-    os.environ.update(JOB_ENV)
+# The job side of the protocol, in a source string so a fresh interpreter can run it from a file
+# (spawn mode, started ahead of the job) and the forked runner can run it in place (fork mode).
+JOB_MAIN = r"""
+import os, sys
+
+def run_job(code, path):
     sys.argv = [path]
-    sys.path[0] = WORK_DIR
-    sys.stdin = open(0, closefd=False)
-    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-    code_rc = 0
+    sys.path[0] = "/work"
+    rc = 0
     try:
         compiled = compile(code, path, "exec")
-        exec(compiled, {"__name__": "__main__", "__file__": path, "__builtins__": builtins})
+        exec(compiled, {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__})
     except SyntaxError as exc:
+        import traceback
         sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
-        code_rc = 1
+        rc = 1
     except SystemExit as exc:
         if exc.code is None:
-            code_rc = 0
+            rc = 0
         elif isinstance(exc.code, int):
-            code_rc = exc.code & 0xFF
+            rc = exc.code & 0xFF
         else:
-            sys.stderr.write(f"{exc.code}\n")
-            code_rc = 1
+            sys.stderr.write(str(exc.code) + "\n")
+            rc = 1
     except BaseException as exc:
+        import traceback
         tb = exc.__traceback__.tb_next if exc.__traceback__ else None
         sys.stderr.write("Traceback (most recent call last):\n")
         sys.stderr.write("".join(traceback.format_tb(tb)))
         sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
-        code_rc = 1
-    with contextlib.suppress(BaseException):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(code_rc)
+        rc = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os._exit(rc)
+
+if __name__ == "__main__":
+    chunks = []
+    while True:
+        chunk = os.read(3, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(3)
+    header, _, body = b"".join(chunks).partition(b"\n")
+    run_job(body.decode("utf-8", "surrogateescape"), header.decode())
+"""
+JOB_MAIN_PATH = SCRATCH_DIR + "/job_main.py"
 
 
-def start_child(argv: list[str], code: str, path: str, inline: bool, out_w: int, err_w: int) -> int:
-    """Fork the job: own session, OOM-preferred, job uid, work dir cwd, pipes as stdout/stderr."""
+def run_inline(code: str, path: str) -> None:  # pragma: no cover - runs in the forked job
+    """Fork mode: run Python source in this already-warm interpreter, then exit with its code."""
+    os.environ.clear()
+    os.environ.update(JOB_ENV)
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    namespace: dict[str, Any] = {"__name__": "moot_job_main"}
+    exec(compile(JOB_MAIN, JOB_MAIN_PATH, "exec"), namespace)
+    namespace["run_job"](code, path)
+
+
+def start_child(
+    argv: list[str] | None,
+    out_w: int,
+    err_w: int,
+    *,
+    code_r: int = -1,
+    inline: str = "",
+    path: str = "",
+) -> int:
+    """Fork a job: own session, OOM-preferred, job uid, cwd /work, pipes as stdout/stderr.
+
+    With `argv` the child execs it (fd 3 is `code_r` when given); without, it runs `inline` code.
+    """
     pid = os.fork()
     if pid:
         return pid
@@ -245,15 +302,41 @@ def start_child(argv: list[str], code: str, path: str, inline: bool, out_w: int,
         os.dup2(devnull, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        os.closerange(3, 1 << 16)
+        keep = 3
+        if code_r >= 0:
+            os.dup2(code_r, 3)
+            keep = 4
+        os.closerange(keep, os.sysconf("SC_OPEN_MAX"))
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        if inline:
-            run_inline(code, path)
-        os.execve(argv[0], argv, JOB_ENV)
+        if argv is None:
+            run_inline(inline, path)
+        else:
+            os.execve(argv[0], argv, JOB_ENV)
     except BaseException as exc:  # pragma: no cover - child
         with contextlib.suppress(BaseException):
             os.write(2, f"moot runner: cannot start the job: {exc}\n".encode())
     os._exit(127)  # pragma: no cover - child
+
+
+class _Warm:
+    """A fresh interpreter started ahead of the next spawn-mode job, waiting for code on fd 3."""
+
+    def __init__(self) -> None:
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        code_r, self.code_w = os.pipe()
+        self.pid = start_child([INTERPRETERS["python"], JOB_MAIN_PATH], out_w, err_w, code_r=code_r)
+        for fd in (out_w, err_w, code_r):
+            os.close(fd)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        for fd in (self.out_r, self.err_r, self.code_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class Runner:
@@ -263,6 +346,8 @@ class Runner:
         self.loop = asyncio.get_running_loop()
         self.job_id: int | None = None
         self.job_cancel: asyncio.Event | None = None
+        self.prewarm = "--prewarm" in sys.argv
+        self.warm: _Warm | None = None
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -277,6 +362,9 @@ class Runner:
         await self.loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0)
         )
+        write_file(JOB_MAIN_PATH, JOB_MAIN.encode())
+        if self.prewarm:
+            self.warm = _Warm()
         self.send({"op": "ready", "protocol": PROTOCOL, "python": sys.version.split()[0]})
         async with asyncio.TaskGroup() as group:
             while line := await reader.readline():
@@ -305,12 +393,20 @@ class Runner:
         if self.job_cancel is not None:
             self.job_cancel.set()
         await self.idle.wait()
+        if self.warm is not None:
+            self.warm.discard()
+            self.warm = None
         kill_job_user()
         ok = True
         with as_job_user():
             ok = _empty_dir(WORK_DIR) and ok
             ok = _empty_dir(TMP_DIR) and ok
-        ok = _empty_dir(SCRATCH_DIR) and ok
+        for entry in os.listdir(SCRATCH_DIR):
+            if entry.startswith("job-"):
+                with contextlib.suppress(OSError):
+                    os.unlink(posixpath.join(SCRATCH_DIR, entry))
+        if self.prewarm:
+            self.warm = _Warm()
         self.send({"id": request["id"], "ok": ok})
 
     async def run(self, request: dict[str, Any]) -> None:
@@ -332,8 +428,7 @@ class Runner:
         timeout = float(request["timeout"])
         limit = int(request["output_limit"])
         file_limit = int(request["file_limit"])
-        interpreter = INTERPRETERS.get(language)
-        if interpreter is None:
+        if language not in INTERPRETERS:
             return {"exit_code": 1, "stdout": "", "stderr": f"unknown language {language}\n"}
         with as_job_user():
             for item in request.get("files", ()):
@@ -346,15 +441,10 @@ class Runner:
         if not filename:
             path = posixpath.join(SCRATCH_DIR, f"job-{request['id']}{SUFFIXES[language]}")
             write_file(path, code.encode())
-        inline = request.get("mode") == "fork" and language == "python"
         stdout, stderr = OutputCap(limit), OutputCap(limit)
         oom_before = oom_kills()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
         started = time.monotonic()
-        pid = start_child([interpreter, path], code, path, inline, out_w, err_w)
-        os.close(out_w)
-        os.close(err_w)
+        pid, out_r, err_r = self._start(request, language, code, path)
         drained = [self._drain(out_r, stdout), self._drain(err_r, stderr)]
         exited = self._exited(pid)
         cancel = self.job_cancel or asyncio.Event()
@@ -367,6 +457,8 @@ class Runner:
                 os.killpg(pid, signal.SIGKILL)
         cancelled.cancel()
         kill_job_user()
+        if self.prewarm and self.warm is None:
+            self.warm = _Warm()
         status = await exited
         duration = time.monotonic() - started
         await asyncio.wait(drained, timeout=1.0)
@@ -406,6 +498,32 @@ class Runner:
             "duration_s": duration,
             "files": files,
         }
+
+    def _start(
+        self, request: dict[str, Any], language: str, code: str, path: str
+    ) -> tuple[int, int, int]:
+        """Start the job: hand it to the warm interpreter, fork it in place, or exec it cold."""
+        mode = request.get("mode", "spawn")
+        if language == "python" and mode == "spawn" and self.warm is not None:
+            warm, self.warm = self.warm, None
+            try:
+                payload = path.encode() + b"\n" + code.encode("utf-8", "surrogateescape")
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(warm.code_w, view) :]
+                os.close(warm.code_w)
+                return warm.pid, warm.out_r, warm.err_r
+            except OSError:
+                warm.discard()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        if language == "python" and mode == "fork":
+            pid = start_child(None, out_w, err_w, inline=code, path=path)
+        else:
+            pid = start_child([INTERPRETERS[language], path], out_w, err_w)
+        os.close(out_w)
+        os.close(err_w)
+        return pid, out_r, err_r
 
     def _exited(self, pid: int) -> asyncio.Future[int]:
         future: asyncio.Future[int] = self.loop.create_future()
