@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Coroutine, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +50,8 @@ from ._nats_placement import Membership, agent_tokens, lease_key, rendezvous_nam
 from ._transport import Transport, TransportHost
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine, Mapping
+
     from ._clock import Clock
 
 log = structlog.get_logger("moot.runtime.nats")
@@ -419,7 +420,9 @@ class NatsTransport(Transport):
                 entry = await self._leases_kv.get(key)
             except KeyNotFoundError:
                 entry = None
-            holder = entry.value.decode() if entry is not None and entry.value else None
+            holder: str | None = None
+            if entry is not None and entry.value:
+                holder = bytes(entry.value).decode()
             if holder == self.node:
                 self._held.add(agent_id)
                 return None
@@ -445,7 +448,8 @@ class NatsTransport(Transport):
 
     def _encode(self, env: Envelope, remaining: float | None, hops: int = 0) -> bytes:
         host = self._host
-        assert host is not None and env.recipient is not None
+        assert host is not None
+        assert env.recipient is not None
         body = {
             "to": [env.recipient.type, env.recipient.key],
             "m": host.codec.encode(env.message),
@@ -474,7 +478,8 @@ class NatsTransport(Transport):
     def _decode(self, body: dict[str, Any], reply: asyncio.Future[Any] | None) -> Envelope:
         """An envelope from a wire body; its message stays encoded (decoded by `_open`)."""
         host = self._host
-        assert host is not None and self._clock is not None
+        assert host is not None
+        assert self._clock is not None
         remaining = body.get("t")
         deadline = None if remaining is None else self._clock.now() + float(remaining)
         sender, topic = body.get("s"), body.get("p")
@@ -514,7 +519,9 @@ class NatsTransport(Transport):
         import nats.errors
 
         recipient = envelope.recipient
-        assert recipient is not None and self._clock is not None and self._host is not None
+        assert recipient is not None
+        assert self._clock is not None
+        assert self._host is not None
         hops = 0
         while True:
             if envelope.deadline is None:

@@ -1,0 +1,204 @@
+"""The runtime's contract over the NATS transport: two runtimes in one process, a real broker.
+
+A worker runtime hosts the agents; a client runtime (no agent types) sends and publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import pydantic
+import pytest
+
+from moot.runtime import (
+    Agent,
+    AgentId,
+    DeadLetterReason,
+    DeadlineExceededError,
+    Envelope,
+    HandlerError,
+    NoHandlerError,
+    NoRespondersError,
+    PayloadTooLargeError,
+    Runtime,
+    TopicId,
+    TypeSubscription,
+    UnknownMessageTypeError,
+    handler,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from conftest import RuntimeMaker
+
+
+Heard = asyncio.Queue[tuple[str, str]]
+Pair = tuple[Runtime, Runtime, Heard]
+
+
+class Ping(pydantic.BaseModel):
+    n: int
+    text: str = ""
+
+
+class Pong(pydantic.BaseModel):
+    n: int
+    by: str
+
+
+class Boom(pydantic.BaseModel):
+    why: str
+
+
+class Stall(pydantic.BaseModel):
+    pass
+
+
+class Note(pydantic.BaseModel):
+    text: str
+
+
+class Secret(pydantic.BaseModel):
+    """Registered on the client only: the worker cannot decode it."""
+
+    code: int
+
+
+def register_messages(runtime: Runtime) -> None:
+    for message_type in (Ping, Pong, Boom, Stall, Note):
+        runtime.codec.register(message_type, name=f"test.{message_type.__name__}")
+
+
+class Echo(Agent):
+    @handler
+    async def on_ping(self, message: Ping, ctx: Envelope) -> Pong:
+        return Pong(n=message.n, by=str(self.id))
+
+    @handler
+    async def on_boom(self, message: Boom, ctx: Envelope) -> None:
+        raise ValueError(message.why)
+
+    @handler
+    async def on_stall(self, message: Stall, ctx: Envelope) -> None:
+        await asyncio.Event().wait()  # until the deadline cancels the turn
+
+
+class Listener(Agent):
+    """Records the notes it hears in a queue the test owns."""
+
+    def __init__(self, context: object, heard: asyncio.Queue[tuple[str, str]]) -> None:
+        super().__init__(context)  # type: ignore[arg-type]
+        self.heard = heard
+
+    @handler
+    async def on_note(self, message: Note, ctx: Envelope) -> None:
+        await self.heard.put((self.id.key, message.text))
+
+
+def worker_setup(heard: asyncio.Queue[tuple[str, str]]) -> Callable[[Runtime], None]:
+    def setup(runtime: Runtime) -> None:
+        register_messages(runtime)
+        runtime.register("echo", Echo)
+        runtime.register("listener", lambda ctx: Listener(ctx, heard))
+        runtime.subscribe(TypeSubscription("news", "listener"))
+
+    return setup
+
+
+def client_setup(runtime: Runtime) -> None:
+    register_messages(runtime)
+    runtime.codec.register(Secret, name="test.Secret")
+    runtime.subscribe(TypeSubscription("news", "listener"))
+
+
+@pytest.fixture
+async def pair(make_runtime: RuntimeMaker) -> Pair:
+    heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    worker = await make_runtime(worker_setup(heard))
+    client = await make_runtime(client_setup)
+    return worker, client, heard
+
+
+async def test_send_round_trip_with_any_printable_key(pair: Pair) -> None:
+    worker, client, _ = pair
+    key = "chat 7/ä.*>?"
+    reply = await client.send(Ping(n=3), AgentId("echo", key), timeout=5)
+    assert reply == Pong(n=3, by=f"echo/{key}")
+    assert worker.is_active(AgentId("echo", key))
+    assert not client.is_active(AgentId("echo", key))
+
+
+async def test_handler_error_crosses_the_wire_typed(pair: Pair) -> None:
+    _, client, _ = pair
+    with pytest.raises(HandlerError, match=r"ValueError\('kaput'\)") as caught:
+        await client.send(Boom(why="kaput"), AgentId("echo", "a"), timeout=5)
+    assert caught.value.agent_id == AgentId("echo", "a")
+
+
+async def test_delivery_error_kind_is_preserved(pair: Pair) -> None:
+    _, client, _ = pair
+    with pytest.raises(NoHandlerError) as caught:
+        await client.send(Note(text="?"), AgentId("echo", "a"), timeout=5)
+    assert caught.value.agent_id == AgentId("echo", "a")
+
+
+async def test_deadline_reaches_the_remote_handler(pair: Pair) -> None:
+    worker, client, _ = pair
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError):
+        await client.send(Stall(), AgentId("echo", "slow"), timeout=0.3)
+    assert time.monotonic() - started < 2.0
+    # The worker cancelled the stalled turn at the same deadline: the agent answers again.
+    assert await client.send(Ping(n=1), AgentId("echo", "slow"), timeout=5) == Pong(
+        n=1, by="echo/slow"
+    )
+    assert worker.statistics().in_flight == 0
+
+
+async def test_no_responders_is_immediate(pair: Pair) -> None:
+    _, client, _ = pair
+    client.codec.register(Ping, name="test.Ping")
+    started = time.monotonic()
+    with pytest.raises(NoRespondersError, match="no live worker hosts agent type 'nobody'"):
+        await client.send(Ping(n=1), AgentId("nobody", "x"), timeout=5)
+    assert time.monotonic() - started < 0.5
+
+
+async def test_unknown_message_type_is_dead_lettered_and_typed(
+    pair: Pair,
+) -> None:
+    worker, client, _ = pair
+    with pytest.raises(UnknownMessageTypeError) as caught:
+        await client.send(Secret(code=1), AgentId("echo", "a"), timeout=5)
+    assert caught.value.type_name == "test.Secret"
+    assert worker.dead_letters.counts[DeadLetterReason.UNDELIVERABLE] == 1
+    letter = worker.dead_letters.recent[-1]
+    assert letter.recipient == AgentId("echo", "a")
+    assert "test.Secret" in letter.detail
+
+
+async def test_oversized_payload_is_refused_not_truncated(
+    pair: Pair,
+) -> None:
+    worker, client, _ = pair
+    huge = Ping(n=1, text="x" * (2 * 1024 * 1024))
+    with pytest.raises(PayloadTooLargeError) as caught:
+        await client.send(huge, AgentId("echo", "a"), timeout=5)
+    assert caught.value.size > caught.value.limit
+    with pytest.raises(PayloadTooLargeError):
+        await client.tell(huge, AgentId("echo", "a"))
+    assert worker.statistics().accepted == 0
+
+
+async def test_publish_reaches_the_remote_subscriber(
+    pair: Pair,
+) -> None:
+    worker, client, heard = pair
+    for i in range(5):
+        await client.publish(Note(text=f"n{i}"), TopicId("news", "room-1"))
+    got = [await asyncio.wait_for(heard.get(), 5) for _ in range(5)]
+    assert got == [("room-1", f"n{i}") for i in range(5)]  # in order, once each
+    assert not worker.dead_letters.total
