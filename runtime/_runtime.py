@@ -474,18 +474,6 @@ class Runtime:
         self._accept_one()
         self._dead_letter(envelope, envelope.recipient, reason, error, detail)
 
-    def reject_inbound(
-        self,
-        envelope: Envelope,
-        reason: DeadLetterReason,
-        error: BaseException | None,
-        detail: str = "",
-    ) -> None:
-        """Settle an envelope a transport received but could not deliver (e.g. a message type
-        unknown here): it counts as accepted and becomes a dead letter with `reason`."""
-        self._accept_one()
-        self._dead_letter(envelope, envelope.recipient, reason, error, detail)
-
     # ----------------------------------------------------------------- internals: accepting
 
     def _envelope(
