@@ -1,0 +1,279 @@
+"""Chats: `ChatResult`, the per-chat state, and the driver that runs a two-agent chat.
+
+The driver is a mediator: it sends a `Turn` to one participant actor, takes the reply the actor
+returns and sends it on to the other one, until a participant answers None or `max_turns` is
+reached. A group chat manager drives its participants with the same messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from moot.runtime import HandlerError, Runtime
+
+from ._agent_errors import EventLoopRunningError
+from ._participant import CloseChat, Message, Say, Summarize, Turn, TurnReply
+from ._usage import UsageSummary, UsageTracker
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+
+    from moot.executors import ExecutorSession
+    from moot.runtime import AgentId
+
+    from ._conversable import ConversableAgent
+    from ._model_types import ModelClient
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+CLOSE_TIMEOUT = 60.0  # seconds a participant gets to release its chat's executor and client
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatResult:
+    """What a finished chat hands back.
+
+    `chat_history` is the initiator's view of the messages; `cost` sums every model call that
+    either agent made in this chat; `human_input` lists what humans typed, in order.
+    """
+
+    chat_id: str
+    chat_history: list[Message]
+    summary: str
+    cost: UsageSummary
+    human_input: list[str]
+
+
+def new_chat_id() -> str:
+    """A fresh chat id, usable as an `AgentId` key."""
+    return uuid.uuid4().hex
+
+
+class Lease(Generic[T]):
+    """A resource shared by the chats that use it: made on first `acquire`, closed when the
+    last holder releases it, so nothing outlives the event loop it was made in."""
+
+    def __init__(
+        self, make: Callable[[], Awaitable[T]], close: Callable[[T], Awaitable[None]]
+    ) -> None:
+        self._make = make
+        self._close = close
+        self._value: T | None = None
+        self._making: asyncio.Future[T] | None = None
+        self._holders = 0
+
+    @property
+    def holders(self) -> int:
+        return self._holders
+
+    async def acquire(self) -> T:
+        """The shared value (made now if nobody holds it); pair with `release()`."""
+        self._holders += 1
+        try:
+            if self._value is not None:
+                return self._value
+            if self._making is None:
+                self._making = asyncio.get_running_loop().create_future()
+                making = self._making
+                try:
+                    value = await self._make()
+                except BaseException as exc:
+                    self._making = None
+                    making.set_exception(exc)
+                    making.exception()  # retrieved: other waiters re-raise it themselves
+                    raise
+                self._value = value
+                self._making = None
+                making.set_result(value)
+                return value
+            return await asyncio.shield(self._making)
+        except BaseException:
+            self._holders -= 1
+            raise
+
+    async def release(self) -> None:
+        """Drop one hold; the last one closes the value."""
+        self._holders -= 1
+        if self._holders == 0 and self._value is not None:
+            value, self._value = self._value, None
+            await self._close(value)
+
+
+class ChatState:
+    """One agent's side of one chat: its message thread, counters, usage and chat resources.
+
+    Only the agent's participant actor for the chat changes it, one message at a time.
+    """
+
+    def __init__(
+        self,
+        *,
+        chat_id: str,
+        owner: ConversableAgent,
+        peer: ConversableAgent | None,
+        messages: list[Message] | None = None,
+        silent: bool = False,
+        model: Lease[ModelClient] | None = None,
+        executor: Callable[[ChatState], Awaitable[ExecutorSession]] | None = None,
+    ) -> None:
+        self.chat_id = chat_id
+        self.owner = owner
+        self.peer = peer
+        self.messages: list[Message] = messages if messages is not None else []
+        self.silent = silent
+        self.consecutive_auto_reply = 0
+        self.human_input: list[str] = []
+        self.usage = UsageTracker()
+        self.stack = AsyncExitStack()
+        self._model = model
+        self._client: ModelClient | None = None
+        self._open_session = executor
+        self._session: ExecutorSession | None = None
+
+    async def model_client(self) -> ModelClient | None:
+        """The agent's model client, held for this chat; None when the agent has no model."""
+        if self._client is None and self._model is not None:
+            self._client = await self._model.acquire()
+            self.stack.push_async_callback(self._model.release)
+        return self._client
+
+    async def executor_session(self) -> ExecutorSession | None:
+        """This chat's executor session (opened on first use, so files persist across turns)."""
+        if self._session is None and self._open_session is not None:
+            self._session = await self._open_session(self)
+        return self._session
+
+    async def aclose(self) -> None:
+        """Release the chat's executor session and model client."""
+        self._client = None
+        self._session = None
+        await self.stack.aclose()
+
+
+@contextlib.asynccontextmanager
+async def runtime_scope(runtime: Runtime | None) -> AsyncIterator[Runtime]:
+    """The caller's runtime, or a private one that lives for the duration of the block."""
+    if runtime is not None:
+        yield runtime
+        return
+    async with Runtime() as private:
+        yield private
+
+
+def _unwrap(exc: HandlerError) -> BaseException:
+    cause = exc.__cause__
+    return cause if cause is not None else exc
+
+
+async def ask(runtime: Runtime, message: Any, to: AgentId, *, sender: AgentId | None) -> Any:
+    """`runtime.send`, re-raising a handler's own exception (a `ModelError`, ...) unwrapped."""
+    try:
+        return await runtime.send(message, to, sender=sender)
+    except HandlerError as exc:
+        raise _unwrap(exc) from None
+
+
+async def close_participants(runtime: Runtime, participants: list[AgentId]) -> None:
+    """Send `CloseChat` to each participant; it queues behind a turn that is being cancelled."""
+    for agent_id in participants:
+        with contextlib.suppress(Exception):
+            await runtime.send(CloseChat(), agent_id, timeout=CLOSE_TIMEOUT)
+
+
+async def run_two_agent_chat(
+    runtime: Runtime,
+    initiator: ConversableAgent,
+    recipient: ConversableAgent,
+    *,
+    message: Any,
+    max_turns: int | None,
+    summary_method: Any,
+    summary_args: dict[str, Any],
+    clear_history: bool,
+    silent: bool,
+    context: dict[str, Any],
+) -> ChatResult:
+    """Run one chat between two agents on `runtime` and return its result."""
+    chat_id = new_chat_id()
+    first = initiator.open_chat(chat_id, recipient, clear_history=clear_history, silent=silent)
+    second = recipient.open_chat(chat_id, initiator, clear_history=clear_history, silent=silent)
+    a = initiator.participant_id(runtime, chat_id)
+    b = recipient.participant_id(runtime, chat_id)
+    try:
+        sent: Message = await ask(runtime, Say(message=message, context=context), a, sender=None)
+        turns = 1
+        speaker, listener = a, b
+        speaker_name, listener_name = initiator.name, recipient.name
+        while True:
+            last_turn = max_turns is not None and listener == a and turns >= max_turns
+            reply: TurnReply = await ask(
+                runtime,
+                Turn(sender=speaker_name, message=sent, request_reply=not last_turn),
+                listener,
+                sender=speaker,
+            )
+            if reply.message is None:
+                break
+            sent = reply.message
+            speaker, listener = listener, speaker
+            speaker_name, listener_name = listener_name, speaker_name
+            if speaker == a:
+                turns += 1
+        summary: str = await ask(
+            runtime, Summarize(method=summary_method, args=summary_args), a, sender=None
+        )
+        return ChatResult(
+            chat_id=chat_id,
+            chat_history=list(first.messages),
+            summary=summary,
+            cost=first.usage.summary() + second.usage.summary(),
+            human_input=first.human_input + second.human_input,
+        )
+    finally:
+        await close_participants(runtime, [a, b])
+
+
+def run_sync(make: Callable[[], Coroutine[Any, Any, R]], name: str, async_name: str) -> R:
+    """Run `make()` to completion in a new event loop, for plain (non-async) scripts.
+
+    Raises:
+        EventLoopRunningError: called from code that already runs in an event loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    raise EventLoopRunningError(
+        f"{name}() blocks until the chat ends, so it cannot run inside a running event loop"
+        f" (Jupyter, an async web app, an async def). Use `await {async_name}(...)` instead."
+    )
+
+
+_RULE = "-" * 80
+
+
+def print_message(sender: str, recipient: str, message: Message) -> None:
+    """Show a delivered message on stdout, as AutoGen's console output does."""
+    lines = [f"{sender} (to {recipient}):", ""]
+    content = message.get("content")
+    if message.get("tool_responses"):
+        for response in message["tool_responses"]:
+            lines.append(f"***** Response from calling tool ({response.get('tool_call_id')}) *****")
+            lines.append(str(response.get("content")))
+    elif content:
+        lines.append(str(content))
+    for call in message.get("tool_calls") or ():
+        function = call.get("function", {})
+        lines.append(
+            f"***** Suggested tool call ({call.get('id')}): {function.get('name')} *****\n"
+            f"Arguments: {function.get('arguments')}"
+        )
+    lines += ["", _RULE]
+    sys.stdout.write("\n".join(lines) + "\n")

@@ -1,0 +1,165 @@
+"""Glue between an agent's `code_execution_config` and `moot.executors`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from moot.executors import (
+    DockerExecutor,
+    DockerUnavailableError,
+    Executor,
+    LeaseTimeoutError,
+    LocalExecutor,
+    SandboxError,
+    UnsafePathError,
+    extract_code_blocks,
+    format_results,
+)
+
+from ._agent_errors import AgentConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from moot.executors import ExecutorSession
+
+    from ._participant import Message
+
+DEFAULT_WORK_DIR = "coding"
+DEFAULT_TIMEOUT = 60.0
+_KEYS = frozenset({"work_dir", "use_docker", "timeout", "last_n_messages", "executor"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CodeExecution:
+    """An agent's code execution settings, read from AutoGen's `code_execution_config`."""
+
+    executor: Executor | None  # given by the user, who owns it; None: the agent makes its own
+    use_docker: bool
+    work_dir: str | None
+    timeout: float
+    last_n_messages: int | Literal["auto"]
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any] | Executor | Literal[False] | None
+    ) -> CodeExecution | None:
+        """Read `code_execution_config`: False/None (no code execution), an `Executor`, or a dict
+        with `work_dir`, `use_docker` (default True), `timeout`, `last_n_messages`, `executor`.
+
+        Raises:
+            AgentConfigError: an unknown key or a value of the wrong kind.
+        """
+        if config is False or config is None:
+            return None
+        if isinstance(config, Executor):
+            return cls(
+                executor=config,
+                use_docker=False,
+                work_dir=DEFAULT_WORK_DIR,
+                timeout=DEFAULT_TIMEOUT,
+                last_n_messages="auto",
+            )
+        if not isinstance(config, Mapping):
+            raise AgentConfigError(
+                "code_execution_config must be False, a dict or an Executor;"
+                f" got {type(config).__name__}"
+            )
+        unknown = set(config) - _KEYS
+        if unknown:
+            raise AgentConfigError(
+                f"code_execution_config has unknown key(s) {sorted(unknown)};"
+                f" known keys are {sorted(_KEYS)}"
+            )
+        executor = config.get("executor")
+        if executor is not None and not isinstance(executor, Executor):
+            raise AgentConfigError("code_execution_config['executor'] must be an Executor")
+        last_n = config.get("last_n_messages", "auto")
+        if last_n != "auto" and not (isinstance(last_n, int) and last_n >= 1):
+            raise AgentConfigError("last_n_messages must be 'auto' or a positive integer")
+        timeout = config.get("timeout", DEFAULT_TIMEOUT)
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            raise AgentConfigError(f"timeout must be a positive number of seconds; got {timeout!r}")
+        work_dir = config.get("work_dir", DEFAULT_WORK_DIR)
+        return cls(
+            executor=executor,
+            use_docker=bool(config.get("use_docker", True)),
+            work_dir=None if work_dir is None else str(work_dir),
+            timeout=float(timeout),
+            last_n_messages=last_n,
+        )
+
+    @property
+    def owns_executor(self) -> bool:
+        return self.executor is None
+
+    async def make_executor(self) -> Executor:
+        """The user's executor, or a started `DockerExecutor` / `LocalExecutor` of our own.
+
+        Raises:
+            DockerUnavailableError: `use_docker` is on and no Docker engine answers.
+        """
+        if self.executor is not None:
+            return self.executor
+        if not self.use_docker:
+            return LocalExecutor(timeout=self.timeout)
+        docker = DockerExecutor(timeout=self.timeout)
+        try:
+            await docker.start()
+        except DockerUnavailableError as exc:
+            await docker.aclose()
+            raise docker_unavailable(exc) from exc
+        except BaseException:
+            await docker.aclose()
+            raise
+        return docker
+
+    async def close_executor(self, executor: Executor) -> None:
+        if self.owns_executor:
+            await executor.aclose()
+
+
+def docker_unavailable(exc: DockerUnavailableError) -> DockerUnavailableError:
+    """The executor's error, reworded for an agent's user."""
+    return DockerUnavailableError(
+        "Code execution uses Docker (use_docker=True is the default), but no Docker engine"
+        f" answers: {exc}. Start Docker (e.g. `sudo systemctl start docker`), or run code on this"
+        " machine without a sandbox by passing"
+        " code_execution_config={'use_docker': False, 'work_dir': ...}.",
+        url=exc.url,
+    )
+
+
+def code_to_run(messages: Sequence[Message], last_n: int | Literal["auto"]) -> str | None:
+    """The newest message text with code blocks among the last messages, or None.
+
+    "auto" looks back through the messages received since this agent last spoke.
+    """
+    if last_n == "auto":
+        window: list[Message] = []
+        for message in reversed(messages):
+            if message.get("role") == "assistant":
+                break
+            window.append(message)
+    else:
+        window = list(reversed(messages[-last_n:]))
+    for message in window:
+        content = message.get("content")
+        if isinstance(content, str) and "```" in content and extract_code_blocks(content):
+            return content
+    return None
+
+
+async def run_code(session: ExecutorSession, text: str, *, timeout: float) -> str:
+    """Run the code blocks of `text` and answer in AutoGen's format; a refused path, a busy pool
+    or a failed sandbox is reported to the model as a failed run."""
+    blocks = extract_code_blocks(text)
+    try:
+        results = await session.run_blocks(blocks, timeout=timeout)
+    except DockerUnavailableError as exc:
+        raise docker_unavailable(exc) from exc
+    except (UnsafePathError, SandboxError, LeaseTimeoutError) as exc:
+        return f"exitcode: 1 (execution failed)\nCode output: {exc}"
+    return format_results(results)

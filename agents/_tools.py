@@ -1,0 +1,148 @@
+"""Functions as tools: a JSON schema from type hints (via pydantic), and safe execution.
+
+Execution never raises for the model's mistakes: an unknown name, arguments that are not JSON or
+do not validate, and exceptions inside the function all become an "Error: ..." text that goes
+back to the model as the tool's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, get_args, get_origin
+
+import pydantic
+
+from ._agent_errors import ToolRegistrationError
+
+ToolFunction = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tool:
+    """A function the model may call: its name, description and argument model."""
+
+    name: str
+    description: str
+    function: ToolFunction = field(repr=False)
+    arguments: type[pydantic.BaseModel] = field(repr=False)
+
+    @classmethod
+    def from_function(
+        cls, function: ToolFunction, *, name: str | None = None, description: str | None = None
+    ) -> Tool:
+        """Build a tool from `function`'s signature; `Annotated[T, "text"]` describes a parameter.
+
+        Raises:
+            ToolRegistrationError: a parameter is positional-only or variadic, or no description.
+        """
+        tool_name = name or getattr(function, "__name__", None)
+        if not tool_name:
+            raise ToolRegistrationError(f"{function!r} has no __name__; pass name=")
+        text = description or inspect.getdoc(function)
+        if not text:
+            raise ToolRegistrationError(
+                f"tool {tool_name!r} needs a description (pass description= or a docstring)"
+            )
+        return cls(
+            name=tool_name,
+            description=text.strip(),
+            function=function,
+            arguments=_argument_model(function, tool_name),
+        )
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI `tools` entry for this function."""
+        parameters = self.arguments.model_json_schema()
+        parameters.pop("title", None)
+        for prop in parameters.get("properties", {}).values():
+            prop.pop("title", None)
+        parameters.setdefault("properties", {})
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": parameters,
+            },
+        }
+
+    async def call(self, arguments: str | Mapping[str, Any]) -> str:
+        """Validate `arguments` (JSON text or a mapping), call the function, return its result as
+        text; every failure is returned as an "Error: ..." text, never raised."""
+        if isinstance(arguments, str):
+            try:
+                parsed = json.loads(arguments) if arguments.strip() else {}
+            except ValueError as exc:
+                return f"Error: the arguments for {self.name} are not valid JSON: {exc}"
+        else:
+            parsed = dict(arguments)
+        if not isinstance(parsed, dict):
+            return f"Error: the arguments for {self.name} must be a JSON object"
+        try:
+            validated = self.arguments.model_validate(parsed)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            return f"Error: invalid arguments for {self.name}: {problems}"
+        kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
+        try:
+            result = self.function(**kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return f"Error: {type(exc).__name__}: {exc}"
+        return _as_text(result)
+
+
+def _as_text(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    if isinstance(result, pydantic.BaseModel):
+        return result.model_dump_json()
+    try:
+        return json.dumps(result)
+    except (TypeError, ValueError):
+        return str(result)
+
+
+def _argument_model(function: ToolFunction, name: str) -> type[pydantic.BaseModel]:
+    try:
+        signature = inspect.signature(function)
+        hints = typing.get_type_hints(function, include_extras=True)
+    except (TypeError, ValueError, NameError) as exc:
+        raise ToolRegistrationError(f"cannot read the signature of tool {name!r}: {exc}") from exc
+    fields: dict[str, Any] = {}
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+            raise ToolRegistrationError(
+                f"tool {name!r}: parameter {param.name!r} must be an ordinary named parameter"
+            )
+        hint = hints.get(param.name, Any)
+        hint, text = _description(hint)
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (hint, pydantic.Field(default, description=text))
+    model: type[pydantic.BaseModel] = pydantic.create_model(
+        f"{name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+    )
+    return model
+
+
+def _description(hint: Any) -> tuple[Any, str | None]:
+    """Split `Annotated[T, "text", ...]` into T and its first string (AutoGen's convention)."""
+    if get_origin(hint) is Annotated:
+        base, *extras = get_args(hint)
+        texts = [extra for extra in extras if isinstance(extra, str)]
+        others = [extra for extra in extras if not isinstance(extra, str)]
+        if others:
+            base = Annotated[(base, *others)]
+        return base, texts[0] if texts else None
+    return hint, None
