@@ -1,0 +1,5 @@
+"""moot.cli: the `moot` command line (demo, bench, doctor, image, model, worker)."""
+
+from ._main import main
+
+__all__ = ["main"]
