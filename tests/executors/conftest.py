@@ -43,7 +43,7 @@ def docker_image() -> str:
 
 @pytest.fixture
 def make_docker(docker_image: str) -> DockerFactory:
-    """Build a `DockerExecutor` with test defaults (small pool, short timeouts); enter it yourself."""
+    """Build a `DockerExecutor` with small, fast test defaults; the test enters it."""
 
     def factory(**overrides: Any) -> DockerExecutor:
         options: dict[str, Any] = {

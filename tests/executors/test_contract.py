@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -25,7 +24,10 @@ from moot.executors import (
     format_results,
 )
 
-from .conftest import DockerFactory
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .conftest import DockerFactory
 
 LIMIT = 4_000
 OpenExecutor = Callable[..., AbstractAsyncContextManager[Executor]]
@@ -128,7 +130,7 @@ async def test_path_traversal_is_refused(
         assert info.value.path == filename
         still = await session.run(CodeBlock("print('ok')", "python"))
     assert still.stdout == "ok\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert sorted(os.listdir(tmp_path)) == ["work"]
 
 
 async def test_timeout_kills_the_job(open_executor: OpenExecutor) -> None:

@@ -1,0 +1,30 @@
+"""Helpers for Docker tests: find a pool's containers through the engine (not through internals)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import aiodocker
+
+if TYPE_CHECKING:
+    from moot.executors import DockerExecutor
+
+
+async def pool_containers(executor: DockerExecutor) -> list[aiodocker.containers.DockerContainer]:
+    """The containers the engine has for this executor's pool, running or not."""
+    docker = aiodocker.Docker()
+    try:
+        return await docker.containers.list(
+            all=True, filters=json.dumps({"label": [f"moot.pool={executor.pool_id}"]})
+        )
+    finally:
+        await docker.close()
+
+
+async def exec_in(container: aiodocker.containers.DockerContainer, *argv: str) -> None:
+    """Run a command as root inside the container (outside the runner) and wait for it."""
+    execution = await container.exec(list(argv), user="0")
+    async with execution.start(detach=False) as stream:
+        while await stream.read_out() is not None:
+            pass
