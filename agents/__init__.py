@@ -35,6 +35,7 @@ from ._group_state import (
     StopReason,
     handoff_tool,
 )
+from ._groupchat import GroupChat, GroupChatManager, GroupChatResult
 from ._human_input import (
     ConsoleInputProvider,
     FunctionInputProvider,
@@ -132,7 +133,10 @@ __all__ = [
     "ExternalStop",
     "FallbackClient",
     "FunctionInputProvider",
+    "GroupChat",
     "GroupChatError",
+    "GroupChatManager",
+    "GroupChatResult",
     "GroupChatState",
     "HandoffTermination",
     "Handoffs",

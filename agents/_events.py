@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._group_state import StopReason
+    from ._groupchat import GroupChatResult
     from ._model_types import Usage
 
 
@@ -79,9 +80,10 @@ class TokenUsageEvent(ChatEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TerminationEvent(ChatEvent):
-    """The chat ended; always the last event."""
+    """The chat ended; always the last event. `result` is the finished chat."""
 
     reason: StopReason
+    result: GroupChatResult | None = None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,53 @@
+"""The group chat manager's actor: one per chat id, running that chat's turns on the runtime.
+
+It is the manager's `ChatParticipant` for the chat, so `executor.initiate_chat(manager, ...)`
+reaches it as an ordinary `Turn`; `RunGroupChat` starts a chat without an initiating agent.
+
+No `from __future__ import annotations` here: the runtime reads the handlers' type hints.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from moot.runtime import AgentContext, Envelope, handler
+
+from ._events import EventSink
+from ._participant import ChatParticipant, Turn, TurnReply
+
+if TYPE_CHECKING:
+    from ._groupchat import GroupChatManager
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunGroupChat:
+    """Run the chat from `message` (sent by `sender`, maybe someone outside the group).
+
+    `history` continues an earlier conversation (resume); `sink` receives the chat's events.
+    """
+
+    message: Mapping[str, Any] | None
+    sender: str
+    history: tuple[Mapping[str, Any], ...] = ()
+    silent: bool = True
+    sink: EventSink | None = field(default=None, compare=False)
+
+
+class ManagerParticipant(ChatParticipant):
+    """The manager's part in one chat: a `Turn` that asks it to reply runs the group chat."""
+
+    def __init__(self, context: AgentContext, owner: "GroupChatManager") -> None:
+        super().__init__(context, owner)
+        self.manager = owner
+
+    @handler
+    async def on_turn(self, message: Turn, ctx: Envelope) -> TurnReply:
+        if not message.request_reply or message.message is None:
+            return await self.owner._handle_turn(self.state, message)
+        await self.manager._run_from_turn(self.context, self.state, message)
+        return TurnReply(message=None)  # the group chat has run; the initiator's chat ends
+
+    @handler
+    async def on_run(self, message: RunGroupChat, ctx: Envelope) -> Any:
+        """Answers the `GroupChatResult` (typed loosely: the runtime resolves these hints)."""
+        return await self.manager._run_group(self.context, message, initiator=None)

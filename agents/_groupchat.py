@@ -1,0 +1,822 @@
+"""`GroupChat` and `GroupChatManager`: AutoGen's classic group chat on moot's actors.
+
+`GroupChat` holds the settings (who takes part, how the next speaker is chosen, limits) and is
+shared by every chat that uses it. `GroupChatManager` is a `ConversableAgent`; each chat it runs
+is its participant actor for that chat id, which asks the chosen speaker's participant actor for
+a `Turn` and sends each reply on to everyone else. Per-chat state (history, counters, usage)
+lives with the chat, so many chats run at once over the same agent objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+import sys
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from ._agent_errors import AgentError
+from ._chat import (
+    Lease,
+    ask,
+    close_participants,
+    new_chat_id,
+    print_message,
+    run_sync,
+    runtime_scope,
+)
+from ._conversable import ConversableAgent, default_is_termination_msg
+from ._events import (
+    ChatEvent,
+    CodeRunEvent,
+    EventSink,
+    MessageEvent,
+    TerminationEvent,
+    ToolCallEvent,
+    event_channel,
+)
+from ._group_actor import ManagerParticipant, RunGroupChat
+from ._group_state import GroupChatError, GroupChatState, NoSpeaker, StopReason
+from ._human_input import InputRequest
+from ._model_fallback import client_from_llm_config
+from ._model_types import ModelResponse, Usage
+from ._participant import Turn, TurnReply
+from ._policies import (
+    CallablePolicy,
+    FunctionCallFilter,
+    Manual,
+    Random,
+    RoundRobin,
+    SpeakerPolicy,
+    TransitionGraph,
+)
+from ._selector import (
+    SELECT_SPEAKER_MESSAGE_TEMPLATE,
+    SELECT_SPEAKER_PROMPT_TEMPLATE,
+    LLMSelector,
+    selected_event,
+)
+from ._terminations import MaxMessages, MessagePredicate, Termination
+
+if TYPE_CHECKING:
+    from moot.runtime import AgentContext, AgentId, Runtime
+
+    from ._chat import ChatState
+    from ._human_input import InputProvider
+    from ._llm_config import LLMConfig
+    from ._model_types import ModelClient
+
+log = structlog.get_logger("moot.agents.groupchat")
+
+Message = dict[str, Any]
+SelectionMethod = Literal["auto", "round_robin", "random", "manual"] | Callable[..., Any]
+_METHODS = ("auto", "round_robin", "random", "manual")
+_EXITCODE = re.compile(r"^exitcode: (-?\d+)")
+_TERMINATE_TAIL = re.compile(r"\bTERMINATE\W*$")
+
+INTRODUCTION = "Hello everyone. This group is here to work on the task together. Its members:"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupChatResult:
+    """One finished group chat: its history, why it ended, and what its model calls used."""
+
+    chat_id: str
+    chat_history: list[Message]
+    stop_reason: StopReason
+    turns: int
+    last_speaker: str | None
+    usage: Usage
+    cost: float
+
+    @property
+    def summary(self) -> str:
+        """The last message's text, without a closing TERMINATE."""
+        for message in reversed(self.chat_history):
+            content = message.get("content")
+            if isinstance(content, str) and content.strip():
+                return _TERMINATE_TAIL.sub("", content.strip()).strip()
+        return ""
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-ready snapshot that `GroupChatManager.load_state` continues from."""
+        return {
+            "chat_id": self.chat_id,
+            "messages": [dict(m) for m in self.chat_history],
+            "last_speaker": self.last_speaker,
+            "stop_reason": {
+                "condition": self.stop_reason.condition,
+                "detail": self.stop_reason.detail,
+            },
+        }
+
+
+class GroupChat:
+    """Who takes part and how the next speaker is chosen; AutoGen's parameters and meanings.
+
+    `speaker_selection_method` is "auto" (the manager's model picks), "round_robin", "random",
+    "manual" (a human picks; empty input lets the model pick), a callable
+    `(last_speaker, groupchat) -> agent | method name | None`, or any `SpeakerPolicy`.
+    Transitions and `allow_repeat_speaker` restrict every method except a callable's own picks.
+
+    Raises:
+        GroupChatError: duplicate names, an unknown method, or inconsistent transitions.
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[ConversableAgent],
+        messages: list[Message] | None = None,
+        max_round: int = 10,
+        admin_name: str = "Admin",
+        func_call_filter: bool = True,
+        speaker_selection_method: SelectionMethod | SpeakerPolicy = "auto",
+        max_retries_for_selecting_speaker: int = 2,
+        allow_repeat_speaker: bool | Sequence[ConversableAgent | str] | None = None,
+        allowed_or_disallowed_speaker_transitions: Mapping[Any, Sequence[Any]] | None = None,
+        speaker_transitions_type: Literal["allowed", "disallowed"] | None = None,
+        enable_clear_history: bool = False,
+        send_introductions: bool = False,
+        select_speaker_message_template: str = SELECT_SPEAKER_MESSAGE_TEMPLATE,
+        select_speaker_prompt_template: str | None = SELECT_SPEAKER_PROMPT_TEMPLATE,
+        select_speaker_auto_verbose: bool = False,
+        role_for_select_speaker_messages: str = "system",
+    ) -> None:
+        self.agents = list(agents)
+        names = [agent.name for agent in self.agents]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise GroupChatError(f"agent names must be unique in a group chat: {duplicates}")
+        if max_round < 1:
+            raise GroupChatError(f"max_round must be at least 1, got {max_round}")
+        method = speaker_selection_method
+        if isinstance(method, str) and method.lower() not in _METHODS:
+            raise GroupChatError(
+                f"speaker_selection_method must be one of {list(_METHODS)}, a callable or a"
+                f" SpeakerPolicy; got {method!r}"
+            )
+        if allowed_or_disallowed_speaker_transitions is not None and (
+            speaker_transitions_type not in ("allowed", "disallowed")
+        ):
+            raise GroupChatError(
+                "speaker_transitions_type must be 'allowed' or 'disallowed' when"
+                " allowed_or_disallowed_speaker_transitions is given"
+            )
+        self.messages: list[Message] = [] if messages is None else messages
+        self.max_round = max_round
+        self.admin_name = admin_name
+        self.func_call_filter = func_call_filter
+        self.speaker_selection_method = method
+        self.max_retries_for_selecting_speaker = max_retries_for_selecting_speaker
+        self.allow_repeat_speaker = True if allow_repeat_speaker is None else allow_repeat_speaker
+        self.allowed_or_disallowed_speaker_transitions = allowed_or_disallowed_speaker_transitions
+        self.speaker_transitions_type = speaker_transitions_type
+        self.enable_clear_history = enable_clear_history
+        self.send_introductions = send_introductions
+        self.select_speaker_message_template = select_speaker_message_template
+        self.select_speaker_prompt_template = select_speaker_prompt_template
+        self.select_speaker_auto_verbose = select_speaker_auto_verbose
+        self.role_for_select_speaker_messages = role_for_select_speaker_messages
+        self._policy: SpeakerPolicy | None = None
+        for name in self._transition_names():
+            if name not in names:
+                raise GroupChatError(f"the speaker transitions name {name!r}, not in the group")
+
+    # -- AutoGen's helpers -------------------------------------------------------------------
+
+    @property
+    def agent_names(self) -> list[str]:
+        return [agent.name for agent in self.agents]
+
+    def agent_by_name(self, name: str) -> ConversableAgent | None:
+        """The participant called `name`, or None."""
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        return None
+
+    def next_agent(
+        self, agent: ConversableAgent, agents: Sequence[ConversableAgent] | None = None
+    ) -> ConversableAgent:
+        """The participant after `agent` in order, among `agents` (default: everyone)."""
+        pool = list(agents) if agents is not None else self.agents
+        names = self.agent_names
+        start = names.index(agent.name) + 1 if agent.name in names else 0
+        for offset in range(len(names)):
+            candidate = self.agents[(start + offset) % len(names)]
+            if candidate in pool:
+                return candidate
+        return pool[0]
+
+    def append(self, message: Mapping[str, Any], speaker: ConversableAgent) -> None:
+        """Add a message to the shared `messages` list under the speaker's name."""
+        entry = dict(message)
+        entry["name"] = speaker.name
+        entry.setdefault("role", "user")
+        self.messages.append(entry)
+
+    def reset(self) -> None:
+        self.messages.clear()
+
+    def _roles(self, agents: Sequence[ConversableAgent]) -> str:
+        return "\n".join(f"{agent.name}: {agent.description}" for agent in agents)
+
+    def select_speaker_msg(self, agents: Sequence[ConversableAgent] | None = None) -> str:
+        """The selector's system message for `agents` (default: everyone)."""
+        pool = list(agents) if agents is not None else self.agents
+        return self.select_speaker_message_template.format(
+            roles=self._roles(pool), agentlist=str([agent.name for agent in pool])
+        )
+
+    def select_speaker_prompt(self, agents: Sequence[ConversableAgent] | None = None) -> str:
+        """The selector's closing question for `agents` (default: everyone)."""
+        pool = list(agents) if agents is not None else self.agents
+        template = self.select_speaker_prompt_template or ""
+        return template.format(agentlist=str([agent.name for agent in pool]))
+
+    def introductions_msg(self, agents: Sequence[ConversableAgent] | None = None) -> str:
+        """What the manager tells everyone first when `send_introductions` is on."""
+        pool = list(agents) if agents is not None else self.agents
+        return f"{INTRODUCTION}\n\n{self._roles(pool)}\n"
+
+    def for_chat(self, messages: list[Message]) -> GroupChat:
+        """A view of this group for one chat: same settings and agents, that chat's messages."""
+        view = copy.copy(self)
+        view.messages = messages
+        return view
+
+    # -- the policy --------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> SpeakerPolicy:
+        """The speaker-selection policy these settings describe (built once)."""
+        if self._policy is None:
+            self._policy = self._build_policy()
+        return self._policy
+
+    def _transition_names(self) -> list[str]:
+        graph = self.allowed_or_disallowed_speaker_transitions or {}
+        out = []
+        for key, values in graph.items():
+            out.append(_name_of(key))
+            out.extend(_name_of(value) for value in values)
+        return out
+
+    def _restrict(self, inner: SpeakerPolicy) -> SpeakerPolicy:
+        graph = self.allowed_or_disallowed_speaker_transitions
+        repeat = self.allow_repeat_speaker
+        if graph is None and repeat is True:
+            policy = inner
+        else:
+            table = (
+                None
+                if graph is None
+                else {_name_of(k): [_name_of(v) for v in vs] for k, vs in graph.items()}
+            )
+            policy = TransitionGraph(
+                table if self.speaker_transitions_type == "allowed" else None,
+                disallowed=table if self.speaker_transitions_type == "disallowed" else None,
+                allow_repeat=repeat if isinstance(repeat, bool) else [_name_of(a) for a in repeat],
+                then=inner,
+            )
+        if self.func_call_filter:
+            policy = FunctionCallFilter(
+                {agent.name: agent.can_execute_function for agent in self.agents}, policy
+            )
+        return policy
+
+    def _selector(self) -> LLMSelector:
+        return LLMSelector(
+            max_retries=self.max_retries_for_selecting_speaker,
+            message_template=self.select_speaker_message_template,
+            prompt_template=self.select_speaker_prompt_template,
+            role_for_prompt=self.role_for_select_speaker_messages,
+        )
+
+    def _build_policy(self) -> SpeakerPolicy:
+        method = self.speaker_selection_method
+        if isinstance(method, SpeakerPolicy):
+            return self._restrict(method)
+        methods: dict[str, SpeakerPolicy] = {
+            "auto": self._restrict(self._selector()),
+            "round_robin": self._restrict(RoundRobin()),
+            "random": self._restrict(Random()),
+            "manual": self._restrict(Manual(fallback=self._selector())),
+        }
+        if callable(method):
+            return CallablePolicy(method, methods=methods)
+        return methods[method.lower()]
+
+
+def _name_of(agent: Any) -> str:
+    return agent if isinstance(agent, str) else str(agent.name)
+
+
+class _GroupRun:
+    """The bookkeeping of one chat run inside the manager's actor."""
+
+    __slots__ = ("chat", "ids", "opened", "silent", "spent")
+
+    def __init__(self, chat: GroupChatState, *, silent: bool) -> None:
+        self.chat = chat
+        self.silent = silent
+        self.ids: dict[str, AgentId] = {}
+        self.opened: list[AgentId] = []
+        self.spent: dict[str, tuple[int, float]] = {}
+
+
+class GroupChatManager(ConversableAgent):
+    """Runs group chats: picks each speaker with the group's policy, asks it for a turn, and
+    sends its reply to every other participant, until a termination condition holds.
+
+    `termination` adds conditions to AutoGen's two (`max_round` and the manager's
+    `is_termination_msg`), e.g. `TokenBudget(50_000) | LoopDetection(3)`.
+    """
+
+    DEFAULT_SYSTEM_MESSAGE = "Group chat manager."
+
+    def __init__(
+        self,
+        groupchat: GroupChat,
+        name: str = "chat_manager",
+        max_consecutive_auto_reply: int | None = sys.maxsize,
+        human_input_mode: Literal["ALWAYS", "NEVER", "TERMINATE"] = "NEVER",
+        system_message: str | None = "Group chat manager.",
+        silent: bool = False,
+        *,
+        llm_config: Mapping[str, Any] | LLMConfig | Literal[False] | None = None,
+        is_termination_msg: Callable[[Mapping[str, Any]], bool] | None = None,
+        description: str | None = None,
+        termination: Termination | None = None,
+        input_provider: InputProvider | None = None,
+        model_client: ModelClient | None = None,
+        finished_chats_kept: int = 256,
+    ) -> None:
+        super().__init__(
+            name,
+            system_message=system_message,
+            is_termination_msg=is_termination_msg,
+            max_consecutive_auto_reply=max_consecutive_auto_reply,
+            human_input_mode=human_input_mode,
+            llm_config=llm_config,
+            description=description,
+            input_provider=input_provider,
+            model_client=model_client,
+        )
+        if groupchat.agent_by_name(name) is not None:
+            raise GroupChatError(f"the manager's name {name!r} is also a participant's name")
+        self.groupchat = groupchat
+        self.silent = silent
+        self._termination_predicate = is_termination_msg or default_is_termination_msg
+        base: Termination = MaxMessages(groupchat.max_round) | MessagePredicate(
+            self._termination_predicate
+        )
+        self.termination: Termination = base if termination is None else base | termination
+        self._needs_usage = _needs_usage(self.termination)
+        llm = None if llm_config is None or llm_config is False else llm_config
+        self._selector_lease: Lease[ModelClient] | None = None
+        if model_client is not None or llm is not None:
+            given = model_client
+
+            async def make() -> ModelClient:
+                return given if given is not None else client_from_llm_config(llm or {})
+
+            async def close(client: ModelClient) -> None:
+                if client is not given:
+                    await client.aclose()
+
+            self._selector_lease = Lease(make, close)
+        self._live: dict[str, GroupChatState] = {}
+        self._finished: OrderedDict[str, GroupChatResult] = OrderedDict()
+        self._finished_kept = finished_chats_kept
+        self._resume_from: dict[str, tuple[Message, ...]] = {}
+        self._pending_resume: tuple[Message, ...] = ()
+        self.last_result: GroupChatResult | None = None
+
+    # -- the actor ---------------------------------------------------------------------------
+
+    def _participant_factory(self, context: AgentContext) -> ManagerParticipant:
+        return ManagerParticipant(context, self)
+
+    # -- public API --------------------------------------------------------------------------
+
+    async def a_run(
+        self,
+        message: str | Mapping[str, Any] | None = None,
+        *,
+        sender: str = "user",
+        chat_id: str | None = None,
+        runtime: Runtime | None = None,
+        silent: bool = True,
+    ) -> GroupChatResult:
+        """Run one group chat from `message` (sent by `sender`, who need not be a participant).
+
+        With `chat_id` of a saved or resumed chat, the chat continues its history; `message`
+        may then be None to go on from the last message.
+
+        Raises:
+            GroupChatError: nothing to start from, or the chat is running already.
+            ModelError: a model call failed for good.
+        """
+        async with runtime_scope(runtime) as rt:
+            return await self._ask_run(rt, message, sender, chat_id, silent, None)
+
+    def run(
+        self,
+        message: str | Mapping[str, Any] | None = None,
+        *,
+        sender: str = "user",
+        chat_id: str | None = None,
+        silent: bool = True,
+    ) -> GroupChatResult:
+        """Blocking `a_run`, for plain scripts."""
+        return run_sync(
+            lambda: self.a_run(message, sender=sender, chat_id=chat_id, silent=silent),
+            "run",
+            "a_run",
+        )
+
+    async def run_stream(
+        self,
+        message: str | Mapping[str, Any] | None = None,
+        *,
+        sender: str = "user",
+        chat_id: str | None = None,
+        runtime: Runtime | None = None,
+        buffer: int = 64,
+    ) -> AsyncIterator[ChatEvent]:
+        """Run one group chat and yield its events as they happen; the last is a
+        `TerminationEvent` carrying the result. Leaving the loop early cancels the chat."""
+        sink, receive = event_channel(buffer)
+        async with runtime_scope(runtime) as rt:
+            task = asyncio.get_running_loop().create_task(
+                self._stream_run(rt, message, sender, chat_id, sink)
+            )
+            try:
+                async with receive:
+                    async for event in receive:
+                        yield event
+                await task
+            finally:
+                if not task.done():
+                    task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _stream_run(
+        self,
+        rt: Runtime,
+        message: str | Mapping[str, Any] | None,
+        sender: str,
+        chat_id: str | None,
+        sink: EventSink,
+    ) -> GroupChatResult:
+        try:
+            return await self._ask_run(rt, message, sender, chat_id, True, sink)
+        finally:
+            await sink.aclose()
+
+    async def _ask_run(
+        self,
+        rt: Runtime,
+        message: str | Mapping[str, Any] | None,
+        sender: str,
+        chat_id: str | None,
+        silent: bool,
+        sink: EventSink | None,
+    ) -> GroupChatResult:
+        chat_id = chat_id or new_chat_id()
+        history = self._resume_from.pop(chat_id, ())
+        opening: Message | None
+        if message is None:
+            if not history:
+                raise GroupChatError("a group chat needs a first message or a history to resume")
+            opening = None
+        else:
+            opening = {"content": message} if isinstance(message, str) else dict(message)
+        request = RunGroupChat(
+            message=opening, sender=sender, history=history, silent=silent, sink=sink
+        )
+        result: GroupChatResult = await ask(
+            rt, request, self.participant_id(rt, chat_id), sender=None
+        )
+        return result
+
+    def stop_reason(self, chat_id: str) -> StopReason | None:
+        """Why a recently finished chat ended (None if unknown or still running)."""
+        result = self._finished.get(chat_id)
+        return None if result is None else result.stop_reason
+
+    def result(self, chat_id: str) -> GroupChatResult | None:
+        """A recently finished chat's result (the manager keeps the last few hundred)."""
+        return self._finished.get(chat_id)
+
+    def save_state(self, chat_id: str) -> dict[str, Any]:
+        """A JSON-ready snapshot of a running or recently finished chat.
+
+        Raises:
+            GroupChatError: the manager knows no such chat.
+        """
+        live = self._live.get(chat_id)
+        if live is not None:
+            return {
+                "chat_id": chat_id,
+                "messages": [dict(m) for m in live.messages],
+                "last_speaker": live.last_speaker,
+                "stop_reason": None,
+            }
+        finished = self._finished.get(chat_id)
+        if finished is None:
+            raise GroupChatError(f"{self.name} knows no chat {chat_id!r}")
+        return finished.to_state()
+
+    def load_state(self, state: Mapping[str, Any]) -> str:
+        """Prepare a saved chat to continue: the next run with its chat id resumes it.
+
+        Returns the chat id.
+        """
+        chat_id = str(state["chat_id"])
+        self._resume_from[chat_id] = tuple(dict(m) for m in state["messages"])
+        return chat_id
+
+    def resume(
+        self,
+        messages: Sequence[Mapping[str, Any]] | str,
+        remove_termination_string: str | Callable[[str], str] | None = None,
+        silent: bool | None = False,
+    ) -> tuple[ConversableAgent, Message]:
+        """Prepare the group to continue from `messages` (a list or its JSON text); returns
+        the last speaker and last message, to continue with
+        `last_agent.initiate_chat(manager, message=last_message, clear_history=False)`.
+
+        Raises:
+            GroupChatError: the messages are empty or name someone outside the group.
+        """
+        del silent
+        loaded: Sequence[Mapping[str, Any]] = (
+            json.loads(messages) if isinstance(messages, str) else messages
+        )
+        history = [dict(m) for m in loaded]
+        if not history:
+            raise GroupChatError("cannot resume from an empty list of messages")
+        for entry in history:
+            name = entry.get("name")
+            if name not in (None, self.name) and self.groupchat.agent_by_name(name) is None:
+                raise GroupChatError(f"the messages name {name!r}, who is not in the group")
+        last = history[-1]
+        content = last.get("content")
+        if remove_termination_string is not None and isinstance(content, str):
+            if callable(remove_termination_string):
+                last["content"] = remove_termination_string(content)
+            else:
+                last["content"] = content.replace(remove_termination_string, "")
+        agent = self.groupchat.agent_by_name(str(last.get("name")))
+        if agent is None:
+            raise GroupChatError("the last message must come from a participant to resume")
+        self.groupchat.messages[:] = history[:-1]
+        self._pending_resume = tuple(history[:-1])
+        return agent, last
+
+    async def a_resume(
+        self,
+        messages: Sequence[Mapping[str, Any]] | str,
+        remove_termination_string: str | Callable[[str], str] | None = None,
+        silent: bool | None = False,
+    ) -> tuple[ConversableAgent, Message]:
+        """`resume`, for async code (it does no I/O)."""
+        return self.resume(messages, remove_termination_string, silent)
+
+    # -- running a chat (inside this manager's actor for the chat) ---------------------------
+
+    async def _run_from_turn(self, context: AgentContext, state: ChatState, turn: Turn) -> None:
+        """An agent initiated a chat with the manager: run the group from its message."""
+        assert turn.message is not None
+        await self._handle_turn(
+            state, Turn(sender=turn.sender, message=turn.message, request_reply=False)
+        )
+        history, self._pending_resume = self._pending_resume, ()
+        request = RunGroupChat(
+            message=turn.message, sender=turn.sender, history=history, silent=state.silent
+        )
+        await self._run_group(context, request, initiator=turn.sender)
+
+    async def _run_group(
+        self, context: AgentContext, request: RunGroupChat, *, initiator: str | None
+    ) -> GroupChatResult:
+        rt = context.runtime
+        chat_id = context.id.key
+        if chat_id in self._live:
+            raise GroupChatError(f"chat {chat_id!r} is already running")
+        groupchat = self.groupchat
+        agents = groupchat.agents
+        names = tuple(agent.name for agent in agents)
+        messages: list[Message] = [dict(m) for m in request.history]
+        by_name: dict[str, Any] = {agent.name: agent for agent in agents}
+        chat = GroupChatState(
+            chat_id,
+            names,
+            messages=messages,
+            descriptions={agent.name: agent.description for agent in agents},
+            clock=rt.clock.now,
+            agents=by_name,
+            ask_human=self._asker(chat_id),
+        )
+        chat.groupchat = groupchat.for_chat(messages)
+        chat.sink = request.sink
+        if messages:
+            chat.last_speaker = messages[-1].get("name")
+        run = _GroupRun(chat, silent=request.silent or self.silent)
+        self._live[chat_id] = chat
+        client: ModelClient | None = None
+        lease = self._selector_lease
+        try:
+            if lease is not None:
+                client = await lease.acquire()
+                chat.model_client = client
+            self._open_participants(rt, run, initiator, request.silent)
+            if groupchat.send_introductions:
+                intro = {"content": groupchat.introductions_msg(), "name": self.name}
+                await self._broadcast(rt, run, context.id, self.name, intro, skip=None)
+            if request.message is not None:
+                opening = _group_message(request.message, request.sender)
+                await self._add(rt, run, context.id, request.sender, opening, initiator)
+            reason = self.termination.check(chat)
+            while reason is None:
+                reason = await self._turn(rt, run, context.id)
+            result = GroupChatResult(
+                chat_id=chat_id,
+                chat_history=messages,
+                stop_reason=reason,
+                turns=chat.turns,
+                last_speaker=chat.last_speaker,
+                usage=chat.usage,
+                cost=chat.cost,
+            )
+            if chat.sink is not None:
+                await chat.sink.emit(
+                    TerminationEvent(chat_id=chat_id, turn=chat.turns, reason=reason, result=result)
+                )
+            self._finish(result)
+            return result
+        finally:
+            del self._live[chat_id]
+            if client is not None and lease is not None:
+                await lease.release()
+            await close_participants(rt, run.opened)
+
+    def _finish(self, result: GroupChatResult) -> None:
+        self.last_result = result
+        self.groupchat.messages[:] = result.chat_history
+        finished = self._finished
+        finished[result.chat_id] = result
+        while len(finished) > self._finished_kept:
+            finished.popitem(last=False)
+
+    def _asker(self, chat_id: str) -> Callable[[str], Any]:
+        async def ask_human(prompt: str) -> str:
+            request = InputRequest(prompt=prompt, agent=self.name, chat_id=chat_id)
+            return await self.input_provider.get_input(request)
+
+        return ask_human
+
+    def _open_participants(
+        self, rt: Runtime, run: _GroupRun, initiator: str | None, silent: bool
+    ) -> None:
+        chat = run.chat
+        for agent in self.groupchat.agents:
+            agent_id = agent.participant_id(rt, chat.chat_id)
+            run.ids[agent.name] = agent_id
+            if agent.name == initiator:
+                continue  # its side of the chat is open already, with the manager as peer
+            state = agent.open_chat(chat.chat_id, self, silent=True)  # the manager prints
+            run.opened.append(agent_id)
+            if chat.messages:
+                state.messages.extend(_view(chat.messages, agent.name))
+
+    async def _broadcast(
+        self,
+        rt: Runtime,
+        run: _GroupRun,
+        me: AgentId,
+        speaker: str,
+        message: Message,
+        *,
+        skip: str | None,
+    ) -> None:
+        turn = Turn(sender=speaker, message=message, request_reply=False)
+        for name, agent_id in run.ids.items():
+            if name != skip:
+                await rt.tell(turn, agent_id, sender=me)
+
+    async def _add(
+        self,
+        rt: Runtime,
+        run: _GroupRun,
+        me: AgentId,
+        speaker: str,
+        message: Message,
+        skip: str | None,
+    ) -> None:
+        chat = run.chat
+        chat.messages.append(message)
+        chat.last_speaker = speaker
+        await self._broadcast(rt, run, me, speaker, message, skip=skip)
+        if not run.silent:
+            print_message(speaker, self.name, message)
+        if chat.sink is not None:
+            await _emit_message(chat, speaker, message)
+
+    async def _turn(self, rt: Runtime, run: _GroupRun, me: AgentId) -> StopReason | None:
+        chat = run.chat
+        policy = self.groupchat.policy
+        choice = await policy.select(chat, chat.participants)
+        if isinstance(choice, NoSpeaker):
+            return StopReason(condition="NoEligibleSpeaker", detail=choice.reason)
+        if chat.sink is not None:
+            await chat.sink.emit(selected_event(chat, choice, policy))
+        reply: TurnReply = await ask(
+            rt, Turn(sender=self.name, message=None, request_reply=True), run.ids[choice], sender=me
+        )
+        chat.turns += 1
+        if reply.message is None:
+            return StopReason(condition="NoReply", detail=f"{choice} gave no reply")
+        if self._needs_usage or chat.sink is not None:
+            await self._count_usage(run, choice)
+        await self._add(rt, run, me, choice, _group_message(reply.message, choice), skip=choice)
+        return self.termination.check(chat)
+
+    async def _count_usage(self, run: _GroupRun, speaker: str) -> None:
+        agent = self.groupchat.agent_by_name(speaker)
+        if agent is None:
+            return
+        try:
+            summary = agent.chat_state(run.chat.chat_id).usage.summary()
+        except AgentError:
+            return
+        tokens, cost = summary.total_tokens, summary.total_cost
+        before = run.spent.get(speaker, (0, 0.0))
+        run.spent[speaker] = (tokens, cost)
+        if tokens != before[0] or cost != before[1]:
+            delta = ModelResponse(
+                content=None,
+                usage=Usage(total=tokens - before[0]),
+                cost=cost - before[1],
+            )
+            await run.chat.record_usage(speaker, delta)
+
+
+def _needs_usage(termination: Termination) -> bool:
+    from ._terminations import AllOf, AnyOf, CostBudget, TokenBudget
+
+    if isinstance(termination, AnyOf | AllOf):
+        return any(_needs_usage(each) for each in termination.conditions)
+    return isinstance(termination, TokenBudget | CostBudget)
+
+
+def _group_message(message: Mapping[str, Any], speaker: str) -> Message:
+    """A reply as the group's history keeps it: named for its speaker, in the manager's roles."""
+    entry = dict(message)
+    role = entry.get("role")
+    if role not in ("tool", "function"):
+        entry["role"] = "assistant" if entry.get("tool_calls") else "user"
+    entry["name"] = speaker
+    return entry
+
+
+def _view(messages: Sequence[Message], name: str) -> list[Message]:
+    """The history as participant `name` keeps it: its own messages as the assistant's."""
+    out = []
+    for message in messages:
+        if message.get("name") == name and message.get("role") not in ("tool", "function"):
+            out.append({**message, "role": "assistant"})
+        else:
+            out.append(dict(message))
+    return out
+
+
+async def _emit_message(chat: GroupChatState, speaker: str, message: Message) -> None:
+    turn = chat.turns
+    await chat.emit(MessageEvent(chat_id=chat.chat_id, turn=turn, speaker=speaker, message=message))
+    calls = message.get("tool_calls")
+    if calls:
+        await chat.emit(
+            ToolCallEvent(chat_id=chat.chat_id, turn=turn, speaker=speaker, calls=tuple(calls))
+        )
+    content = message.get("content")
+    if isinstance(content, str):
+        found = _EXITCODE.match(content)
+        if found:
+            await chat.emit(
+                CodeRunEvent(
+                    chat_id=chat.chat_id,
+                    turn=turn,
+                    speaker=speaker,
+                    exit_code=int(found.group(1)),
+                    output=content,
+                )
+            )
