@@ -22,6 +22,7 @@ from ._agent_errors import AgentConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from contextlib import AsyncExitStack
 
     from moot.executors import ExecutorSession
 
@@ -122,14 +123,27 @@ class CodeExecution:
 
 
 def docker_unavailable(exc: DockerUnavailableError) -> DockerUnavailableError:
-    """The executor's error, reworded for an agent's user."""
+    """The executor's error, with the agent-level way out spelled out."""
     return DockerUnavailableError(
-        "Code execution uses Docker (use_docker=True is the default), but no Docker engine"
-        f" answers: {exc}. Start Docker (e.g. `sudo systemctl start docker`), or run code on this"
-        " machine without a sandbox by passing"
+        f"code_execution_config asks for Docker (use_docker=True is the default). {exc} To run"
+        " code on this machine without a sandbox, pass"
         " code_execution_config={'use_docker': False, 'work_dir': ...}.",
         url=exc.url,
     )
+
+
+async def open_executor_session(
+    executor: Executor, work_dir: str | None, stack: AsyncExitStack
+) -> ExecutorSession:
+    """Open a session on `executor` whose closing is pushed on `stack`.
+
+    Raises:
+        DockerUnavailableError: the executor needs Docker and no engine answers.
+    """
+    try:
+        return await stack.enter_async_context(executor.session(work_dir))
+    except DockerUnavailableError as exc:
+        raise docker_unavailable(exc) from exc
 
 
 def code_to_run(messages: Sequence[Message], last_n: int | Literal["auto"]) -> str | None:

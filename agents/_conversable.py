@@ -23,7 +23,7 @@ from ._chat import (
     run_two_agent_chat,
     runtime_scope,
 )
-from ._code_execution import CodeExecution, code_to_run, run_code
+from ._code_execution import CodeExecution, code_to_run, open_executor_session, run_code
 from ._human_input import ConsoleInputProvider, InputProvider, InputRequest
 from ._llm_config import LLMConfig
 from ._model_fallback import client_from_llm_config
@@ -307,7 +307,7 @@ class ConversableAgent:
         async def open_session(state: ChatState) -> ExecutorSession:
             executor = await lease.acquire()
             state.stack.push_async_callback(lease.release)
-            return await state.stack.enter_async_context(executor.session(code.work_dir))
+            return await open_executor_session(executor, code.work_dir, state.stack)
 
         return open_session
 

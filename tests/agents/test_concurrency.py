@@ -1,0 +1,88 @@
+"""Many chats at once over the same agent objects: each chat keeps its own history and counters."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING, Any
+
+from moot.agents import AssistantAgent, UserProxyAgent
+from moot.runtime import Runtime
+
+if TYPE_CHECKING:
+    from moot.testing import RecordedRequest, ScriptedModelServer
+
+
+def _answer(request: RecordedRequest) -> str:
+    """Reply from what this request carries: the chat's number and how far it has got."""
+    first = request.messages[1]["content"]
+    number = re.fullmatch(r"task (\d+)", first)
+    assert number is not None, first
+    mine = [m for m in request.messages if m["role"] == "assistant"]
+    if len(mine) < 2:
+        return f"task {number[1]} step {len(mine) + 1}"
+    return f"task {number[1]} finished. TERMINATE"
+
+
+async def test_fifty_concurrent_chats_over_two_agents_never_mix(
+    server: ScriptedModelServer, llm_config: dict[str, Any]
+) -> None:
+    server.default = _answer
+    assistant = AssistantAgent("assistant", llm_config=llm_config)
+    user = UserProxyAgent(
+        "user", human_input_mode="NEVER", code_execution_config=False, default_auto_reply="ok"
+    )
+
+    async with Runtime() as runtime:
+        results = await asyncio.gather(
+            *(
+                user.a_initiate_chat(assistant, message=f"task {n}", silent=True, runtime=runtime)
+                for n in range(50)
+            )
+        )
+        stats = runtime.statistics()
+
+    assert len({r.chat_id for r in results}) == 50
+    for n, result in enumerate(results):
+        assert [m["content"] for m in result.chat_history] == [
+            f"task {n}",
+            f"task {n} step 1",
+            "ok",
+            f"task {n} step 2",
+            "ok",
+            f"task {n} finished. TERMINATE",
+        ]
+        assert result.summary == f"task {n} finished."
+        assert result.cost.calls == 3
+    assert len(server.requests) == 150
+    # every message between the agents went through the runtime: per chat the opening message,
+    # six turns (the last one answered None), the summary and two closes
+    assert stats.handled == 50 * 10
+    assert stats.errored == stats.dead_lettered == 0
+
+
+async def test_a_chat_continues_its_own_thread_when_history_is_kept(
+    server: ScriptedModelServer, llm_config: dict[str, Any]
+) -> None:
+    server.push("first answer. TERMINATE", "second answer. TERMINATE")
+    assistant = AssistantAgent("assistant", llm_config=llm_config)
+    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+
+    await user.a_initiate_chat(assistant, message="one", silent=True)
+    second = await user.a_initiate_chat(assistant, message="two", silent=True, clear_history=False)
+
+    assert [m["content"] for m in second.chat_history] == [
+        "one",
+        "first answer. TERMINATE",
+        "two",
+        "second answer. TERMINATE",
+    ]
+    assert [m["content"] for m in server.requests[1].messages[1:]] == [
+        "one",
+        "first answer. TERMINATE",
+        "two",
+    ]
+    assert user.chat_messages[assistant] == second.chat_history
+    last = assistant.last_message(user)
+    assert last is not None
+    assert last["content"] == "second answer. TERMINATE"

@@ -1,0 +1,88 @@
+"""Code execution in moot's Docker sandbox (the default), and the error when Docker is missing.
+
+Under CI=true a missing engine fails these tests; elsewhere the sandbox test skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from moot.agents import AssistantAgent, UserProxyAgent
+from moot.executors import DockerUnavailableError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from moot.testing import ScriptedModelServer
+
+
+@pytest.fixture(scope="module")
+def sandbox_image() -> str:
+    """The default sandbox image, built if missing (a subprocess, so no event loop is needed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "moot.executors.image", "--if-missing"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        message = (done.stdout + done.stderr).strip()
+        if "No Docker engine answers" not in message:
+            pytest.fail(f"building the sandbox image failed:\n{message}")
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"CI=true but no Docker engine answers: {message}")
+        pytest.skip(f"no Docker engine answers (set CI=true to make this a failure): {message}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.docker
+async def test_code_runs_in_the_docker_sandbox_by_default(
+    sandbox_image: str, server: ScriptedModelServer, llm_config: dict[str, Any], tmp_path: Path
+) -> None:
+    server.push(
+        "```python\n# filename: where.py\nimport os\nopen('out.txt', 'w').write(str(os.getuid()))\n"
+        "print('uid', os.getuid())\n```",
+        "```sh\ncat out.txt\n```",
+        "Ran as an unprivileged user. TERMINATE",
+    )
+    assistant = AssistantAgent("assistant", llm_config=llm_config)
+    user = UserProxyAgent(
+        "user", human_input_mode="NEVER", code_execution_config={"work_dir": str(tmp_path)}
+    )
+
+    result = await user.a_initiate_chat(assistant, message="where am I?", silent=True)
+
+    first, second = result.chat_history[2]["content"], result.chat_history[4]["content"]
+    assert first.startswith("exitcode: 0 (execute succeeded)\nCode output: uid ")
+    uid = first.split("uid ")[1].strip()
+    assert uid != "0"  # not root inside the sandbox
+    assert second == f"exitcode: 0 (execute succeeded)\nCode output: {uid}"  # files persist
+    assert (tmp_path / "out.txt").read_text() == uid  # and come back to the host
+    assert sandbox_image
+
+
+async def test_no_docker_engine_says_how_to_start_one_or_opt_out(
+    server: ScriptedModelServer,
+    llm_config: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    server.push("```python\nprint(1)\n```")
+    assistant = AssistantAgent("assistant", llm_config=llm_config)
+    user = UserProxyAgent(
+        "user", human_input_mode="NEVER", code_execution_config={"work_dir": str(tmp_path)}
+    )
+
+    with pytest.raises(DockerUnavailableError) as caught:
+        await user.a_initiate_chat(assistant, message="run it", silent=True)
+
+    text = str(caught.value)
+    assert "Start Docker" in text
+    assert "'use_docker': False" in text
