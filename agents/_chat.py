@@ -98,6 +98,10 @@ class Lease(Generic[T]):
             self._holders -= 1
             raise
 
+    def hold(self) -> None:
+        """Hold without making the value: whatever chats make stays open until `release()`."""
+        self._holders += 1
+
     async def release(self) -> None:
         """Drop one hold; the last one closes the value."""
         self._holders -= 1
@@ -202,6 +206,8 @@ async def run_two_agent_chat(
 ) -> ChatResult:
     """Run one chat between two agents on `runtime` and return its result."""
     chat_id = new_chat_id()
+    await initiator.attach(runtime)
+    await recipient.attach(runtime)
     first = initiator.open_chat(chat_id, recipient, clear_history=clear_history, silent=silent)
     second = recipient.open_chat(chat_id, initiator, clear_history=clear_history, silent=silent)
     a = initiator.participant_id(runtime, chat_id)

@@ -27,7 +27,16 @@ from ._code_execution import CodeExecution, code_to_run, open_executor_session, 
 from ._human_input import ConsoleInputProvider, InputProvider, InputRequest
 from ._llm_config import LLMConfig
 from ._model_fallback import client_from_llm_config
-from ._participant import ChatParticipant, Message, Say, Summarize, Turn, TurnReply
+from ._participant import (
+    ChatParticipant,
+    Hold,
+    Message,
+    ResourceHolder,
+    Say,
+    Summarize,
+    Turn,
+    TurnReply,
+)
 from ._tools import Tool
 from ._usage import UsageSummary, UsageTracker
 
@@ -313,12 +322,28 @@ class ConversableAgent:
 
     # ------------------------------------------------------------------ actors
 
+    async def attach(self, runtime: Runtime) -> None:
+        """Register this agent's actor types on `runtime` (once), and have its resource holder
+        keep the model client and executor open until the runtime stops."""
+        if self._actor_type in runtime.agent_types():
+            return
+        runtime.register(self._actor_type, self._participant_factory, idle_timeout=300.0)
+        holder = f"{self._actor_type}.resources"
+        runtime.register(holder, self._holder_factory)
+        await runtime.send(Hold(), AgentId(holder))
+
     def participant_id(self, runtime: Runtime, chat_id: str) -> AgentId:
-        """The address of this agent's participant in chat `chat_id` on `runtime` (registering
-        this agent's actor type there on first use)."""
-        if self._actor_type not in runtime.agent_types():
-            runtime.register(self._actor_type, self._participant_factory, idle_timeout=300.0)
+        """The address of this agent's participant in chat `chat_id` on `runtime`; call
+        `attach(runtime)` first."""
         return AgentId(self._actor_type, chat_id)
+
+    def _holder_factory(self, context: AgentContext) -> ResourceHolder:
+        leases: list[Lease[Any]] = []
+        if self._model_lease is not None:
+            leases.append(self._model_lease)
+        if self._executor_lease is not None:
+            leases.append(self._executor_lease)
+        return ResourceHolder(context, tuple(leases))
 
     def _participant_factory(self, context: AgentContext) -> ChatParticipant:
         return ChatParticipant(context, self)

@@ -56,8 +56,9 @@ async def test_fifty_concurrent_chats_over_two_agents_never_mix(
         assert result.cost.calls == 3
     assert len(server.requests) == 150
     # every message between the agents went through the runtime: per chat the opening message,
-    # six turns (the last one answered None), the summary and two closes
-    assert stats.handled == 50 * 10
+    # six turns (the last one answered None), the summary and two closes; plus one `Hold` per
+    # agent for its resource holder
+    assert stats.handled == 50 * 10 + 2
     assert stats.errored == stats.dead_lettered == 0
 
 
