@@ -15,9 +15,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import structlog
+
 from moot.runtime import HandlerError, Runtime
 
-from ._agent_errors import EventLoopRunningError
+from ._agent_errors import AgentConfigError, EventLoopRunningError
 from ._participant import CloseChat, Message, Say, Summarize, Turn, TurnReply
 from ._usage import UsageSummary, UsageTracker
 
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
     from ._conversable import ConversableAgent
     from ._model_types import ModelClient
+
+log = structlog.get_logger("moot.agents.chat")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -203,8 +207,14 @@ async def run_two_agent_chat(
     clear_history: bool,
     silent: bool,
     context: dict[str, Any],
+    request_reply: bool = True,
 ) -> ChatResult:
-    """Run one chat between two agents on `runtime` and return its result."""
+    """Run one chat between two agents on `runtime` and return its result.
+
+    With `request_reply=False` the opening message is only delivered, not answered.
+    """
+    if initiator is recipient:
+        raise AgentConfigError(f"{initiator.name} cannot start a chat with itself")
     chat_id = new_chat_id()
     await initiator.attach(runtime)
     await recipient.attach(runtime)
@@ -218,14 +228,16 @@ async def run_two_agent_chat(
         speaker, listener = a, b
         speaker_name, listener_name = initiator.name, recipient.name
         while True:
-            last_turn = max_turns is not None and listener == a and turns >= max_turns
+            last_turn = not request_reply or (
+                max_turns is not None and listener == a and turns >= max_turns
+            )
             reply: TurnReply = await ask(
                 runtime,
                 Turn(sender=speaker_name, message=sent, request_reply=not last_turn),
                 listener,
                 sender=speaker,
             )
-            if reply.message is None:
+            if reply.message is None or not request_reply:
                 break
             sent = reply.message
             speaker, listener = listener, speaker
@@ -234,6 +246,13 @@ async def run_two_agent_chat(
                 turns += 1
         summary: str = await ask(
             runtime, Summarize(method=summary_method, args=summary_args), a, sender=None
+        )
+        log.debug(
+            "chat.finished",
+            chat_id=chat_id,
+            initiator=initiator.name,
+            recipient=recipient.name,
+            messages=len(first.messages),
         )
         return ChatResult(
             chat_id=chat_id,

@@ -887,15 +887,20 @@ class ConversableAgent:
     ) -> None:
         """Send `message` to `recipient`, continuing the latest chat with it; with a reply
         requested (the default) the exchange runs until one side stops replying."""
-        await self.a_initiate_chat(
-            recipient,
-            message,
-            max_turns=None if request_reply is not False else 1,
-            clear_history=False,
-            silent=silent,
-            runtime=runtime,
-            summary_method=None,
-        )
+        async with runtime_scope(runtime) as rt:
+            await run_two_agent_chat(
+                rt,
+                self,
+                recipient,
+                message=message,
+                max_turns=None,
+                summary_method=None,
+                summary_args={},
+                clear_history=False,
+                silent=silent,
+                context={},
+                request_reply=request_reply is not False,
+            )
 
     def send(
         self,

@@ -89,6 +89,10 @@ class UsageSummary:
             actual=MappingProxyType(_merge(self.actual, other.actual)),
         )
 
+    def __getitem__(self, key: str) -> Any:
+        """AutoGen-style access, e.g. `cost["usage_including_cached_inference"]["total_cost"]`."""
+        return self.as_dict()[key]
+
     def as_dict(self) -> dict[str, Any]:
         """AutoGen's shape: `{"usage_including_cached_inference": {"total_cost": ..., model: ...},
         "usage_excluding_cached_inference": {...}}`."""

@@ -6,7 +6,9 @@ import asyncio
 import re
 from typing import TYPE_CHECKING, Any
 
-from moot.agents import AssistantAgent, UserProxyAgent
+import pytest
+
+from moot.agents import AssistantAgent, QueueInputProvider, UserProxyAgent
 from moot.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -87,3 +89,53 @@ async def test_a_chat_continues_its_own_thread_when_history_is_kept(
     last = assistant.last_message(user)
     assert last is not None
     assert last["content"] == "second answer. TERMINATE"
+
+
+async def test_a_cancelled_chat_leaves_a_shared_runtime_and_its_agents_usable(
+    server: ScriptedModelServer, llm_config: dict[str, Any]
+) -> None:
+    humans = QueueInputProvider()
+    server.default = "Shall I go on? TERMINATE"
+    assistant = AssistantAgent("assistant", llm_config=llm_config)
+    user = UserProxyAgent(
+        "user", human_input_mode="TERMINATE", code_execution_config=False, input_provider=humans
+    )
+
+    async with Runtime() as runtime:
+        stuck = asyncio.create_task(
+            user.a_initiate_chat(assistant, message="one", silent=True, runtime=runtime)
+        )
+        await humans.next()  # the chat waits for a human who never answers
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        assert runtime.statistics().in_flight == 0
+
+        again = asyncio.create_task(
+            user.a_initiate_chat(assistant, message="two", silent=True, runtime=runtime)
+        )
+        (await humans.next()).answer("exit")
+        result = await again
+
+    assert [m["content"] for m in result.chat_history] == ["two", "Shall I go on? TERMINATE"]
+
+
+async def test_send_continues_the_latest_chat(
+    server: ScriptedModelServer, llm_config: dict[str, Any]
+) -> None:
+    server.push("Hi. TERMINATE", "Again. TERMINATE")
+    assistant = AssistantAgent("assistant", llm_config=llm_config)
+    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+
+    await user.a_send("hello", assistant, silent=True)
+    await user.a_send("note this", assistant, request_reply=False, silent=True)
+    await user.a_send("and again", assistant, silent=True)
+
+    assert [m["content"] for m in user.chat_messages[assistant]] == [
+        "hello",
+        "Hi. TERMINATE",
+        "note this",
+        "and again",
+        "Again. TERMINATE",
+    ]
+    assert len(server.requests) == 2
