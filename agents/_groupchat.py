@@ -14,6 +14,7 @@ import copy
 import json
 import re
 import sys
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,6 @@ from ._agent_errors import AgentError
 from ._chat import (
     Lease,
     ask,
-    close_participants,
     new_chat_id,
     print_message,
     run_sync,
@@ -46,7 +46,7 @@ from ._group_state import GroupChatError, GroupChatState, NoSpeaker, StopReason
 from ._human_input import InputRequest
 from ._model_fallback import client_from_llm_config
 from ._model_types import ModelResponse, Usage
-from ._participant import Turn, TurnReply
+from ._participant import CloseChat, Turn, TurnReply
 from ._policies import (
     CallablePolicy,
     FunctionCallFilter,
@@ -321,11 +321,12 @@ def _name_of(agent: Any) -> str:
 class _GroupRun:
     """The bookkeeping of one chat run inside the manager's actor."""
 
-    __slots__ = ("chat", "ids", "opened", "silent", "spent")
+    __slots__ = ("chat", "ids", "opened", "silent", "spent", "synced")
 
     def __init__(self, chat: GroupChatState, *, silent: bool) -> None:
         self.chat = chat
         self.silent = silent
+        self.synced: dict[str, int] = {}  # per participant: messages delivered to it so far
         self.ids: dict[str, AgentId] = {}
         self.opened: list[AgentId] = []
         self.spent: dict[str, tuple[int, float]] = {}
@@ -398,6 +399,8 @@ class GroupChatManager(ConversableAgent):
         self._resume_from: dict[str, tuple[Message, ...]] = {}
         self._pending_resume: tuple[Message, ...] = ()
         self.last_result: GroupChatResult | None = None
+        self._ask_turn = Turn(sender=name, message=None, request_reply=True)
+        self._attached: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
     # -- the actor ---------------------------------------------------------------------------
 
@@ -491,6 +494,7 @@ class GroupChatManager(ConversableAgent):
         sink: EventSink | None,
     ) -> GroupChatResult:
         chat_id = chat_id or new_chat_id()
+        await self._attach_all(rt)
         history = self._resume_from.pop(chat_id, ())
         opening: Message | None
         if message is None:
@@ -506,6 +510,14 @@ class GroupChatManager(ConversableAgent):
             rt, request, self.participant_id(rt, chat_id), sender=None
         )
         return result
+
+    async def _attach_all(self, rt: Runtime) -> None:
+        """Register the manager's and the participants' actor types on `rt` (once per runtime)."""
+        if rt in self._attached:
+            return
+        for agent in (self, *self.groupchat.agents):
+            await agent.attach(rt)
+        self._attached.add(rt)
 
     def stop_reason(self, chat_id: str) -> StopReason | None:
         """Why a recently finished chat ended (None if unknown or still running)."""
@@ -612,6 +624,7 @@ class GroupChatManager(ConversableAgent):
         chat_id = context.id.key
         if chat_id in self._live:
             raise GroupChatError(f"chat {chat_id!r} is already running")
+        await self._attach_all(rt)
         groupchat = self.groupchat
         agents = groupchat.agents
         names = tuple(agent.name for agent in agents)
@@ -641,13 +654,19 @@ class GroupChatManager(ConversableAgent):
             self._open_participants(rt, run, initiator, request.silent)
             if groupchat.send_introductions:
                 intro = {"content": groupchat.introductions_msg(), "name": self.name}
-                await self._broadcast(rt, run, context.id, self.name, intro, skip=None)
+                turn = Turn(sender=self.name, message=intro, request_reply=False)
+                for agent_id in run.ids.values():
+                    await rt.tell(turn, agent_id, sender=context.id)
             if request.message is not None:
                 opening = _group_message(request.message, request.sender)
-                await self._add(rt, run, context.id, request.sender, opening, initiator)
+                self._add(run, request.sender, opening)
+                if chat.sink is not None:
+                    await _emit_message(chat, request.sender, opening)
             reason = self.termination.check(chat)
             while reason is None:
                 reason = await self._turn(rt, run, context.id)
+            for name in run.ids:  # everyone ends with the whole conversation
+                await self._catch_up(rt, run, context.id, name)
             result = GroupChatResult(
                 chat_id=chat_id,
                 chat_history=messages,
@@ -667,7 +686,8 @@ class GroupChatManager(ConversableAgent):
             del self._live[chat_id]
             if client is not None and lease is not None:
                 await lease.release()
-            await close_participants(rt, run.opened)
+            for agent_id in run.opened:  # queued behind their pending turns; settled by the runtime
+                await rt.tell(CloseChat(), agent_id, sender=context.id)
 
     def _finish(self, result: GroupChatResult) -> None:
         self.last_result = result
@@ -691,6 +711,7 @@ class GroupChatManager(ConversableAgent):
         for agent in self.groupchat.agents:
             agent_id = agent.participant_id(rt, chat.chat_id)
             run.ids[agent.name] = agent_id
+            run.synced[agent.name] = len(chat.messages)
             if agent.name == initiator:
                 continue  # its side of the chat is open already, with the manager as peer
             state = agent.open_chat(chat.chat_id, self, silent=True)  # the manager prints
@@ -698,38 +719,33 @@ class GroupChatManager(ConversableAgent):
             if chat.messages:
                 state.messages.extend(_view(chat.messages, agent.name))
 
-    async def _broadcast(
-        self,
-        rt: Runtime,
-        run: _GroupRun,
-        me: AgentId,
-        speaker: str,
-        message: Message,
-        *,
-        skip: str | None,
-    ) -> None:
-        turn = Turn(sender=speaker, message=message, request_reply=False)
-        for name, agent_id in run.ids.items():
-            if name != skip:
-                await rt.tell(turn, agent_id, sender=me)
+    async def _catch_up(
+        self, rt: Runtime, run: _GroupRun, me: AgentId, name: str, *, keep_last: bool = False
+    ) -> Message | None:
+        """Deliver to `name` the messages it has not received yet (it has its own already).
 
-    async def _add(
-        self,
-        rt: Runtime,
-        run: _GroupRun,
-        me: AgentId,
-        speaker: str,
-        message: Message,
-        skip: str | None,
-    ) -> None:
+        The broadcast is lazy: a participant receives what the others said just before it
+        speaks, and at the end. Each participant still gets every message, in order, but a
+        turn wakes one participant actor instead of all of them. With `keep_last`, the newest
+        missing message is returned instead of sent, to travel with the speaker's `Turn`.
+        """
+        messages = run.chat.messages
+        start = run.synced.get(name, 0)
+        run.synced[name] = len(messages)
+        missing = [m for m in messages[start:] if m.get("name") != name]
+        last = missing.pop() if keep_last and missing else None
+        target = run.ids[name]
+        for message in missing:
+            turn = Turn(sender=str(message.get("name")), message=message, request_reply=False)
+            await rt.tell(turn, target, sender=me)
+        return last
+
+    def _add(self, run: _GroupRun, speaker: str, message: Message) -> None:
         chat = run.chat
         chat.messages.append(message)
         chat.last_speaker = speaker
-        await self._broadcast(rt, run, me, speaker, message, skip=skip)
         if not run.silent:
             print_message(speaker, self.name, message)
-        if chat.sink is not None:
-            await _emit_message(chat, speaker, message)
 
     async def _turn(self, rt: Runtime, run: _GroupRun, me: AgentId) -> StopReason | None:
         chat = run.chat
@@ -739,15 +755,23 @@ class GroupChatManager(ConversableAgent):
             return StopReason(condition="NoEligibleSpeaker", detail=choice.reason)
         if chat.sink is not None:
             await chat.sink.emit(selected_event(chat, choice, policy))
-        reply: TurnReply = await ask(
-            rt, Turn(sender=self.name, message=None, request_reply=True), run.ids[choice], sender=me
+        last = await self._catch_up(rt, run, me, choice, keep_last=True)
+        turn = (
+            self._ask_turn
+            if last is None
+            else Turn(sender=str(last.get("name")), message=last, request_reply=True)
         )
+        reply: TurnReply = await ask(rt, turn, run.ids[choice], sender=me)
         chat.turns += 1
         if reply.message is None:
             return StopReason(condition="NoReply", detail=f"{choice} gave no reply")
         if self._needs_usage or chat.sink is not None:
             await self._count_usage(run, choice)
-        await self._add(rt, run, me, choice, _group_message(reply.message, choice), skip=choice)
+        message = _group_message(reply.message, choice)
+        self._add(run, choice, message)
+        run.synced[choice] = len(chat.messages)  # it has its own reply already
+        if chat.sink is not None:
+            await _emit_message(chat, choice, message)
         return self.termination.check(chat)
 
     async def _count_usage(self, run: _GroupRun, speaker: str) -> None:

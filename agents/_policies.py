@@ -307,7 +307,10 @@ class FunctionCallFilter(SpeakerPolicy):
         self.then = then
 
     async def select(self, chat: GroupChatState, candidates: Sequence[str]) -> Selection:
-        calls = {c for c in _tool_names(chat.last_message) if not c.startswith(HANDOFF_PREFIX)}
+        message = chat.last_message
+        if not message or not (message.get("tool_calls") or message.get("function_call")):
+            return await self.then.select(chat, candidates)  # the common case: no tool call
+        calls = {c for c in _tool_names(message) if not c.startswith(HANDOFF_PREFIX)}
         if calls:
             able = [
                 name
