@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from moot.agents import AssistantAgent, QueueInputProvider, UserProxyAgent
+from moot.agents import (
+    AssistantAgent,
+    ModelClient,
+    ModelResponse,
+    QueueInputProvider,
+    UserProxyAgent,
+    client_from_llm_config,
+)
 from moot.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -139,3 +146,36 @@ async def test_send_continues_the_latest_chat(
         "Again. TERMINATE",
     ]
     assert len(server.requests) == 2
+
+
+async def test_chats_on_one_runtime_share_a_model_client_closed_when_it_stops(
+    server: ScriptedModelServer, llm_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[str] = []
+    closed: list[str] = []
+    real = client_from_llm_config
+
+    class Counting(ModelClient):
+        def __init__(self, inner: ModelClient) -> None:
+            self.inner = inner
+            made.append("client")
+
+        async def create(self, messages: Any, **options: Any) -> ModelResponse:
+            return await self.inner.create(messages, **options)
+
+        async def aclose(self) -> None:
+            closed.append("client")
+            await self.inner.aclose()
+
+    monkeypatch.setattr(
+        "moot.agents._conversable.client_from_llm_config", lambda config: Counting(real(config))
+    )
+    server.default = "Fine. TERMINATE"
+    assistant = AssistantAgent("assistant", llm_config=llm_config)
+    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+
+    async with Runtime() as runtime:
+        for n in range(3):
+            await user.a_initiate_chat(assistant, message=f"{n}", silent=True, runtime=runtime)
+        assert (made, closed) == (["client"], [])
+    assert closed == ["client"]
