@@ -15,8 +15,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import structlog
-
 from moot.runtime import HandlerError, Runtime
 
 from ._agent_errors import AgentConfigError, EventLoopRunningError
@@ -31,8 +29,6 @@ if TYPE_CHECKING:
 
     from ._conversable import ConversableAgent
     from ._model_types import ModelClient
-
-log = structlog.get_logger("moot.agents.chat")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -246,13 +242,6 @@ async def run_two_agent_chat(
                 turns += 1
         summary: str = await ask(
             runtime, Summarize(method=summary_method, args=summary_args), a, sender=None
-        )
-        log.debug(
-            "chat.finished",
-            chat_id=chat_id,
-            initiator=initiator.name,
-            recipient=recipient.name,
-            messages=len(first.messages),
         )
         return ChatResult(
             chat_id=chat_id,
