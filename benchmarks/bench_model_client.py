@@ -1,9 +1,10 @@
 """Model-client overhead: 1,000 calls at concurrency 100 against the scripted server (0 ms latency).
 
 The same request goes through raw `httpx.AsyncClient` (post, read, parse JSON) and through
-`OpenAIClient.create`, alternating rounds in one run; the ratio of their per-call times is the
-client's overhead (target: at most 1.3x). The server runs in its own process so that its work is
-not charged to either client. Writes `benchmarks/results/model_client.json`.
+`OpenAIClient.create` on an identical `httpx.AsyncClient`, alternating rounds in one run; the
+ratio of their per-call times is the client's overhead (target: at most 1.3x). A third row shows
+`OpenAIClient` on its default sharded `ConnectionPool`. The server runs in its own process so
+that its work is not charged to any client. Writes `benchmarks/results/model_client.json`.
 
     .venv/bin/python benchmarks/bench_model_client.py [--quick]
 """
@@ -64,6 +65,7 @@ async def _measure(base_url: str, calls: int, concurrency: int, rounds: int) -> 
     moot_http = httpx.AsyncClient(limits=limits, timeout=None)
     config = ModelConfig(model="scripted", base_url=base_url, api_key="bench")
     client = OpenAIClient(config, http=moot_http, retry=RetryPolicy())
+    pooled = OpenAIClient(config, retry=RetryPolicy())  # its own sharded ConnectionPool
 
     async def raw_call() -> object:
         response = await raw_http.post(url, json=body, headers=headers)
@@ -73,13 +75,17 @@ async def _measure(base_url: str, calls: int, concurrency: int, rounds: int) -> 
     async def moot_call() -> object:
         return (await client.create(MESSAGES)).content
 
-    timings: dict[str, list[float]] = {"raw_httpx": [], "moot": []}
-    cpu: dict[str, list[float]] = {"raw_httpx": [], "moot": []}
-    async with raw_http, moot_http, client:
-        for call in (raw_call, moot_call):
+    async def pooled_call() -> object:
+        return (await pooled.create(MESSAGES)).content
+
+    contenders = (("raw_httpx", raw_call), ("moot", moot_call), ("moot_pool", pooled_call))
+    timings: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    async with raw_http, moot_http, client, pooled:
+        for _, call in contenders:
             await _run_calls(call, concurrency, concurrency)  # warm the pools
         for _ in range(rounds):
-            for name, call in (("raw_httpx", raw_call), ("moot", moot_call)):
+            for name, call in contenders:
                 cpu_started = time.process_time()
                 timings[name].append(await _run_calls(call, calls, concurrency))
                 cpu[name].append(time.process_time() - cpu_started)
@@ -94,6 +100,7 @@ async def _measure(base_url: str, calls: int, concurrency: int, rounds: int) -> 
         "calls_per_second": {k: round(1e6 / v) for k, v in per_call.items()},
         "ratio": round(per_call["moot"] / per_call["raw_httpx"], 3),
         "cpu_ratio": round(cpu_per_call["moot"] / cpu_per_call["raw_httpx"], 3),
+        "pool_ratio": round(per_call["moot_pool"] / per_call["raw_httpx"], 3),
         "round_seconds": {k: [round(v, 4) for v in values] for k, values in timings.items()},
     }
 
@@ -116,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the benchmark")
     args = parser.parse_args()
-    calls, concurrency, rounds = (100, 10, 1) if args.quick else (1000, 100, 5)
+    calls, concurrency, rounds = (100, 10, 3) if args.quick else (1000, 100, 5)
 
     process, base_url = _start_server()
     try:
@@ -162,13 +169,14 @@ def _print_table(result: dict[str, Any]) -> None:
         f" {result['rounds']} round(s), median round"
     )
     print(f"{'client':<12}{'wall us/call':>14}{'calls/s':>10}{'client CPU us/call':>20}")
-    for name in ("raw_httpx", "moot"):
+    for name in ("raw_httpx", "moot", "moot_pool"):
         print(f"{name:<12}{wall[name]:>14.1f}{rate[name]:>10}{cpu[name]:>20.1f}")
     verdict = "meets" if result["meets_target"] else "MISSES"
     print(
         f"ratio moot/raw: {result['ratio']:.3f} wall, {result['cpu_ratio']:.3f} client CPU"
         f" ({verdict} the target <= {TARGET})"
     )
+    print(f"moot with its own sharded ConnectionPool / raw: {result['pool_ratio']:.3f} wall")
 
 
 if __name__ == "__main__":
