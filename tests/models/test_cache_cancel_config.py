@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from moot.agents import (
+    ConnectionPool,
     DiskCache,
     InMemoryCache,
     LLMConfig,
@@ -160,3 +161,19 @@ def test_one_client_serves_several_event_loops(hello: list[dict[str, str]]) -> N
 
         assert [anyio.run(one_call) for _ in range(3)] == ["again"] * 3
     assert len(server.requests) == 3
+
+
+async def test_connection_pool_shards_take_turns_and_reopen_after_aclose() -> None:
+    pool = ConnectionPool(shards=2)
+    first, second, third = pool.get(), pool.get(), pool.get()
+    assert first is not second
+    assert third is first
+    await pool.aclose()
+    assert first.is_closed
+    assert second.is_closed
+    fresh = pool.get()
+    assert fresh is not first
+    assert not fresh.is_closed
+    await pool.aclose()
+    with pytest.raises(ValueError, match="at least one shard"):
+        ConnectionPool(shards=0)
