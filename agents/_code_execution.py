@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -92,34 +93,66 @@ class CodeExecution:
             last_n_messages=last_n,
         )
 
-    @property
-    def owns_executor(self) -> bool:
-        return self.executor is None
-
-    async def make_executor(self) -> Executor:
-        """The user's executor, or a started `DockerExecutor` / `LocalExecutor` of our own.
+    async def start(self) -> RunningExecutor:
+        """The user's executor as is, or a started `DockerExecutor` / `LocalExecutor` of our own.
 
         Raises:
             DockerUnavailableError: `use_docker` is on and no Docker engine answers.
         """
         if self.executor is not None:
-            return self.executor
-        if not self.use_docker:
-            return LocalExecutor(timeout=self.timeout)
-        docker = DockerExecutor(timeout=self.timeout)
+            return RunningExecutor(self.executor, owned=False)
+        made: Executor = (
+            DockerExecutor(timeout=self.timeout)
+            if self.use_docker
+            else LocalExecutor(timeout=self.timeout)
+        )
+        running = RunningExecutor(made, owned=True)
         try:
-            await docker.start()
+            await running.start()
         except DockerUnavailableError as exc:
-            await docker.aclose()
             raise docker_unavailable(exc) from exc
-        except BaseException:
-            await docker.aclose()
-            raise
-        return docker
+        return running
 
-    async def close_executor(self, executor: Executor) -> None:
-        if self.owns_executor:
-            await executor.aclose()
+
+class RunningExecutor:
+    """An executor in use by an agent's chats. One the agent made itself is entered and exited
+    (`async with`) in a task of its own, because an executor may hold task-bound scopes (anyio
+    task groups) while chats that open and release it run in different tasks."""
+
+    def __init__(self, executor: Executor, *, owned: bool) -> None:
+        self.executor = executor
+        self.owned = owned
+        self._done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Enter the executor in its own task; returns once it is ready, or raises its error."""
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.get_running_loop().create_task(self._hold(ready))
+        try:
+            await asyncio.shield(ready)
+        except BaseException:
+            self._done.set()
+            await asyncio.gather(self._task, return_exceptions=True)
+            raise
+
+    async def _hold(self, ready: asyncio.Future[None]) -> None:
+        try:
+            async with self.executor:
+                ready.set_result(None)
+                await self._done.wait()
+        except BaseException as exc:
+            if ready.done():
+                raise
+            ready.set_exception(exc)
+
+    async def aclose(self) -> None:
+        """Exit an executor the agent made (in the task that entered it); keep a user's one."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        self._done.set()
+        await task
 
 
 def docker_unavailable(exc: DockerUnavailableError) -> DockerUnavailableError:

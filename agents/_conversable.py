@@ -23,7 +23,13 @@ from ._chat import (
     run_two_agent_chat,
     runtime_scope,
 )
-from ._code_execution import CodeExecution, code_to_run, open_executor_session, run_code
+from ._code_execution import (
+    CodeExecution,
+    RunningExecutor,
+    code_to_run,
+    open_executor_session,
+    run_code,
+)
 from ._human_input import ConsoleInputProvider, InputProvider, InputRequest
 from ._llm_config import LLMConfig
 from ._model_fallback import client_from_llm_config
@@ -181,10 +187,10 @@ class ConversableAgent:
         self._model_lease: Lease[ModelClient] | None = None
         if model_client is not None or self._llm is not None:
             self._model_lease = Lease(self._make_client, self._close_client)
-        self._executor_lease: Lease[Executor] | None = None
+        self._executor_lease: Lease[RunningExecutor] | None = None
         if self._code is not None:
             code = self._code
-            self._executor_lease = Lease(code.make_executor, code.close_executor)
+            self._executor_lease = Lease(code.start, RunningExecutor.aclose)
         self._llm_tools: dict[str, Tool] = {}
         self._function_map: dict[str, Tool] = {}
         for fname, function in (function_map or {}).items():
@@ -314,9 +320,9 @@ class ConversableAgent:
             return None
 
         async def open_session(state: ChatState) -> ExecutorSession:
-            executor = await lease.acquire()
+            running = await lease.acquire()
             state.stack.push_async_callback(lease.release)
-            return await open_executor_session(executor, code.work_dir, state.stack)
+            return await open_executor_session(running.executor, code.work_dir, state.stack)
 
         return open_session
 

@@ -5,6 +5,7 @@ Under CI=true a missing engine fails these tests; elsewhere the sandbox test ski
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -65,6 +66,23 @@ async def test_code_runs_in_the_docker_sandbox_by_default(
     assert second == f"exitcode: 0 (execute succeeded)\nCode output: {uid}"  # files persist
     assert (tmp_path / "out.txt").read_text() == uid  # and come back to the host
     assert sandbox_image
+    assert await _our_containers() == []  # the private runtime stopped: the pool is gone
+
+
+async def _our_containers() -> list[str]:
+    """Containers labelled as created by this process's executors."""
+    listing = await asyncio.create_subprocess_exec(
+        "docker",
+        "ps",
+        "-a",
+        "--filter",
+        "label=moot.owner",
+        "--format",
+        '{{.Label "moot.owner"}}',
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await listing.communicate()
+    return [owner for owner in out.decode().split() if f":{os.getpid()}:" in owner]
 
 
 async def test_no_docker_engine_says_how_to_start_one_or_opt_out(
