@@ -226,3 +226,40 @@ def test_decorators_register_for_llm_and_for_execution(llm_config: dict[str, Any
     assert add(1, 2) == 3
     with pytest.raises(ToolRegistrationError, match="no llm_config"):
         user.register_for_llm(description="x")(add)
+
+
+async def test_terminate_mode_asks_a_human_when_the_auto_replies_run_out(
+    server: ScriptedModelServer, llm_config: dict[str, Any]
+) -> None:
+    server.default = "More?"
+    humans = ScriptedInputProvider(["keep going", "exit"])
+    assistant = AssistantAgent("a", llm_config=llm_config)
+    user = UserProxyAgent(
+        "u",
+        human_input_mode="TERMINATE",
+        max_consecutive_auto_reply=1,
+        code_execution_config=False,
+        default_auto_reply="auto",
+        input_provider=humans,
+    )
+
+    result = await user.a_initiate_chat(assistant, message="go", silent=True)
+
+    contents = [m["content"] for m in result.chat_history]
+    assert contents == ["go", "More?", "auto", "More?", "keep going", "More?", "auto", "More?"]
+    assert result.human_input == ["keep going", "exit"]
+
+
+async def test_a_callable_message_gets_the_agents_and_the_context(
+    server: ScriptedModelServer, llm_config: dict[str, Any]
+) -> None:
+    server.push("Done. TERMINATE")
+    assistant = AssistantAgent("a", llm_config=llm_config)
+    user = UserProxyAgent("u", human_input_mode="NEVER", code_execution_config=False)
+
+    def opening(sender: ConversableAgent, recipient: ConversableAgent, context: Any) -> str:
+        return f"{sender.name} asks {recipient.name} about {context['topic']}"
+
+    result = await user.a_initiate_chat(assistant, message=opening, silent=True, topic="tides")
+
+    assert result.chat_history[0]["content"] == "u asks a about tides"
