@@ -54,13 +54,15 @@ class GroupChatState:
     """Everything one chat has: history, counters, usage, and a scratch space for policies."""
 
     __slots__ = (
+        "_ask_human",
+        "_asker",
+        "_groupchat",
+        "_view",
         "agents",
-        "ask_human",
         "chat_id",
         "clock",
         "cost",
         "descriptions",
-        "groupchat",
         "last_speaker",
         "messages",
         "model_client",
@@ -85,6 +87,8 @@ class GroupChatState:
         groupchat: Any = None,
         agents: Mapping[str, Any] | None = None,
         ask_human: Callable[[str], Awaitable[str]] | None = None,
+        view: Callable[[list[dict[str, Any]]], Any] | None = None,
+        asker: Callable[[str, str], Awaitable[str]] | None = None,
     ) -> None:
         self.chat_id = chat_id
         self.participants = participants
@@ -92,9 +96,11 @@ class GroupChatState:
         self.descriptions: Mapping[str, str] = descriptions or {}
         self.clock = clock
         self.model_client = model_client
-        self.groupchat = groupchat  # the per-chat GroupChat view that callables receive
-        self.agents: Mapping[str, Any] = agents or {}  # name -> agent object (and the opener)
-        self.ask_human = ask_human
+        self._groupchat = groupchat
+        self._view = view  # makes the per-chat GroupChat view on first use
+        self.agents: Mapping[str, Any] = agents or {}  # name -> agent object
+        self._ask_human = ask_human
+        self._asker = asker  # asks a human (prompt, chat id), when no `ask_human` is given
         self.start_index = len(self.messages)
         self.turns = 0
         self.last_speaker: str | None = None
@@ -103,6 +109,25 @@ class GroupChatState:
         self.started = clock()
         self.scratch: dict[Any, Any] = {}
         self.sink: EventSink | None = None
+
+    @property
+    def groupchat(self) -> Any:
+        """The per-chat `GroupChat` view a speaker-selection callable receives (made lazily)."""
+        if self._groupchat is None and self._view is not None:
+            self._groupchat = self._view(self.messages)
+        return self._groupchat
+
+    @property
+    def ask_human(self) -> Callable[[str], Awaitable[str]] | None:
+        """Asks the chat's human a question (None when the chat has no input provider)."""
+        if self._ask_human is None and self._asker is not None:
+            asker, chat_id = self._asker, self.chat_id
+
+            async def ask(prompt: str) -> str:
+                return await asker(prompt, chat_id)
+
+            self._ask_human = ask
+        return self._ask_human
 
     @property
     def message_count(self) -> int:

@@ -401,6 +401,9 @@ class GroupChatManager(ConversableAgent):
         self.last_result: GroupChatResult | None = None
         self._ask_turn = Turn(sender=name, message=None, request_reply=True)
         self._attached: weakref.WeakSet[Runtime] = weakref.WeakSet()
+        self._roster_cache: (
+            tuple[tuple[int, ...], tuple[str, ...], dict[str, str], dict[str, Any]] | None
+        ) = None
 
     # -- the actor ---------------------------------------------------------------------------
 
@@ -626,20 +629,18 @@ class GroupChatManager(ConversableAgent):
             raise GroupChatError(f"chat {chat_id!r} is already running")
         await self._attach_all(rt)
         groupchat = self.groupchat
-        agents = groupchat.agents
-        names = tuple(agent.name for agent in agents)
+        names, descriptions, by_name = self._roster()
         messages: list[Message] = [dict(m) for m in request.history]
-        by_name: dict[str, Any] = {agent.name: agent for agent in agents}
         chat = GroupChatState(
             chat_id,
             names,
             messages=messages,
-            descriptions={agent.name: agent.description for agent in agents},
+            descriptions=descriptions,
             clock=rt.clock.now,
             agents=by_name,
-            ask_human=self._asker(chat_id),
+            view=groupchat.for_chat,
+            asker=self._ask_human,
         )
-        chat.groupchat = groupchat.for_chat(messages)
         chat.sink = request.sink
         if messages:
             chat.last_speaker = messages[-1].get("name")
@@ -697,12 +698,24 @@ class GroupChatManager(ConversableAgent):
         while len(finished) > self._finished_kept:
             finished.popitem(last=False)
 
-    def _asker(self, chat_id: str) -> Callable[[str], Any]:
-        async def ask_human(prompt: str) -> str:
-            request = InputRequest(prompt=prompt, agent=self.name, chat_id=chat_id)
-            return await self.input_provider.get_input(request)
+    async def _ask_human(self, prompt: str, chat_id: str) -> str:
+        request = InputRequest(prompt=prompt, agent=self.name, chat_id=chat_id)
+        return await self.input_provider.get_input(request)
 
-        return ask_human
+    def _roster(self) -> tuple[tuple[str, ...], dict[str, str], dict[str, Any]]:
+        """Names, descriptions and agents by name; rebuilt only when the group changes."""
+        agents = self.groupchat.agents
+        key = tuple(map(id, agents))
+        cached = self._roster_cache
+        if cached is None or cached[0] != key:
+            cached = (
+                key,
+                tuple(agent.name for agent in agents),
+                {agent.name: agent.description for agent in agents},
+                {agent.name: agent for agent in agents},
+            )
+            self._roster_cache = cached
+        return cached[1], cached[2], cached[3]
 
     def _open_participants(
         self, rt: Runtime, run: _GroupRun, initiator: str | None, silent: bool
@@ -730,14 +743,25 @@ class GroupChatManager(ConversableAgent):
         missing message is returned instead of sent, to travel with the speaker's `Turn`.
         """
         messages = run.chat.messages
-        start = run.synced.get(name, 0)
-        run.synced[name] = len(messages)
-        missing = [m for m in messages[start:] if m.get("name") != name]
-        last = missing.pop() if keep_last and missing else None
+        synced = run.synced
+        end = len(messages)
+        index = synced.get(name, 0)
+        synced[name] = end
+        last: Message | None = None
         target = run.ids[name]
-        for message in missing:
-            turn = Turn(sender=str(message.get("name")), message=message, request_reply=False)
+        while index < end:
+            message = messages[index]
+            index += 1
+            if message.get("name") == name:
+                continue
+            if last is not None:
+                turn = Turn(sender=str(last.get("name")), message=last, request_reply=False)
+                await rt.tell(turn, target, sender=me)
+            last = message
+        if last is not None and not keep_last:
+            turn = Turn(sender=str(last.get("name")), message=last, request_reply=False)
             await rt.tell(turn, target, sender=me)
+            return None
         return last
 
     def _add(self, run: _GroupRun, speaker: str, message: Message) -> None:
