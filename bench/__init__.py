@@ -1,3 +1,33 @@
-"""moot.bench: the load-test harness behind `moot bench`, usable as a library."""
+"""moot.bench: the load-test harness behind `moot bench`, usable as a library.
 
-__all__: list[str] = []
+results = await run_bench(BenchConfig(scenarios=("chats",), concurrency=(1, 8)))
+results.write_json(Path("results.json")); write_report(results, Path("report.html"))
+"""
+
+from ._config import SCENARIOS, BenchConfig, LatencyDistribution
+from ._errors import BenchConfigError, BenchEnvironmentError, BenchError
+from ._report import render_report, write_report
+from ._results import BenchResults, Point, Series
+from ._run import run_bench
+from ._stats import LatencySummary, Recorder, summarize
+from ._stub import StubModelClient, TimedExecutor
+
+__all__ = [
+    "SCENARIOS",
+    "BenchConfig",
+    "BenchConfigError",
+    "BenchEnvironmentError",
+    "BenchError",
+    "BenchResults",
+    "LatencyDistribution",
+    "LatencySummary",
+    "Point",
+    "Recorder",
+    "Series",
+    "StubModelClient",
+    "TimedExecutor",
+    "render_report",
+    "run_bench",
+    "summarize",
+    "write_report",
+]

@@ -1,5 +1,31 @@
-"""moot.cli: the `moot` command line (demo, bench, doctor, image, model, worker)."""
+"""moot.cli: the `moot` command line (demo, bench, doctor, image, model), and the embedded model."""
 
-from ._main import main
+from ._errors import CliError, ExitCode
+from ._main import build_parser, main
+from ._model_store import (
+    QWEN_CODER_05B,
+    ModelSpec,
+    ModelStoreError,
+    ModelVerificationError,
+    cached_model,
+    fetch_model,
+    join_chunks,
+    model_path,
+    models_dir,
+)
 
-__all__ = ["main"]
+__all__ = [
+    "QWEN_CODER_05B",
+    "CliError",
+    "ExitCode",
+    "ModelSpec",
+    "ModelStoreError",
+    "ModelVerificationError",
+    "build_parser",
+    "cached_model",
+    "fetch_model",
+    "join_chunks",
+    "main",
+    "model_path",
+    "models_dir",
+]
