@@ -13,7 +13,6 @@ from ._stats import LatencySummary, Recorder, summarize
 from ._stub import StubModelClient, TimedExecutor
 
 __all__ = [
-    "SCENARIOS",
     "BenchConfig",
     "BenchConfigError",
     "BenchEnvironmentError",
@@ -23,6 +22,7 @@ __all__ = [
     "LatencySummary",
     "Point",
     "Recorder",
+    "SCENARIOS",
     "Series",
     "StubModelClient",
     "TimedExecutor",

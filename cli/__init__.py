@@ -15,12 +15,12 @@ from ._model_store import (
 )
 
 __all__ = [
-    "QWEN_CODER_05B",
     "CliError",
     "ExitCode",
     "ModelSpec",
     "ModelStoreError",
     "ModelVerificationError",
+    "QWEN_CODER_05B",
     "build_parser",
     "cached_model",
     "fetch_model",
