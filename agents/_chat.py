@@ -15,6 +15,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import structlog
+
 from moot.runtime import HandlerError, Runtime
 
 from ._agent_errors import AgentConfigError, EventLoopRunningError
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
     from ._conversable import ConversableAgent
     from ._model_types import ModelClient
+
+log = structlog.get_logger("moot.agents.chat")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -185,10 +189,15 @@ async def ask(runtime: Runtime, message: Any, to: AgentId, *, sender: AgentId | 
 
 
 async def close_participants(runtime: Runtime, participants: list[AgentId]) -> None:
-    """Send `CloseChat` to each participant; it queues behind a turn that is being cancelled."""
+    """Send `CloseChat` to each participant; it queues behind a turn that is being cancelled.
+
+    A failure to close is logged, not raised: the chat's own outcome (result or error) wins.
+    """
     for agent_id in participants:
-        with contextlib.suppress(Exception):
+        try:
             await runtime.send(CloseChat(), agent_id, timeout=CLOSE_TIMEOUT)
+        except Exception as exc:
+            log.warning("chat.close_failed", agent=str(agent_id), error=repr(exc))
 
 
 async def run_two_agent_chat(
