@@ -27,6 +27,7 @@ from ._events import (
     TokenUsageEvent,
     ToolCallEvent,
 )
+from ._group_nested import register_nested_chats
 from ._group_state import (
     GroupChatError,
     GroupChatState,
@@ -212,4 +213,5 @@ __all__ = [
     "parse_names",
     "price_for",
     "register_function",
+    "register_nested_chats",
 ]

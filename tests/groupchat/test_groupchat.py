@@ -432,3 +432,45 @@ async def test_send_introductions() -> None:
     result = await GroupChatManager(group).a_run("go")
     assert result.chat_history[1]["content"] == "Hello everyone. This"
     assert RoundRobin() is not None
+
+
+async def test_nested_chat_answers_with_its_summary() -> None:
+    from moot.agents import register_nested_chats
+
+    expert = agent("expert", lambda messages: f"expert view on: {messages[-1]['content'][:9]}")
+    writer = agent("writer")
+    register_nested_chats(
+        writer,
+        [{"recipient": expert, "max_turns": 1, "summary_method": "last_msg", "silent": True}],
+        trigger=lambda sender: isinstance(sender, GroupChatManager),
+        position=0,  # ahead of the test agent's own scripted reply
+    )
+    group = GroupChat(
+        [writer, agent("editor")], max_round=3, speaker_selection_method="round_robin"
+    )
+    result = await GroupChatManager(group).a_run("the draft")
+    assert result.chat_history[1] == {
+        "content": "expert view on: the draft",
+        "role": "user",
+        "name": "writer",
+    }
+    with pytest.raises(GroupChatError, match="at least one"):
+        register_nested_chats(writer, [], trigger=None)
+
+
+async def test_sequential_chats_carry_over_into_a_group() -> None:
+    a, b = agent("a", "a has the numbers. TERMINATE"), agent("b", "b agrees. TERMINATE")
+    manager = GroupChatManager(GroupChat([a, b], speaker_selection_method="round_robin"))
+    first = GroupChatManager(GroupChat([a], speaker_selection_method="round_robin"), name="first")
+    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+    results = await user.a_initiate_chats(
+        [
+            {"recipient": first, "message": "collect numbers", "silent": True},
+            {"recipient": manager, "message": "discuss them", "silent": True},
+        ]
+    )
+    assert len(results) == 2
+    assert manager.last_result is not None
+    opening = manager.last_result.chat_history[0]["content"]
+    assert opening.startswith("discuss them")
+    assert "collect numbers" in opening  # the first chat's summary came along as carryover
