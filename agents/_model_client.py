@@ -10,7 +10,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import httpx
 import pydantic
 
@@ -198,7 +197,10 @@ class OpenAIClient(ModelClient):
         max_tokens: int | None = None,
         timeout: float | None = None,
     ) -> ModelResponse:
-        """Ask the model for the next assistant message; `timeout` bounds each attempt in seconds.
+        """Ask the model for the next assistant message.
+
+        `timeout` is the longest silence (seconds) allowed per attempt: to connect, or between
+        bytes of the answer; the retry policy's `deadline` bounds the whole call.
 
         With `stream=True`, `on_token` receives each content fragment as it arrives.
 
@@ -310,14 +312,11 @@ class OpenAIClient(ModelClient):
 
     async def _post(self, payload: bytes, limit: float) -> ModelResponse:
         try:
-            with anyio.fail_after(limit):
-                response = await self._client().post(
-                    self._url, content=payload, headers=self._headers
-                )
-        except TimeoutError as exc:
-            raise self._error(ModelTimeoutError, f"no answer within {limit} s") from exc
+            response = await self._client().post(
+                self._url, content=payload, headers=self._headers, timeout=httpx.Timeout(limit)
+            )
         except httpx.TimeoutException as exc:
-            raise self._error(ModelTimeoutError, f"timed out: {exc!r}") from exc
+            raise self._error(ModelTimeoutError, f"no answer within {limit} s") from exc
         except httpx.TransportError as exc:
             raise self._error(
                 ProviderUnavailableError, f"cannot reach the server: {exc!r}"
