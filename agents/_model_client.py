@@ -245,9 +245,13 @@ class OpenAIClient(ModelClient):
                 response = await self._stream(payload, on_token, attempt_timeout)
             else:
                 response = await self._post(payload, attempt_timeout)
-            self._limits.settle(
-                self._base_url, self.config.model, estimated=estimate, actual=response.usage.total
-            )
+            if response.usage.total:  # a server that reports no usage keeps the estimate
+                self._limits.settle(
+                    self._base_url,
+                    self.config.model,
+                    estimated=estimate,
+                    actual=response.usage.total,
+                )
             return response
 
         response = await self._retry.run(attempt, model=self.config.model, base_url=self._base_url)

@@ -16,6 +16,8 @@ import anyio.abc
 import anyio.from_thread
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from moot.runtime import LifecycleError
+
 from ._script import RecordedRequest, Reply, Responder, Rule, resolve, tool_call_dicts
 
 if TYPE_CHECKING:
@@ -72,7 +74,10 @@ class ScriptedModelServer:
     @property
     def port(self) -> int:
         if self._port is None:
-            raise RuntimeError("The server is not running; use it as `async with` or `with`.")
+            raise LifecycleError(
+                "Cannot read the address of a ScriptedModelServer that is not running;"
+                " use it as `async with` or `with`."
+            )
         return self._port
 
     @property
@@ -130,7 +135,9 @@ class ScriptedModelServer:
         """Wait until `predicate(server)` holds; re-checked whenever a request starts or ends."""
         while not predicate(self):
             if self._changed is None:
-                raise RuntimeError("wait_for needs the server running in this event loop")
+                raise LifecycleError(
+                    "Cannot wait on a ScriptedModelServer that is not running in this event loop."
+                )
             await self._changed.wait()
 
     # -- lifecycle -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from moot.runtime import LifecycleError
 from moot.testing import RecordedRequest, Reply, Rule, ScriptedModelServer
 
 
@@ -84,7 +85,7 @@ def test_sync_mode_runs_on_a_background_thread_and_streams_sse() -> None:
     assert events[-1] == "data: [DONE]"
     assert '"usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}' in events[-2]
     assert len(server.requests) == 1
-    with pytest.raises(RuntimeError, match="not running"):
+    with pytest.raises(LifecycleError, match="not running"):
         _ = server.base_url
 
 
