@@ -78,29 +78,48 @@ class Lease(Generic[T]):
         return self._holders
 
     async def acquire(self) -> T:
-        """The shared value (made now if nobody holds it); pair with `release()`."""
+        """The shared value (made now if nobody holds it); pair with `release()`.
+
+        Concurrent callers wait for one making; if the caller making it is cancelled, a waiter
+        takes over. A failed making raises its error in every waiting caller.
+        """
         self._holders += 1
         try:
-            if self._value is not None:
-                return self._value
-            if self._making is None:
-                self._making = asyncio.get_running_loop().create_future()
+            while True:
+                if self._value is not None:
+                    return self._value
                 making = self._making
+                if making is None:
+                    return await self._make_now()
                 try:
-                    value = await self._make()
-                except BaseException as exc:
-                    self._making = None
-                    making.set_exception(exc)
-                    making.exception()  # retrieved: other waiters re-raise it themselves
+                    return await asyncio.shield(making)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if making.cancelled() and (task is None or not task.cancelling()):
+                        continue  # the maker was cancelled, not us: make it ourselves
                     raise
-                self._value = value
-                self._making = None
-                making.set_result(value)
-                return value
-            return await asyncio.shield(self._making)
         except BaseException:
             self._holders -= 1
             raise
+
+    async def _make_now(self) -> T:
+        making: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._making = making
+        try:
+            value = await self._make()
+        except asyncio.CancelledError:
+            self._making = None
+            making.cancel()
+            raise
+        except BaseException as exc:
+            self._making = None
+            making.set_exception(exc)
+            making.exception()  # marked retrieved: each waiter re-raises it itself
+            raise
+        self._making = None
+        self._value = value
+        making.set_result(value)
+        return value
 
     def hold(self) -> None:
         """Hold without making the value: whatever chats make stays open until `release()`."""
