@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
+from moot.runtime import HandlerError
+
 from ._agent_errors import AgentError
 from ._chat import (
     Lease,
@@ -785,7 +787,10 @@ class GroupChatManager(ConversableAgent):
             if last is None
             else Turn(sender=str(last.get("name")), message=last, request_reply=True)
         )
-        reply: TurnReply = await ask(rt, turn, run.ids[choice], sender=me)
+        try:  # `ask` inlined: one coroutine less per turn on the hot path
+            reply: TurnReply = await rt.send(turn, run.ids[choice], sender=me)
+        except HandlerError as exc:  # the speaker's own error (a ModelError, ...), unwrapped
+            raise (exc.__cause__ or exc) from None
         chat.turns += 1
         if reply.message is None:
             return StopReason(condition="NoReply", detail=f"{choice} gave no reply")

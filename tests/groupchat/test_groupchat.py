@@ -474,3 +474,17 @@ async def test_sequential_chats_carry_over_into_a_group() -> None:
     opening = manager.last_result.chat_history[0]["content"]
     assert opening.startswith("discuss them")
     assert "collect numbers" in opening  # the first chat's summary came along as carryover
+
+
+async def test_a_speakers_error_reaches_the_caller_unwrapped() -> None:
+    def broken(messages: list[dict[str, Any]]) -> str:
+        raise ValueError("the speaker broke")
+
+    group = GroupChat([agent("a"), agent("b", broken)], speaker_selection_method="round_robin")
+    manager = GroupChatManager(group)
+    with pytest.raises(ValueError, match="the speaker broke"):
+        await manager.a_run("go")
+    result = await GroupChatManager(
+        GroupChat([agent("a")], max_round=2, speaker_selection_method="round_robin")
+    ).a_run("go", chat_id="after")
+    assert result.chat_id == "after"
