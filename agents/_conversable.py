@@ -125,6 +125,31 @@ def _model_messages(system_message: str, history: Sequence[Message]) -> list[dic
     return out
 
 
+def _without_stream(config: LLMConfig) -> tuple[LLMConfig, bool]:
+    """AutoGen's `"stream": True` (top level or in an entry) as our streaming flag, taken out of
+    the parameters sent verbatim, so the client asks for a stream and reads it as one."""
+    stream = bool(config.params.get("stream")) or any(
+        entry.params.get("stream") for entry in config.config_list
+    )
+    if not stream and "stream" not in config.params:
+        return config, False
+    entries = tuple(
+        entry.model_copy(update={"params": _drop(entry.params, "stream")})
+        for entry in config.config_list
+    )
+    update = {"params": _drop(config.params, "stream"), "config_list": entries}
+    return config.model_copy(update=update), stream
+
+
+def _drop(params: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return {name: value for name, value in params.items() if name != key}
+
+
+def _show_token(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 class ConversableAgent:
     """An agent that talks: it replies to messages with its reply functions, in order:
 
@@ -176,10 +201,11 @@ class ConversableAgent:
         self.code_execution_config = code_execution_config
         self._code = CodeExecution.from_config(code_execution_config)
         self._llm: LLMConfig | None = None
+        self._stream = False
         if llm_config is None or llm_config is False:
             self.llm_config: dict[str, Any] | Literal[False] = False
         else:
-            self._llm = LLMConfig.from_autogen(llm_config)
+            self._llm, self._stream = _without_stream(LLMConfig.from_autogen(llm_config))
             self.llm_config = (
                 dict(llm_config) if isinstance(llm_config, Mapping) else llm_config.model_dump()
             )
@@ -702,7 +728,10 @@ class ConversableAgent:
         if self._llm is not None:
             tools += [dict(tool) for tool in self._llm.tools]
         response = await client.create(
-            _model_messages(self.system_message, messages), tools=tools or None
+            _model_messages(self.system_message, messages),
+            tools=tools or None,
+            stream=self._stream,
+            on_token=None if state.silent or not self._stream else _show_token,
         )
         state.usage.add(response)
         self._usage.add(response)

@@ -263,3 +263,24 @@ async def test_a_callable_message_gets_the_agents_and_the_context(
     result = await user.a_initiate_chat(assistant, message=opening, silent=True, topic="tides")
 
     assert result.chat_history[0]["content"] == "u asks a about tides"
+
+
+async def test_stream_true_streams_and_shows_tokens_unless_silent(
+    server: ScriptedModelServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.push("Streamed words arrive. TERMINATE", "Quiet. TERMINATE")
+    config = {"config_list": server.config_list(), "stream": True}
+    assistant = AssistantAgent("a", llm_config=config)
+    user = UserProxyAgent("u", human_input_mode="NEVER", code_execution_config=False)
+
+    loud = await user.a_initiate_chat(assistant, message="talk")
+    shown = capsys.readouterr().out
+    quiet = await user.a_initiate_chat(assistant, message="hush", silent=True)
+
+    assert loud.summary == "Streamed words arrive."
+    assert quiet.summary == "Quiet."
+    assert server.requests[0].stream
+    assert server.requests[0].body.get("stream") is True
+    assert "Streamed words arrive. TERMINATE" in shown
+    assert "u (to a):" in shown
+    assert capsys.readouterr().out == ""
