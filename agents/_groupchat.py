@@ -845,10 +845,10 @@ def _view(messages: Sequence[Message], name: str) -> list[Message]:
     """The history as participant `name` keeps it: its own messages as the assistant's."""
     out = []
     for message in messages:
-        if message.get("name") == name and message.get("role") not in ("tool", "function"):
-            out.append({**message, "role": "assistant"})
-        else:
+        if message.get("role") in ("tool", "function"):
             out.append(dict(message))
+        else:
+            out.append({**message, "role": "assistant" if message.get("name") == name else "user"})
     return out
 
 

@@ -488,3 +488,25 @@ async def test_a_speakers_error_reaches_the_caller_unwrapped() -> None:
         GroupChat([agent("a")], max_round=2, speaker_selection_method="round_robin")
     ).a_run("go", chat_id="after")
     assert result.chat_id == "after"
+
+
+async def test_a_resumed_history_reaches_each_participant_in_its_own_roles() -> None:
+    a, b = agent("a"), agent("b")
+    group = GroupChat([a, b], max_round=2, speaker_selection_method="round_robin")
+    manager = GroupChatManager(group)
+    call = {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    manager.load_state(
+        {
+            "chat_id": "old",
+            "messages": [
+                {"role": "user", "name": "user", "content": "task"},
+                {"role": "assistant", "name": "b", "content": None, "tool_calls": [call]},
+                {"role": "tool", "name": "a", "content": "42", "tool_responses": []},
+            ],
+        }
+    )
+    await manager.a_run("go on", chat_id="old")
+    seen_by_a = [(m.get("name"), m["role"]) for m in a.chat_messages[manager]]
+    assert seen_by_a[:3] == [("user", "user"), ("b", "user"), ("a", "tool")]
+    seen_by_b = [(m.get("name"), m["role"]) for m in b.chat_messages[manager]]
+    assert seen_by_b[1] == ("b", "assistant")
