@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import types
-import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, Union, get_args, get_origin
@@ -25,9 +24,10 @@ _HANDLES_ATTR = "__moot_handles__"
 def handler(fn: F) -> F:
     """Mark an `async def on_x(self, message: X, ctx: Envelope)` method as the handler for `X`.
 
-    The message type comes from the annotation of the first parameter after `self`; a union
-    registers the method for each member. Lookup follows the message type's MRO, so a handler
-    for a base class also receives its subclasses unless a closer handler exists.
+    The message type comes from the annotation of the first parameter after `self` (only that
+    one is resolved, so `ctx`'s type may be imported for type checking only); a union registers
+    the method for each member. Lookup follows the message type's MRO, so a handler for a base
+    class also receives its subclasses unless a closer handler exists.
     """
     is_async = inspect.iscoroutinefunction(fn)
     if not is_async:
@@ -43,17 +43,22 @@ def _message_types(owner: type, fn: Callable[..., Any]) -> tuple[type, ...]:
             f"handler {fn.__qualname__} must take (self, message, ctx); it has {len(params) - 1}"
             " parameter(s) after self"
         )
-    try:
-        hints = typing.get_type_hints(fn, globalns=vars(inspect.getmodule(owner) or object))
-    except NameError as exc:
-        raise RegistrationError(
-            f"cannot resolve the message type of handler {fn.__qualname__}: {exc}"
-        ) from exc
-    hint = hints.get(params[1].name)
+    hint: Any = fn.__annotations__.get(params[1].name)
     if hint is None:
         raise RegistrationError(
             f"handler {fn.__qualname__} needs a type annotation on its message parameter"
         )
+    if isinstance(hint, str):
+        module = inspect.getmodule(fn) or inspect.getmodule(owner)
+        namespace = dict(vars(module)) if module is not None else {}
+        namespace.setdefault(owner.__name__, owner)
+        try:
+            hint = eval(hint, namespace)  # resolving an annotation string, as typing does
+        except Exception as exc:
+            raise RegistrationError(
+                f"cannot resolve the message type {hint!r} of handler {fn.__qualname__}: {exc}"
+                " (define the message class at module level)"
+            ) from exc
     members = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
     out: list[type] = []
     for member in members:

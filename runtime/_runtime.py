@@ -91,8 +91,8 @@ class _Passivate:
 
     __slots__ = ("since",)
 
-    def __init__(self, since: float) -> None:
-        self.since = since
+    def __init__(self, since: float | None) -> None:
+        self.since = since  # the idle mark the reaper saw; None when asked for by `retire`
 
 
 class _Actor:
@@ -295,6 +295,8 @@ class Runtime:
             supervisor=supervisor or Restart(),
             idle_timeout=idle_timeout,
         )
+        if isinstance(factory, type) and issubclass(factory, Agent):
+            factory.handled_types()  # resolve handler annotations now: errors at registration
         self._types[agent_type] = registered
         if idle_timeout is not None:
             self._idle[agent_type] = OrderedDict()
@@ -452,6 +454,14 @@ class Runtime:
             await asyncio.gather(actor.task, return_exceptions=True)
         self._close_actor(actor, DeadLetterReason.AGENT_STOPPED)
         await self._save(actor)
+
+    def retire(self, agent_id: AgentId) -> None:
+        """Passivate `agent_id` after the messages already queued for it, and forget it: its
+        state is saved, and its next message (if any) activates a fresh instance with that state.
+        Use it when a key's work is done (e.g. a finished chat) so idle keys cost nothing."""
+        actor = self._actors.get(agent_id)
+        if actor is not None and not actor.stopped and not actor.retired:
+            actor.mailbox.put_system(_Passivate(None))
 
     # ----------------------------------------------------------------- TransportHost
 
@@ -834,8 +844,10 @@ class Runtime:
             log.error("agent.passivate_failed", agent=str(actor.id), error=repr(exc))
 
     async def _passivate(self, actor: _Actor, item: _Passivate) -> None:
-        if len(actor.mailbox) or actor.idle_since != item.since or actor.agent is None:
-            return  # it got busy again after the reaper looked
+        if len(actor.mailbox):
+            return  # it got busy again after the reaper (or `retire`) looked
+        if item.since is not None and (actor.idle_since != item.since or actor.agent is None):
+            return
         await self._save(actor)
         if not len(actor.mailbox) and self._actors.get(actor.id) is actor:
             del self._actors[actor.id]

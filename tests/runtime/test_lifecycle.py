@@ -214,3 +214,60 @@ def test_codec_round_trip_and_unknown_type() -> None:
     assert receiver.loads(sender.dumps({"a": [1]})) == {"a": [1]}
     with pytest.raises(SerializationError, match="not JSON"):
         receiver.loads(b"{nope")
+
+
+async def test_retire_passivates_after_queued_work_and_forgets_the_key() -> None:
+    Memo.activations = []
+    store = InMemoryStateStore()
+    m = AgentId("memo", "r")
+    async with Runtime(state_store=store) as rt:
+        rt.register("memo", Memo)
+        first = asyncio.create_task(rt.send(Ping(1), m))
+        rt.retire(m)  # nothing to retire yet: no cell
+        assert await first == [1]
+        queued = asyncio.create_task(rt.send(Ping(2), m))
+        await asyncio.sleep(0)
+        rt.retire(m)  # after the queued Ping(2)
+        assert await queued == [1, 2]
+        await _settle()
+        assert not rt.is_active(m)
+        assert rt.mailbox_statistics(m) is None  # the cell is gone
+        assert store.saved[m] == {"items": [1, 2]}
+        assert await rt.send(Ping(3), m) == [1, 2, 3]
+    assert Memo.activations == [None, {"items": [1, 2]}]
+
+
+async def test_handler_context_type_may_be_a_type_checking_only_import() -> None:
+    source = (
+        "from __future__ import annotations\n"
+        "from typing import TYPE_CHECKING\n"
+        "from moot.runtime import Agent, handler\n"
+        "if TYPE_CHECKING:\n"
+        "    from moot.runtime import Envelope\n"
+        "class Hinted(Agent):\n"
+        "    @handler\n"
+        "    async def on_int(self, message: int, ctx: Envelope) -> int:\n"
+        "        return message * 2\n"
+    )
+    import sys
+    import types
+
+    module = types.ModuleType("hinted_module")
+    sys.modules["hinted_module"] = module
+    try:
+        exec(compile(source, "hinted_module.py", "exec"), module.__dict__)
+        async with Runtime() as rt:
+            rt.register("hinted", module.Hinted)
+            assert await rt.send(21, AgentId("hinted", "1")) == 42
+    finally:
+        del sys.modules["hinted_module"]
+
+
+def test_unresolvable_message_type_fails_at_registration() -> None:
+    class Broken(Agent):
+        @handler
+        async def on_thing(self, message: NoSuchType, ctx: Envelope) -> None:  # type: ignore[name-defined]  # noqa: F821
+            return None
+
+    with pytest.raises(RegistrationError, match="NoSuchType"):
+        Runtime().register("broken", Broken)
