@@ -150,3 +150,4 @@ class ChatParticipant(Agent):
     @handler
     async def on_close(self, message: CloseChat, ctx: Envelope) -> None:
         await self.owner._handle_close(self.state)
+        self.context.runtime.retire(self.id)  # the chat is over: free this key's cell
