@@ -10,8 +10,8 @@ the turn messages and the broadcasts. Each C runs in a fresh process, so peak RS
 Reported per C: wall time of the run, turns/s, process CPU ms per turn (`time.process_time`),
 peak RSS (`getrusage`), and p50/p99 turn latency (the time between a chat's consecutive replies:
 L plus the framework's share). Writes `benchmarks/results/groupchat.json`. When the peer venvs
-exist (`shared/peer-bench/setup.sh`), AutoGen agentchat runs the same workload in the same
-invocation and the ratio is reported.
+exist (`shared/peer-bench/setup.sh`), AutoGen agentchat and AG2 classic run the same workload in
+the same invocation (C <= 1,000) and the wall and CPU ratios are reported.
 """
 
 from __future__ import annotations
@@ -43,6 +43,17 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 REPLY = "Acknowledged. Here is my short answer."
+PEERS = (
+    ("autogen", "w3_agentchat_groupchat.py", "autogen-agentchat"),
+    ("ag2classic", "w4_ag2classic_groupchat.py", "ag2-classic"),
+)
+PEER_KEYS = (
+    "run_wall_s",
+    "cpu_ms_per_turn",
+    "peak_rss_mb",
+    "wall_ratio_peer_over_moot",
+    "cpu_ratio_peer_over_moot",
+)
 TARGETS = {
     1000: {"wall_s": 0.8, "cpu_ms_per_turn": 0.08, "peak_rss_mb": 100},
     10000: {"wall_s": 5.0, "peak_rss_mb": 1024},
@@ -185,22 +196,24 @@ def main() -> int:
             tuned.append(row)
             print(json.dumps(row), flush=True)
     peers: dict[str, Any] = {}
-    for chats in sizes:
-        if chats > 1000:
-            continue  # the peer takes minutes there
-        peer = run_peer(
-            "autogen",
-            "w3_agentchat_groupchat.py",
-            ["--chats", str(chats), "--latency-ms", str(args.latency_ms)],
-        )
-        if peer is None:
-            peers = {"autogen-agentchat": "not installed (run shared/peer-bench/setup.sh)"}
-            break
-        ours = next(r for r in rows if r["chats"] == chats)
-        peer["wall_ratio_peer_over_moot"] = (
-            round(peer["run_wall_s"] / ours["wall_s"], 2) if "run_wall_s" in peer else None
-        )
-        peers[f"autogen-agentchat@C={chats}"] = peer
+    for venv, script, label in PEERS:
+        for chats in sizes:
+            if chats > 1000:
+                continue  # the peers take minutes there
+            peer = run_peer(
+                venv, script, ["--chats", str(chats), "--latency-ms", str(args.latency_ms)]
+            )
+            if peer is None:
+                peers[label] = f"not installed (run shared/peer-bench/setup.sh for {venv})"
+                break
+            ours = next(r for r in rows if r["chats"] == chats)
+            if "run_wall_s" in peer and "wall_s" in ours:
+                peer["wall_ratio_peer_over_moot"] = round(peer["run_wall_s"] / ours["wall_s"], 2)
+                peer["cpu_ratio_peer_over_moot"] = round(
+                    peer["cpu_ms_per_turn"] / ours["cpu_ms_per_turn"], 2
+                )
+            peers[f"{label}@C={chats}"] = peer
+            print(json.dumps({label: chats, **{k: peer.get(k) for k in PEER_KEYS}}), flush=True)
     path = write(
         "groupchat",
         {
