@@ -26,7 +26,6 @@ from moot.runtime import HandlerError
 
 from ._agent_errors import AgentError
 from ._chat import (
-    Lease,
     ask,
     new_chat_id,
     print_message,
@@ -46,7 +45,6 @@ from ._events import (
 from ._group_actor import ManagerParticipant, RunGroupChat
 from ._group_state import GroupChatError, GroupChatState, NoSpeaker, StopReason
 from ._human_input import InputRequest
-from ._model_fallback import client_from_llm_config
 from ._model_types import ModelResponse, Usage
 from ._participant import CloseChat, Turn, TurnReply
 from ._policies import (
@@ -382,19 +380,6 @@ class GroupChatManager(ConversableAgent):
         )
         self.termination: Termination = base if termination is None else base | termination
         self._needs_usage = _needs_usage(self.termination)
-        llm = None if llm_config is None or llm_config is False else llm_config
-        self._selector_lease: Lease[ModelClient] | None = None
-        if model_client is not None or llm is not None:
-            given = model_client
-
-            async def make() -> ModelClient:
-                return given if given is not None else client_from_llm_config(llm or {})
-
-            async def close(client: ModelClient) -> None:
-                if client is not given:
-                    await client.aclose()
-
-            self._selector_lease = Lease(make, close)
         self._live: dict[str, GroupChatState] = {}
         self._finished: OrderedDict[str, GroupChatResult] = OrderedDict()
         self._finished_kept = finished_chats_kept
@@ -649,7 +634,7 @@ class GroupChatManager(ConversableAgent):
         run = _GroupRun(chat, silent=request.silent or self.silent)
         self._live[chat_id] = chat
         client: ModelClient | None = None
-        lease = self._selector_lease
+        lease = self._model_lease  # the manager's own model (held while the runtime runs)
         try:
             if lease is not None:
                 client = await lease.acquire()
