@@ -43,7 +43,13 @@ from ._events import (
     event_channel,
 )
 from ._group_actor import ManagerParticipant, RunGroupChat
-from ._group_state import GroupChatError, GroupChatState, NoSpeaker, StopReason
+from ._group_state import (
+    HANDOFF_PREFIX,
+    GroupChatError,
+    GroupChatState,
+    NoSpeaker,
+    StopReason,
+)
 from ._human_input import InputRequest
 from ._model_types import ModelResponse, Usage
 from ._participant import CloseChat, Turn, TurnReply
@@ -786,6 +792,14 @@ class GroupChatManager(ConversableAgent):
         run.synced[choice] = len(chat.messages)  # it has its own reply already
         if chat.sink is not None:
             await _emit_message(chat, choice, message)
+        if message.get("tool_calls"):
+            ack = _handoff_ack(message, self.name)
+            if ack is not None:  # answer the transfer call, so nobody tries to run it
+                chat.messages.append(ack)
+                if not run.silent:
+                    print_message(self.name, choice, ack)
+                if chat.sink is not None:
+                    await _emit_message(chat, self.name, ack)
         return self.termination.check(chat)
 
     async def _count_usage(self, run: _GroupRun, speaker: str) -> None:
@@ -824,6 +838,30 @@ def _group_message(message: Mapping[str, Any], speaker: str) -> Message:
         entry["role"] = "assistant" if entry.get("tool_calls") else "user"
     entry["name"] = speaker
     return entry
+
+
+def _handoff_ack(message: Message, manager: str) -> Message | None:
+    """The manager's tool answer to a message whose tool calls all hand the turn over, or None.
+
+    It carries the target as "handoff", so `Handoffs` and `HandoffTermination` see it, and it
+    reaches every participant, the caller included (each tool call needs its answer).
+    """
+    calls = message.get("tool_calls") or []
+    names = [str((call.get("function") or {}).get("name", "")) for call in calls]
+    if not names or not all(name.startswith(HANDOFF_PREFIX) for name in names):
+        return None
+    target = names[-1][len(HANDOFF_PREFIX) :]
+    text = f"Transferred to {target}."
+    responses = [
+        {"tool_call_id": call.get("id"), "role": "tool", "content": text} for call in calls
+    ]
+    return {
+        "role": "tool",
+        "name": manager,
+        "content": text,
+        "tool_responses": responses,
+        "handoff": target,
+    }
 
 
 def _view(messages: Sequence[Message], name: str) -> list[Message]:

@@ -265,8 +265,7 @@ class HandoffTermination(Termination):
     def check(self, chat: GroupChatState) -> StopReason | None:
         message = chat.last_message
         if handoff_target(message) == self.target:
-            name = message.get("name") if message else None
-            return self._stop(f"{name} handed off to {self.target}")
+            return self._stop(f"{chat.last_speaker} handed off to {self.target}")
         return None
 
 

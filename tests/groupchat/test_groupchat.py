@@ -292,9 +292,22 @@ async def test_handoffs_swarm_and_handoff_to_user() -> None:
         func_call_filter=True,
     )
     result = await GroupChatManager(group, termination=HandoffTermination("user")).a_run("help")
-    assert names(result.chat_history) == ["user", "triage", "billing", "billing"]
+    history = result.chat_history
+    assert names(history) == [
+        "user",
+        "triage",
+        "chat_manager",
+        "billing",
+        "billing",
+        "chat_manager",
+    ]
+    assert history[1]["role"] == "assistant"  # a tool call, as the manager saw it
+    assert history[2]["role"] == "tool"  # answered, so no participant tries to run it
+    assert history[2]["tool_responses"][0]["tool_call_id"] == "h-billing"
+    assert history[2]["content"] == "Transferred to billing."
     assert result.stop_reason.detail == "billing handed off to user"
-    assert result.chat_history[1]["role"] == "assistant"  # a tool call, as the manager saw it
+    assert result.last_speaker == "billing"
+
     assert handoff_tool("billing")["function"]["name"] == "transfer_to_billing"
 
 

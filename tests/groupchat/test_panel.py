@@ -18,10 +18,12 @@ from moot.agents import (
     CostBudget,
     GroupChat,
     GroupChatManager,
+    Handoffs,
     MaxMessages,
     TokenBudget,
     TokenUsageEvent,
     UserProxyAgent,
+    handoff_tool,
 )
 from moot.runtime import Runtime
 from moot.testing import Reply, ScriptedModelServer
@@ -267,3 +269,36 @@ async def test_a_cancelled_chat_stops_its_running_code(tmp_path: Path) -> None:
     else:  # still there: it must at least be a reaped-or-dying zombie, never a sleeper
         status = Path(f"/proc/{pid}/status").read_text()
         assert "zombie" in status or "Z (" in status, status
+
+
+async def test_a_swarm_handoff_between_model_agents() -> None:
+    def answer(request: RecordedRequest) -> Reply:
+        if _system(request) == "You triage.":
+            return Reply(
+                tool_calls=[{"id": "call-1", "name": "transfer_to_billing", "arguments": {}}]
+            )
+        return Reply("Your refund is on its way. TERMINATE")
+
+    async with ScriptedModelServer(default=answer) as server:
+        config = {"config_list": server.config_list()}
+        triage = AssistantAgent(
+            "triage",
+            system_message="You triage.",
+            llm_config={**config, "tools": [handoff_tool("billing")]},
+        )
+        billing = AssistantAgent("billing", system_message="You do billing.", llm_config=config)
+        group = GroupChat([triage, billing], max_round=10, speaker_selection_method=Handoffs())
+        result = await GroupChatManager(group).a_run("I want a refund.")
+    assert [m["name"] for m in result.chat_history] == [
+        "user",
+        "triage",
+        "chat_manager",
+        "billing",
+    ]
+    offered = server.requests[0].body["tools"]
+    assert offered[0]["function"]["name"] == "transfer_to_billing"
+    seen = server.requests[1].messages  # what billing's model was asked with
+    roles = [(m["role"], m.get("tool_call_id")) for m in seen]
+    assert ("tool", "call-1") in roles
+    assert seen[roles.index(("tool", "call-1")) - 1]["tool_calls"][0]["id"] == "call-1"
+    assert result.stop_reason.condition == "MessagePredicate"
