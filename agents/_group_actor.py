@@ -50,4 +50,7 @@ class ManagerParticipant(ChatParticipant):
     @handler
     async def on_run(self, message: RunGroupChat, ctx: Envelope) -> Any:
         """Answers the `GroupChatResult` (typed loosely: the runtime resolves these hints)."""
-        return await self.manager._run_group(self.context, message, initiator=None)
+        try:
+            return await self.manager._run_group(self.context, message, initiator=None)
+        finally:
+            self.context.runtime.retire(self.id)  # the chat is over: free this key's cell

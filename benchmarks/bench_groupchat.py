@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import resource
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from _common import percentile, run_peer, versions, write
 
 from moot.agents import (
@@ -175,6 +177,8 @@ def main() -> int:
     parser.add_argument("--single", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.single is not None:
+        # Log as a deployed service would: warnings and errors only.
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
         if args.gc_tuned:
             gc.set_threshold(50_000, 20, 100)
         row = asyncio.run(one_size(args.single, args.latency_ms / 1000, args.turns, 3))
