@@ -8,8 +8,13 @@ PY := $(VENV)/bin/python
 
 test: install services image lint types pytest
 
+# The demo: llama-cpp-python (compiled once per machine, then from ~/.cache/moot/wheels), the
+# verified embedded model, then `moot demo`. With MOOT_BASE_URL or OPENAI_API_KEY set, a server
+# model is used instead and nothing is compiled or downloaded.
 demo: install
-	$(PY) examples/runtime_hello.py
+	@$(VENV)/bin/moot model install-runtime --if-needed
+	@if [ -z "$${MOOT_BASE_URL}$${OPENAI_API_KEY}" ]; then $(VENV)/bin/moot model fetch; fi
+	$(VENV)/bin/moot demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

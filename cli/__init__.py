@@ -3,7 +3,6 @@
 from ._errors import CliError, ExitCode
 from ._main import build_parser, main
 from ._model_store import (
-    QWEN_CODER_05B,
     ModelSpec,
     ModelStoreError,
     ModelVerificationError,
@@ -20,7 +19,6 @@ __all__ = [
     "ModelSpec",
     "ModelStoreError",
     "ModelVerificationError",
-    "QWEN_CODER_05B",
     "build_parser",
     "cached_model",
     "fetch_model",

@@ -140,7 +140,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     Raises:
         UsageError: unknown scenario or impossible parameters.
     """
-    from moot.bench import SCENARIOS, BenchConfig, BenchConfigError
+    from moot.bench import BenchConfig, BenchConfigError
+    from moot.bench._config import SCENARIOS
 
     names = list(args.scenarios) or ["runtime"]
     if "all" in names:

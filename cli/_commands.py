@@ -96,6 +96,20 @@ def add_commands(commands: Any) -> None:
     )
     serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
     serve.set_defaults(run=_run_model_serve)
+    runtime = model_commands.add_parser(
+        "install-runtime",
+        help="install llama-cpp-python (compiled once per machine, then cached)",
+        description="Install llama-cpp-python, which runs the embedded model. PyPI ships it only"
+        " as source, so the first install compiles it (about 12 minutes on 2 cores) and keeps the"
+        " wheel in ~/.cache/moot/wheels ($MOOT_WHEEL_CACHE); later installs reuse it.",
+    )
+    runtime.add_argument(
+        "--if-needed",
+        action="store_true",
+        help="do nothing when MOOT_BASE_URL or OPENAI_API_KEY chooses a server model",
+    )
+    runtime.add_argument("--rebuild", action="store_true", help="compile again, ignoring the cache")
+    runtime.set_defaults(run=_run_install_runtime)
     model.set_defaults(run=None)
 
     from ._bench_command import add_bench
@@ -197,6 +211,20 @@ def _run_model_fetch(args: argparse.Namespace, out: Output) -> ExitCode:
     out.result({"path": str(path)})
     if not out.json_mode:
         out.console.print(str(path))
+    return ExitCode.OK
+
+
+def _run_install_runtime(args: argparse.Namespace, out: Output) -> ExitCode:
+    import os
+
+    from ._llama_install import install_runtime
+
+    if args.if_needed and (os.environ.get("MOOT_BASE_URL") or os.environ.get("OPENAI_API_KEY")):
+        out.say("a server model is configured (MOOT_BASE_URL/OPENAI_API_KEY): nothing to compile")
+        out.result({"llama_cpp": "not needed"})
+        return ExitCode.OK
+    outcome = install_runtime(out, force_build=args.rebuild)
+    out.result({"llama_cpp": outcome})
     return ExitCode.OK
 
 

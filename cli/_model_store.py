@@ -173,6 +173,7 @@ def join_chunks(
                 expected=spec.sha256,
                 actual=actual,
             )
+        temp.chmod(0o644)
         temp.replace(target)
     finally:
         temp.unlink(missing_ok=True)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from moot.cli import (
-    QWEN_CODER_05B,
     ModelStoreError,
     ModelVerificationError,
     cached_model,
@@ -17,6 +16,7 @@ from moot.cli import (
     model_path,
 )
 from moot.cli import models_dir as current_models_dir
+from moot.cli._model_store import QWEN_CODER_05B
 
 if TYPE_CHECKING:
     from pathlib import Path
