@@ -38,9 +38,12 @@ from ._runner import JOB_UID, SCRATCH_DIR, TMP_DIR, WORK_DIR
 from ._types import TIMEOUT_EXIT_CODE, CodeBlock, CodeResult, normalize_language
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+    from types import TracebackType
 
     from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
 
 log = structlog.get_logger("moot.executors.docker")
 
@@ -208,7 +211,8 @@ class DockerExecutor(Executor):
     """Run code in a pool of warm, hardened Docker containers (no network, non-root, capped).
 
     Relaxations are explicit: `network=True`, `mounts=[Mount(...)]`. `mode="fork"` forks each
-    Python job from the warm runner (faster; only for single-tenant use).
+    Python job from the warm runner (faster; only for single-tenant use). Use it as
+    `async with`: the block owns the pool's task group.
     """
 
     def __init__(
@@ -259,11 +263,12 @@ class DockerExecutor(Executor):
         self._stack = AsyncExitStack()
         self._group: TaskGroup | None = None
         self._slots: list[_Slot] = []
-        self._free_send, self._free_receive = anyio.create_memory_object_stream[_Slot](
-            self.pool_size
-        )
+        # Free slots; created by start(), so an executor that never starts holds no streams.
+        self._free_send: MemoryObjectSendStream[_Slot] | None = None
+        self._free_receive: MemoryObjectReceiveStream[_Slot] | None = None
         self._sandboxes: set[_Sandbox] = set()
         self._jobs: set[anyio.CancelScope] = set()
+        self._background: set[anyio.CancelScope] = set()
         self._names = itertools.count(1)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -287,6 +292,9 @@ class DockerExecutor(Executor):
             await self._resolve_image(self._docker)
             await reap_leftovers(self._docker)
             self._group = await self._stack.enter_async_context(anyio.create_task_group())
+            self._free_send, self._free_receive = anyio.create_memory_object_stream[_Slot](
+                self.pool_size
+            )
             self._state = _State.RUNNING
             self._slots = [_Slot(index) for index in range(self.pool_size)]
             async with anyio.create_task_group() as group:
@@ -295,7 +303,9 @@ class DockerExecutor(Executor):
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.aclose()
+            await self._stack.aclose()
             raise
+        assert self._free_send is not None
         for slot in self._slots:
             self._free_send.send_nowait(slot)
         log.info(
@@ -319,17 +329,30 @@ class DockerExecutor(Executor):
                 image=self.image,
             )
 
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+        await self._stack.aclose()  # the pool's task group (cancelled by now), then the client
+
     async def aclose(self) -> None:
-        """Stop the pool: running jobs get `ExecutorClosedError`, every container is removed."""
+        """Stop the pool: running jobs get `ExecutorClosedError`, every container is removed.
+
+        Callable from any task; the `async with` block's exit then finishes the teardown.
+        """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
         for scope in list(self._jobs):
             scope.cancel()
-        self._free_send.close()
-        self._free_receive.close()
-        if self._group is not None:
-            self._group.cancel_scope.cancel()
+        if self._free_send is not None and self._free_receive is not None:
+            self._free_send.close()
+            self._free_receive.close()
+        for scope in list(self._background):
+            scope.cancel()  # not the group's own scope: that one encloses the `async with` body
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as group:
                 for sandbox in list(self._sandboxes):
@@ -337,7 +360,6 @@ class DockerExecutor(Executor):
             if self._docker is not None:
                 await _remove_labelled(self._docker, {LABEL_POOL: self.pool_id})
             self._sandboxes.clear()
-        await self._stack.aclose()  # the pool's task group (already cancelled), then the client
         log.info("executor.pool_closed", pool=self.pool_id)
 
     @property
@@ -349,7 +371,11 @@ class DockerExecutor(Executor):
         """Pool size, free slots and running jobs, for tests and dashboards."""
         return {
             "pool_size": self.pool_size,
-            "free": self._free_receive.statistics().current_buffer_used,
+            "free": (
+                self._free_receive.statistics().current_buffer_used
+                if self._free_receive is not None
+                else 0
+            ),
             "running_jobs": len(self._jobs),
             "containers": len(self._sandboxes),
         }
@@ -384,8 +410,24 @@ class DockerExecutor(Executor):
         if self._group is None or self._state is not _State.RUNNING:
             slot.ready.set()
             return
-        self._group.start_soon(self._discard, broken)
-        self._group.start_soon(self._fill, slot)
+        self._spawn(self._discard, broken)
+        self._spawn(self._fill, slot)
+
+    def _spawn(self, function: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run pool upkeep in the pool's task group, each task in a scope `aclose()` can cancel."""
+
+        async def upkeep() -> None:
+            if self._state is not _State.RUNNING:
+                return
+            with anyio.CancelScope() as scope:
+                self._background.add(scope)
+                try:
+                    await function(*args)
+                finally:
+                    self._background.discard(scope)
+
+        assert self._group is not None
+        self._group.start_soon(upkeep)
 
     async def _discard(self, sandbox: _Sandbox) -> None:
         await sandbox.destroy()
@@ -493,6 +535,7 @@ class DockerExecutor(Executor):
                 "Cannot open a session on a DockerExecutor that is not running; "
                 "use `async with DockerExecutor() as executor:`."
             )
+        assert self._free_receive is not None
         try:
             with anyio.fail_after(self.lease_timeout):
                 return await self._free_receive.receive()
@@ -510,7 +553,7 @@ class DockerExecutor(Executor):
     def _release(self, slot: _Slot) -> None:
         if self._state is not _State.RUNNING or self._group is None:
             return
-        self._group.start_soon(self._recycle, slot)
+        self._spawn(self._recycle, slot)
 
     async def _recycle(self, slot: _Slot) -> None:
         """Wipe the slot's sandbox (kill the job uid, empty /work and /tmp), or replace it."""
@@ -527,6 +570,8 @@ class DockerExecutor(Executor):
         elif slot.ready.is_set():
             slot.ready = anyio.Event()
             await self._fill(slot)
+        if self._free_send is None:
+            return
         try:
             self._free_send.send_nowait(slot)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):

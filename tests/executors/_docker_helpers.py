@@ -5,21 +5,19 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-import aiodocker
-
 if TYPE_CHECKING:
+    import aiodocker
+
     from moot.executors import DockerExecutor
 
 
-async def pool_containers(executor: DockerExecutor) -> list[aiodocker.containers.DockerContainer]:
+async def pool_containers(
+    docker: aiodocker.Docker, executor: DockerExecutor
+) -> list[aiodocker.containers.DockerContainer]:
     """The containers the engine has for this executor's pool, running or not."""
-    docker = aiodocker.Docker()
-    try:
-        return await docker.containers.list(
-            all=True, filters=json.dumps({"label": [f"moot.pool={executor.pool_id}"]})
-        )
-    finally:
-        await docker.close()
+    return await docker.containers.list(
+        all=True, filters=json.dumps({"label": [f"moot.pool={executor.pool_id}"]})
+    )
 
 
 async def exec_in(container: aiodocker.containers.DockerContainer, *argv: str) -> None:

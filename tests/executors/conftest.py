@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiodocker
 import pytest
 
 from moot.executors import DockerExecutor
@@ -58,3 +59,13 @@ def make_docker(docker_image: str) -> DockerFactory:
         return DockerExecutor(**options)
 
     return factory
+
+
+@pytest.fixture
+async def docker(docker_image: str) -> AsyncIterator[aiodocker.Docker]:
+    """A raw engine client, for tests that act on containers from outside the executor."""
+    client = aiodocker.Docker()
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -15,6 +15,7 @@ from ._docker_helpers import pool_containers
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import aiodocker
     from anyio.abc import SocketStream
 
     from .conftest import DockerFactory
@@ -97,7 +98,8 @@ async def test_jobs_run_unprivileged_without_capabilities(make_docker: DockerFac
 
 
 async def test_bounding_set_keeps_only_what_the_runner_needs(make_docker: DockerFactory) -> None:
-    code = 'while read -r key value; do [ "$key" = CapBnd: ] && echo $key $value; done < /proc/self/status'
+    code = 'while read -r key value; do [ "$key" = CapBnd: ] && echo $key $value; done'
+    code += " < /proc/self/status"
     async with make_docker() as executor, executor.session() as session:
         result = await session.run(CodeBlock(code, "sh"))
     bounding = int(result.stdout.split()[1], 16)
@@ -252,12 +254,14 @@ async def test_symlinks_planted_by_code_are_not_copied_out(
     assert sorted(os.listdir(tmp_path)) == ["real.txt"]
 
 
-async def test_slot_is_wiped_between_leases(make_docker: DockerFactory) -> None:
+async def test_slot_is_wiped_between_leases(
+    make_docker: DockerFactory, docker: aiodocker.Docker
+) -> None:
     async with make_docker(pool_size=1) as executor:
         async with executor.session() as first:
             await first.run(CodeBlock("echo a > /work/left; echo b > /tmp/left", "sh"))
         async with executor.session() as second:
             result = await second.run(CodeBlock("ls -A /work /tmp", "sh"))
-        (container,) = await pool_containers(executor)
+        (container,) = await pool_containers(docker, executor)
     assert result.stdout.split() == ["/tmp:", "/work:"]
     assert container.id
