@@ -523,3 +523,44 @@ async def test_a_resumed_history_reaches_each_participant_in_its_own_roles() -> 
     assert seen_by_a[:3] == [("user", "user"), ("b", "user"), ("a", "tool")]
     seen_by_b = [(m.get("name"), m["role"]) for m in b.chat_messages[manager]]
     assert seen_by_b[1] == ("b", "assistant")
+
+
+async def test_nested_chat_options() -> None:
+    from moot.agents import register_nested_chats
+
+    expert = agent("expert", lambda messages: f"expert got: {messages[-1]['content']}")
+    writer = agent("writer")
+
+    def message(recipient: Any, messages: list[dict[str, Any]], sender: Any, config: Any) -> str:
+        return f"please check '{messages[-1]['content']}'"
+
+    register_nested_chats(
+        writer,
+        [{"recipient": expert, "message": message, "max_turns": 1, "silent": True}],
+        trigger=GroupChatManager,
+        position=0,
+    )
+    group = GroupChat([writer], max_round=2, speaker_selection_method="round_robin")
+    result = await GroupChatManager(group).a_run("v1")
+    assert result.chat_history[1]["content"] == "expert got: please check 'v1'"
+
+    async def custom(queue: Any, recipient: Any, messages: Any, sender: Any, config: Any) -> Any:
+        return True, f"{len(queue)} nested chat(s) skipped"
+
+    other = agent("other")
+    register_nested_chats(
+        other,
+        [{"recipient": expert}],
+        trigger=GroupChatManager,
+        position=0,
+        reply_func_from_nested_chats=custom,
+    )
+    group = GroupChat([other], max_round=2, speaker_selection_method="round_robin")
+    result = await GroupChatManager(group).a_run("v1")
+    assert result.chat_history[1]["content"] == "1 nested chat(s) skipped"
+    with pytest.raises(GroupChatError, match="no recipient"):
+        register_nested_chats(other, [{"message": "x"}], trigger=None)
+    with pytest.raises(GroupChatError, match="summary_from_nested_chats"):
+        register_nested_chats(
+            other, [{"recipient": expert}], trigger=None, reply_func_from_nested_chats="other"
+        )
