@@ -43,9 +43,8 @@ PRIMES = "2 3 5 7 11 13 17 19 23 29"
 ASSISTANT_PROMPT = (
     "You are a Python coding assistant. To solve a task, reply with one complete Python script"
     " in a single ```python code block, and no explanations. The user runs it and shows you the"
-    " exit code and output. If it failed, reply with the fixed complete script. Never print the"
-    " word TERMINATE from code. When the user shows you output that completes the task, reply"
-    " with the single word TERMINATE and nothing else."
+    " exit code and output. If it failed, reply with the fixed complete script. When the output"
+    " shows the task is done, reply with only the word TERMINATE."
 )
 TASK_A = (
     "Write a Python script that computes the first 10 Fibonacci numbers (0, 1, 1, 2, 3, ...),"
