@@ -126,7 +126,7 @@ class _Sandbox:
         try:
             async with self._write_lock:
                 await self._stream.write_in(line)
-        except _DOCKER_FAILURES as exc:
+        except (*_DOCKER_FAILURES, AssertionError) as exc:  # aiodocker asserts on a dead transport
             raise self._failure(f"cannot write to the runner: {exc}", "write_failed") from exc
 
     async def request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any]:
