@@ -653,7 +653,10 @@ class GroupChatManager(ConversableAgent):
                     await rt.tell(turn, agent_id, sender=context.id)
             if request.message is not None:
                 opening = _group_message(request.message, request.sender)
-                self._add(run, request.sender, opening)
+                chat.messages.append(opening)
+                chat.last_speaker = request.sender
+                if not run.silent and initiator is None:  # else printed on arrival already
+                    print_message(request.sender, self.name, opening)
                 if chat.sink is not None:
                     await _emit_message(chat, request.sender, opening)
             reason = self.termination.check(chat)
@@ -719,7 +722,10 @@ class GroupChatManager(ConversableAgent):
             run.ids[agent.name] = agent_id
             run.synced[agent.name] = len(chat.messages)
             if agent.name == initiator:
-                continue  # its side of the chat is open already, with the manager as peer
+                # Its side is open already (its chat with the manager). It waits for the manager
+                # now, so it can be quieted: the manager prints each message once.
+                agent.chat_state(chat.chat_id).silent = True
+                continue
             state = agent.open_chat(chat.chat_id, self, silent=True)  # the manager prints
             run.opened.append(agent_id)
             if chat.messages:

@@ -564,3 +564,15 @@ async def test_nested_chat_options() -> None:
         register_nested_chats(
             other, [{"recipient": expert}], trigger=None, reply_func_from_nested_chats="other"
         )
+
+
+async def test_console_shows_each_message_once(capsys: pytest.CaptureFixture[str]) -> None:
+    user = UserProxyAgent(
+        "user", human_input_mode="NEVER", code_execution_config=False, default_auto_reply="ok"
+    )
+    group = GroupChat([user, agent("a")], max_round=3, speaker_selection_method="round_robin")
+    await user.a_initiate_chat(GroupChatManager(group), message="hi")
+    out = capsys.readouterr().out
+    assert out.count("user (to chat_manager):") == 2  # "hi", then its own turn "ok"
+    assert out.count("a (to chat_manager):") == 1
+    assert "(to user)" not in out
