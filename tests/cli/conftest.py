@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from moot.cli import ModelSpec, main
+from moot.testing import RecordedRequest, Rule
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,3 +103,58 @@ def fake_model(tmp_path: Path) -> FakeModel:
         for n, (project, c) in enumerate(zip(spec.wheels, chunks, strict=True), start=1)
     ]
     return FakeModel(spec, data, wheels)
+
+
+BROKEN = "```python\nnumbers = [0, 1]\nprint(numbers[5])\n```"
+FIB = (
+    "```python\nfib = [0, 1]\nwhile len(fib) < 10:\n    fib.append(fib[-1] + fib[-2])\n"
+    "with open('fib.txt', 'w') as f:\n    f.write('\\n'.join(map(str, fib)) + '\\n')\n"
+    "print(fib)\n```"
+)
+PRIMES = (
+    "```python\ndef is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n"
+    "print(' '.join(str(n) for n in range(30) if is_prime(n)))\n```"
+)
+
+
+def _system(request: RecordedRequest) -> str:
+    messages = request.messages
+    return str(messages[0].get("content")) if messages else ""
+
+
+@pytest.fixture
+def demo_rules() -> list[Rule]:
+    """The assistant first writes broken code, fixes it from the traceback, then says TERMINATE;
+    the coder writes the primes, the reviewer approves."""
+    return [
+        Rule(
+            lambda r: "coding assistant" in _system(r) and "exitcode: 0" in r.last_text, "TERMINATE"
+        ),
+        Rule(lambda r: "coding assistant" in _system(r) and "exitcode: 1" in r.last_text, FIB),
+        Rule(lambda r: "coding assistant" in _system(r), BROKEN),
+        Rule(lambda r: "the coder" in _system(r), PRIMES),
+        Rule(lambda r: "the reviewer" in _system(r), "Looks good. TERMINATE"),
+    ]
+
+
+@pytest.fixture(scope="session")
+def sandbox_image() -> str:
+    """The sandbox image (built when missing); a missing engine skips, or fails under CI=true."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "moot.executors.image", "--if-missing"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        message = (done.stdout + done.stderr).strip()
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"} or (
+            "No Docker engine answers" not in message
+        ):
+            pytest.fail(f"the sandbox image is not available: {message}")
+        pytest.skip(f"no Docker engine answers (CI=true makes this a failure): {message}")
+    return done.stdout.strip().splitlines()[-1]

@@ -9,46 +9,20 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from moot.cli import ExitCode
-from moot.testing import RecordedRequest, Reply, Rule, ScriptedModelServer
+from moot.testing import Reply, ScriptedModelServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-BROKEN = "```python\nnumbers = [0, 1]\nprint(numbers[5])\n```"
-FIB = (
-    "```python\nfib = [0, 1]\nwhile len(fib) < 10:\n    fib.append(fib[-1] + fib[-2])\n"
-    "with open('fib.txt', 'w') as f:\n    f.write('\\n'.join(map(str, fib)) + '\\n')\n"
-    "print(fib)\n```"
-)
-PRIMES = (
-    "```python\ndef is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n"
-    "print(' '.join(str(n) for n in range(30) if is_prime(n)))\n```"
-)
-
-
-def _system(request: RecordedRequest) -> str:
-    messages = request.messages
-    return str(messages[0].get("content")) if messages else ""
-
-
-def agents_that_solve_the_tasks() -> list[Rule]:
-    """The assistant first writes broken code, fixes it from the traceback, then says TERMINATE;
-    the coder writes the primes, the reviewer approves."""
-    return [
-        Rule(
-            lambda r: "coding assistant" in _system(r) and "exitcode: 0" in r.last_text, "TERMINATE"
-        ),
-        Rule(lambda r: "coding assistant" in _system(r) and "exitcode: 1" in r.last_text, FIB),
-        Rule(lambda r: "coding assistant" in _system(r), BROKEN),
-        Rule(lambda r: "the coder" in _system(r), PRIMES),
-        Rule(lambda r: "the reviewer" in _system(r), "Looks good. TERMINATE"),
-    ]
+    from moot.testing import Rule
 
 
 @pytest.fixture
-def model_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer(rules=agents_that_solve_the_tasks()) as server:
+def model_server(
+    monkeypatch: pytest.MonkeyPatch, demo_rules: list[Rule]
+) -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer(rules=demo_rules) as server:
         monkeypatch.setenv("MOOT_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "scripted")
         monkeypatch.setenv("MOOT_MODEL", "scripted")
