@@ -14,15 +14,17 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiodocker
 import anyio
 
 from moot.executors import CodeBlock, DockerExecutor, ExecutorSession, SandboxError, build_image
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 JOB = CodeBlock("print(sum(range(10)))", "python")
 SOURCE = "print(sum(range(10)))"
@@ -114,8 +116,21 @@ async def baselines(image: str, runs: int, exec_concurrency: int) -> dict[str, A
         for _ in range(runs)
     ]
     name = f"moot-bench-exec-{os.getpid()}"
-    await cli("docker", "run", "-d", "--rm", "--name", name, "--network", "none",
-              "--entrypoint", "/bin/sh", image, "-c", "exec python3 -c 'import time; time.sleep(3600)'")
+    await cli(
+        "docker",
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--entrypoint",
+        "/bin/sh",
+        image,
+        "-c",
+        "exec python3 -c 'import time; time.sleep(3600)'",
+    )
     try:
         exec_samples = [
             await timed(lambda: cli("docker", "exec", name, "python3", "-c", SOURCE))
@@ -144,6 +159,40 @@ async def baselines(image: str, runs: int, exec_concurrency: int) -> dict[str, A
     }
 
 
+async def pool_cpu_s(executor: DockerExecutor) -> float:
+    """CPU seconds the pool's containers have used so far (cgroup accounting, via the engine)."""
+    docker = aiodocker.Docker()
+    try:
+        containers = await docker.containers.list(
+            filters=json.dumps({"label": [f"moot.pool={executor.pool_id}"]})
+        )
+        total = 0
+        for container in containers:
+            (stats,) = await container.stats(stream=False)
+            total += stats["cpu_stats"]["cpu_usage"]["total_usage"]
+        return total / 1e9
+    finally:
+        await docker.close()
+
+
+async def cpu_per_job(
+    executor: DockerExecutor, session: ExecutorSession, runs: int
+) -> dict[str, float]:
+    """CPU per job in the container and in this host process: capacity independent of noise."""
+    container_before = await pool_cpu_s(executor)
+    host_before = time.process_time()
+    for _ in range(runs):
+        await session.run(JOB)
+    host = (time.process_time() - host_before) / runs
+    container = (await pool_cpu_s(executor) - container_before) / runs
+    cores = os.cpu_count() or 1
+    return {
+        "container_cpu_ms": round(container * 1000, 2),
+        "host_cpu_ms": round(host * 1000, 2),
+        "capacity_runs_per_s_all_cores": round(cores / (container + host), 1),
+    }
+
+
 async def slot_memory_mib(executor: DockerExecutor) -> float:
     docker = aiodocker.Docker()
     try:
@@ -168,7 +217,9 @@ async def timeouts(image: str) -> dict[str, float]:
         async with executor.session() as session:
             await session.run(JOB)
             started = time.perf_counter()
-            result = await session.run(CodeBlock("import time; time.sleep(60)", "python"), timeout=2)
+            result = await session.run(
+                CodeBlock("import time; time.sleep(60)", "python"), timeout=2
+            )
             returned = time.perf_counter() - started
             assert result.timed_out
             recovered = await timed(lambda: session.run(JOB))
@@ -213,15 +264,15 @@ async def main(quick: bool) -> dict[str, Any]:
             pool_start = time.perf_counter() - started
             async with executor.session() as session:
                 samples = await latency(session, runs)
-            rates = {
-                f"c{c}": round(await throughput(executor, c, seconds), 1) for c in (1, 8, 32)
-            }
+                cpu = await cpu_per_job(executor, session, runs)
+            rates = {f"c{c}": round(await throughput(executor, c, seconds), 1) for c in (1, 8, 32)}
             memory = await slot_memory_mib(executor)
         report[mode] = {
             "pool_of_8_start_s": round(pool_start, 3),
             "warm_latency": summary_ms(samples),
             "runs_per_s": rates,
             "memory_per_warm_slot_mib": memory,
+            "cpu_per_job": cpu,
         }
     report["timeouts"] = await timeouts(image)
     report["baselines"] = await baselines(image, 5 if quick else 15, 8)
@@ -234,8 +285,7 @@ async def main(quick: bool) -> dict[str, Any]:
             report["baselines"]["docker_run_rm"]["p50_ms"] / spawn_p50, 1
         ),
         "spawn_c8_over_docker_exec_c8": round(
-            report["spawn"]["runs_per_s"]["c8"]
-            / report["baselines"]["docker_exec_runs_per_s_c8"],
+            report["spawn"]["runs_per_s"]["c8"] / report["baselines"]["docker_exec_runs_per_s_c8"],
             1,
         ),
         "fork_c8_over_docker_exec_c8": round(
@@ -264,6 +314,7 @@ async def main(quick: bool) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
     }
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
     report["quick"] = quick
     return report
 
@@ -274,15 +325,23 @@ def print_table(report: dict[str, Any]) -> None:
         data = report[mode]
         lat = data["warm_latency"]
         rows += [
-            (f"{mode} warm latency", f"p50 {lat['p50_ms']} ms  p90 {lat['p90_ms']} ms  p99 {lat['p99_ms']} ms"),
+            (
+                f"{mode} warm latency",
+                f"p50 {lat['p50_ms']} ms  p90 {lat['p90_ms']} ms  p99 {lat['p99_ms']} ms",
+            ),
             (f"{mode} runs/s", "  ".join(f"{k}={v}" for k, v in data["runs_per_s"].items())),
             (f"{mode} memory/slot", f"{data['memory_per_warm_slot_mib']} MiB"),
+            (f"{mode} cpu/job", "  ".join(f"{k}={v}" for k, v in data["cpu_per_job"].items())),
             (f"{mode} pool of 8 start", f"{data['pool_of_8_start_s']} s"),
         ]
     base = report["baselines"]
     rows += [
         ("docker run --rm/job", f"p50 {base['docker_run_rm']['p50_ms']} ms"),
-        ("docker exec/job", f"p50 {base['docker_exec']['p50_ms']} ms  c8 {base['docker_exec_runs_per_s_c8']} runs/s"),
+        (
+            "docker exec/job",
+            f"p50 {base['docker_exec']['p50_ms']} ms"
+            f"  c8 {base['docker_exec_runs_per_s_c8']} runs/s",
+        ),
     ]
     rows += [(key, str(value)) for key, value in report["timeouts"].items()]
     rows += [(key, str(value)) for key, value in report["ratios"].items()]
