@@ -65,7 +65,18 @@ def _quiet_logs(debug: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `moot` command line; returns the process exit code."""
+    """Run the `moot` command line; returns the process exit code.
+
+    The log configuration is the caller's again afterwards (tests call `main` in-process).
+    """
+    saved = structlog.get_config()
+    try:
+        return _main(argv)
+    finally:
+        structlog.configure(**saved)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     out = Output(json_mode="--json" in arguments)
     debug = "--debug" in arguments

@@ -138,3 +138,11 @@ def test_unexpected_errors_are_one_line_without_debug(
     assert "Traceback" not in ran.err
     with pytest.raises(ZeroDivisionError):
         moot("bench", "runtime", "--quick", "--out", str(tmp_path), "--debug")
+
+
+def test_the_callers_log_configuration_is_restored(moot: Any) -> None:
+    import structlog
+
+    before = structlog.get_config()
+    moot("bench", "nosuch")
+    assert structlog.get_config() == before
