@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from rich.markup import escape
 from rich.table import Table
 
 from ._errors import CliError, ExitCode, MissingError, UsageError
@@ -226,8 +227,8 @@ def _run_bench(args: argparse.Namespace, out: Output) -> ExitCode:
     with out.err.status("starting", spinner="dots") as status:
 
         def progress(line: str) -> None:
-            status.update(line)
-            out.err.print(f"[dim][moot bench][/] {line}")
+            status.update(escape(line))
+            out.err.print(f"[dim]\\[moot bench][/] {escape(line)}")
 
         try:
             results = anyio.run(lambda: run_bench(config, progress=progress))

@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
+from rich.markup import escape
 from rich.table import Table
 
 from ._errors import CliError, ExitCode, MissingError, UsageError
@@ -162,8 +163,8 @@ def _run_image_build(args: argparse.Namespace, out: Output) -> ExitCode:
     with out.err.status("building the sandbox image", spinner="dots") as status:
 
         def progress(line: str) -> None:
-            status.update(f"[moot image] {line}")
-            out.err.print(f"[dim][moot image][/] {line}")
+            status.update(f"\\[moot image] {escape(line)}")
+            out.err.print(f"[dim]\\[moot image][/] {escape(line)}")
 
         try:
             tag = anyio.run(
@@ -200,7 +201,7 @@ def _run_model_fetch(args: argparse.Namespace, out: Output) -> ExitCode:
             bar.update(task, completed=done, total=total)
 
         def say(line: str) -> None:
-            bar.console.print(f"[dim][moot model][/] {line}")
+            bar.console.print(f"[dim]\\[moot model][/] {escape(line)}")
 
         try:
             path = fetch_model(force=args.force, say=say, progress=progress)

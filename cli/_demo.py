@@ -276,7 +276,7 @@ def choose_model(out: Output, max_tokens: int) -> ModelChoice:
     from ._model_store import ModelStoreError, fetch_model
 
     try:
-        path = fetch_model(say=lambda line: out.say(f"[dim][moot model][/] {escape(line)}"))
+        path = fetch_model(say=lambda line: out.say(f"[dim]\\[moot model][/] {escape(line)}"))
     except ModelStoreError as exc:
         raise CliError(str(exc), code=ExitCode.FAILED) from exc
     out.say(f"model: [bold]{LOCAL_MODEL_NAME}[/] (embedded, offline) from {escape(str(path))}")
@@ -299,7 +299,7 @@ async def open_executor(
     if kind in ("auto", "docker"):
         try:
             tag = await build_image(
-                progress=lambda line: out.say(f"[dim][moot image][/] {escape(line)}")
+                progress=lambda line: out.say(f"[dim]\\[moot image][/] {escape(line)}")
             )
             executor = await stack.enter_async_context(
                 DockerExecutor(pool_size=2, image=tag, timeout=30)
