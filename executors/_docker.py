@@ -52,6 +52,7 @@ LABEL_POOL = "moot.pool"
 LABEL_OWNER = "moot.owner"
 WATCHDOG_GRACE_S = 2.0
 CONTROL_TIMEOUT_S = 5.0
+WRITE_FLOOR_BYTES_PER_S = 10_000_000  # a healthy attach stream takes input far faster than this
 _DOCKER_FAILURES = (aiodocker.DockerError, aiohttp.ClientError, OSError, RuntimeError)
 
 
@@ -123,9 +124,13 @@ class _Sandbox:
         if self._stream is None or self.broken:
             raise self._failure("the sandbox is not attached", "detached")
         line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        allowed = CONTROL_TIMEOUT_S + len(line) / WRITE_FLOOR_BYTES_PER_S
         try:
-            async with self._write_lock:
-                await self._stream.write_in(line)
+            with anyio.fail_after(allowed):
+                async with self._write_lock:
+                    await self._stream.write_in(line)
+        except TimeoutError as exc:
+            raise self._failure("the runner stopped reading its input", "write_stalled") from exc
         except (*_DOCKER_FAILURES, AssertionError) as exc:  # aiodocker asserts on a dead transport
             raise self._failure(f"cannot write to the runner: {exc}", "write_failed") from exc
 
@@ -520,8 +525,8 @@ class DockerExecutor(Executor):
 
     @asynccontextmanager
     async def _session(self, work_dir: WorkDir | None) -> AsyncIterator[ExecutorSession]:
-        slot = await self._lease()
         path = await _prepare_work_dir(work_dir) if work_dir is not None else None
+        slot = await self._lease()
         session = _DockerSession(self, slot, path)
         try:
             yield session
