@@ -4,7 +4,7 @@ results = await run_bench(BenchConfig(scenarios=("chats",), concurrency=(1, 8)))
 results.write_json(Path("results.json")); write_report(results, Path("report.html"))
 """
 
-from ._config import SCENARIOS, BenchConfig, LatencyDistribution
+from ._config import BenchConfig, LatencyDistribution
 from ._errors import BenchConfigError, BenchEnvironmentError, BenchError
 from ._report import render_report, write_report
 from ._results import BenchResults, Point, Series
@@ -22,7 +22,6 @@ __all__ = [
     "LatencySummary",
     "Point",
     "Recorder",
-    "SCENARIOS",
     "Series",
     "StubModelClient",
     "TimedExecutor",
