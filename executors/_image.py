@@ -53,6 +53,11 @@ EXCLUDES = (
     "/usr/lib/python3.11/turtledemo/*",
 )
 LABEL = "moot.sandbox"
+# After extraction: install the runner, precompile the stdlib (the rootfs is read-only later).
+EXTRACT_HOOK = (
+    'mkdir -p "$1/opt/moot" "$1/work" "$1/run/moot" && cp {runner} "$1{target}" && '
+    'chroot "$1" /usr/bin/python3 -m compileall -q /usr/lib/python3.11 /opt/moot >/dev/null'
+)
 
 
 def _recipe(extra_packages: Sequence[str]) -> dict[str, object]:
@@ -62,6 +67,7 @@ def _recipe(extra_packages: Sequence[str]) -> dict[str, object]:
         "packages": sorted({*BASE_PACKAGES, *extra_packages}),
         "excludes": list(EXCLUDES),
         "runner": hashlib.sha256(RUNNER_SOURCE.read_bytes()).hexdigest(),
+        "hook": EXTRACT_HOOK,
     }
 
 
@@ -178,11 +184,7 @@ async def _mmdebstrap(
     runner.write_bytes(RUNNER_SOURCE.read_bytes())
     packages = recipe["packages"]
     assert isinstance(packages, list)
-    hook = (
-        f'mkdir -p "$1/opt/moot" "$1/work" "$1/run/moot" && '
-        f'cp {shlex.quote(str(runner))} "$1{RUNNER_PATH}" && '
-        'chroot "$1" /usr/bin/python3 -m compileall -q /usr/lib/python3.11 /opt/moot >/dev/null'
-    )
+    hook = EXTRACT_HOOK.format(runner=shlex.quote(str(runner)), target=RUNNER_PATH)
     command = [
         "mmdebstrap",
         "--variant=extract",
