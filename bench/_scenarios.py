@@ -397,7 +397,10 @@ class ModelCalls(Workload):
             {"config_list": server.config_list(), "cache_seed": None}
         )
         self._stack.push_async_callback(self.client.aclose)
-        self.note(f"server on 127.0.0.1, reply latency {self.config.latency}")
+        self.note(
+            f"server on 127.0.0.1 in this process (CPU per call includes its share), reply"
+            f" latency {self.config.latency}"
+        )
 
     async def op(self, index: int, recorder: Recorder, due: float) -> int:
         await self.client.create([{"role": "user", "content": f"ping {index}"}])

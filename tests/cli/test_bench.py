@@ -65,7 +65,7 @@ async def test_chats_scenario_counts_turns_and_model_calls() -> None:
         check_point(series, point)
         assert point.units == 6 * 3  # 6 chats of 3 turns
         assert point.latencies["model_call"].count == point.units
-        assert point.latencies["model_call"].p50 >= 0.001
+        assert point.latencies["model_call"].p50 >= 0.0009  # the loop may wake a hair early
 
 
 async def test_model_scenario_calls_the_scripted_server() -> None:
