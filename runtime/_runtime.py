@@ -8,6 +8,7 @@ typed error, or dead-lettered with a reason. `statistics()` exposes the counts, 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import inspect
 import itertools
@@ -51,6 +52,10 @@ if TYPE_CHECKING:
     from ._subscriptions import Subscription
 
 log = structlog.get_logger("moot.runtime")
+
+_INLINE_YIELD_EVERY = 16  # inline turns in a row before a send yields to the event loop
+_INLINE_MAX_DEPTH = 24  # inline turns nested in one task (each adds stack frames) before a hop
+_inline_depth: contextvars.ContextVar[int] = contextvars.ContextVar("moot_inline_depth", default=0)
 
 
 class State(enum.Enum):
@@ -105,6 +110,7 @@ class _Actor:
         "current",
         "id",
         "idle_since",
+        "inline",
         "mailbox",
         "retired",
         "runtime",
@@ -128,6 +134,7 @@ class _Actor:
         self.idle_since: float | None = None
         self.stopped = False
         self.retired = False
+        self.inline = False  # a caller's task is running this actor's turn (see _send_inline)
 
     def wake(self) -> None:
         """Mailbox callback: it went from empty to non-empty."""
@@ -179,6 +186,7 @@ class Runtime:
         self._reaper_wake: asyncio.Future[None] | None = None
         self._reaper_target: float | None = None
         self._drained: asyncio.Event | None = None
+        self._inline_streak = 0  # inline turns since the last forced yield
         self._halting = False  # stop's drain deadline passed: cancel, never restart a runner
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
@@ -239,9 +247,8 @@ class Runtime:
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
         self._halting = True
-        tasks = [a.task for a in self._actors.values() if a.task is not None]
-        for task in tasks:
-            task.cancel()
+        stopping = RuntimeStoppedError("the runtime stopped before this message was handled")
+        tasks = [t for a in self._actors.values() if (t := self._interrupt(a, stopping))]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         for actor in list(self._actors.values()):
@@ -449,9 +456,11 @@ class Runtime:
                 raise AgentNotFoundError(f"no agent type {agent_id.type!r}", agent_id=agent_id)
             actor = self._actors[agent_id] = _Actor(agent_id, reg, self)
         actor.stopped = True  # before cancelling, so the runner does not restart itself
-        if actor.task is not None and actor.task is not asyncio.current_task():
-            actor.task.cancel()
-            await asyncio.gather(actor.task, return_exceptions=True)
+        task = self._interrupt(
+            actor, AgentStoppedError(f"agent {agent_id} was stopped", agent_id=agent_id)
+        )
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
         self._close_actor(actor, DeadLetterReason.AGENT_STOPPED)
         await self._save(actor)
 
@@ -572,6 +581,37 @@ class Runtime:
         assert env.reply is not None
         try:
             actor = self._actors.get(recipient) or self._cell(recipient)
+        except BaseException:
+            self._rejected += 1
+            raise
+        if (
+            actor.task is None
+            and actor.agent is not None
+            and not actor.stopped
+            and not len(actor.mailbox)
+            and self._handle_chain is None
+        ):
+            # A chain of handlers that never suspend must not run a whole conversation without
+            # letting other tasks (or a cancel) in: every so often, yield as a mailbox hop would.
+            self._inline_streak += 1
+            if self._inline_streak >= _INLINE_YIELD_EVERY:
+                self._inline_streak = 0
+                await asyncio.sleep(0)
+            depth = _inline_depth.get()
+            if (
+                depth < _INLINE_MAX_DEPTH
+                and actor.task is None
+                and actor.agent is not None
+                and not actor.stopped
+                and not len(actor.mailbox)
+                and self._state is State.RUNNING
+            ):
+                token = _inline_depth.set(depth + 1)
+                try:
+                    return await self._send_inline(actor, env)
+                finally:
+                    _inline_depth.reset(token)
+        try:
             await self._enqueue(actor, env)
         except BaseException:
             self._rejected += 1
@@ -590,10 +630,116 @@ class Runtime:
             if timer is not None:
                 timer.cancel()
 
+    async def _send_inline(self, actor: _Actor, env: Envelope) -> Any:
+        """Run the turn in the caller's own task: the recipient is live, idle and has nothing
+        queued, so no other message can be ahead of this one. Same guarantees as the mailbox
+        path (one turn at a time: `actor.task` marks it busy; deadlines and cancellation stop
+        the handler), without a task switch or a reply future round trip."""
+        task = asyncio.current_task()
+        agent = actor.agent
+        reply = env.reply
+        assert task is not None
+        assert agent is not None
+        assert reply is not None
+        self._accepted += 1
+        self._in_flight += 1
+        actor.task = task
+        actor.inline = True
+        actor.current = env
+        timer = None
+        if env.deadline is not None:
+            timer = self.clock.call_at(env.deadline, self._expire, env, actor)
+        try:
+            message = env.message
+            fn = type(agent)._moot_dispatch.get(type(message))
+            if fn is None:
+                fn = type(agent).handler_for(type(message))
+                if fn is None:
+                    raise _NoHandler
+            result = await fn(agent, message, env)
+        except BaseException as exc:
+            targeted = actor.cancel_target is env
+            self._end_inline(actor)
+            if targeted:
+                actor.cancel_target = None
+                task.uncancel()
+            if isinstance(exc, _NoHandler):
+                self._no_handler(env, actor)
+            elif isinstance(exc, Exception):
+                self._fail(env, actor, _handler_error(actor, exc), exc)
+            elif not reply.done():  # cancelled from outside, or KeyboardInterrupt & co.
+                reply.cancel()
+                self._errored += 1
+                self._settled()
+            else:  # our own cancel: the deadline, stop_agent or stop put the error in `reply`
+                self._errored += 1
+                self._settled()
+            self._after_inline(actor)
+            if isinstance(exc, asyncio.CancelledError) and (not targeted or task.cancelling()):
+                raise  # the caller itself was cancelled
+            if not isinstance(exc, Exception | asyncio.CancelledError):
+                raise
+            error = reply.exception()
+            assert error is not None
+            raise error from error.__cause__  # a HandlerError keeps its original as the cause
+        finally:
+            if timer is not None:
+                timer.cancel()
+        targeted = actor.cancel_target is env
+        self._end_inline(actor)
+        if targeted:  # the handler swallowed our cancel; the caller gets the error we set
+            actor.cancel_target = None
+            task.uncancel()
+        self._after_inline(actor)
+        if reply.done():
+            self._errored += 1
+            self._settled()
+            error = reply.exception()
+            assert error is not None
+            raise error
+        self._handled += 1
+        self._settled()
+        return result
+
+    def _end_inline(self, actor: _Actor) -> None:
+        actor.current = None
+        actor.task = None
+        actor.inline = False
+
+    def _after_inline(self, actor: _Actor) -> None:
+        """After an inline turn: hand queued messages to a drain task, or start the idle clock."""
+        if actor.stopped or actor.retired:
+            return
+        if len(actor.mailbox):
+            if not self._halting:
+                self._ready(actor)
+        elif actor.agent is not None and actor.type.idle_timeout is not None:
+            self._became_idle(actor)
+
+    def _interrupt(self, actor: _Actor, error: Exception) -> asyncio.Task[None] | None:
+        """Cancel the turn `actor` is running. A drain task is returned for the caller to await;
+        an inline turn runs in its sender's task, which gets `error` instead of a cancellation."""
+        task = actor.task
+        if task is None:
+            return None
+        if actor.inline:
+            env = actor.current
+            itself = task is asyncio.current_task()
+            if env is not None and actor.cancel_target is None and not itself:
+                if env.reply is not None and not env.reply.done():
+                    env.reply.set_exception(error)
+                actor.cancel_target = env
+                task.cancel()
+            return None
+        if task is asyncio.current_task():
+            return None
+        task.cancel()
+        return task
+
     async def _tell_core(self, env: Envelope) -> None:
         recipient = env.recipient
         assert recipient is not None
-        if self._local_only or self.transport.is_local(recipient):
+        if self._local_only or self.transport.tells_local(recipient):
             await self._tell_local(env)
         else:
             await self.transport.tell(env)
@@ -639,7 +785,7 @@ class Runtime:
 
     async def _publish_slow(self, env: Envelope, agent_id: AgentId) -> None:
         """One delivery of a publish that is remote, not yet activated, full, or stopped."""
-        if not self._local_only and not self.transport.is_local(agent_id):
+        if not self._local_only and not self.transport.tells_local(agent_id):
             try:
                 await self.transport.tell(_with_recipient(env, agent_id))
             except Exception as exc:
@@ -852,7 +998,6 @@ class Runtime:
         if not len(actor.mailbox) and self._actors.get(actor.id) is actor:
             del self._actors[actor.id]
             actor.retired = True
-        log.debug("agent.passivated", agent=str(actor.id))
 
     def _supervise(self, actor: _Actor, error: Exception) -> None:
         strategy = actor.type.supervisor

@@ -195,3 +195,59 @@ async def test_nested_sends_carry_correlation_and_deadline() -> None:
         assert await rt.send(Chain(3), AgentId("relay", "3"), timeout=10) == 3
     assert len({c for c, _ in seen}) == 1
     assert {d for _, d in seen} == {10.0}
+
+
+async def test_an_idle_live_agent_runs_the_turn_in_the_callers_task(runtime: Runtime) -> None:
+    """After activation, a send to an idle agent takes the inline path: same results, errors,
+    causes and deadlines as the mailbox path."""
+    assert await runtime.send(Ping(1), W) == 2  # activates through a drain task
+    before = Worker.built
+    assert [await runtime.send(Ping(i), W) for i in range(40)] == list(range(1, 41))
+    with pytest.raises(HandlerError) as info:
+        await runtime.send(Boom("inline"), W)
+    assert isinstance(info.value.__cause__, ValueError)
+    with pytest.raises(NoHandlerError):
+        await runtime.send(3.5, W)
+    assert Worker.built == before
+    assert_balanced(runtime)
+
+
+@dataclass
+class Relay:
+    left: int
+
+
+class Link(Agent):
+    """Passes a relay on to the next key; never suspends on its own."""
+
+    turns = 0
+
+    @handler
+    async def on_relay(self, message: Relay, ctx: Envelope) -> int:
+        Link.turns += 1
+        if message.left == 0:
+            return 0
+        nxt = AgentId("link", str(int(self.id.key) + 1))
+        result: int = await self.context.send(Relay(message.left - 1), nxt)
+        return result + 1
+
+
+async def test_a_long_synchronous_chain_neither_overflows_nor_blocks_a_cancel() -> None:
+    """Inline turns nest only so deep (then a mailbox hop starts a fresh stack), and they yield
+    now and then, so a chain of handlers that never suspend cannot monopolise the loop."""
+    async with Runtime() as rt:
+        rt.register("link", Link)
+        keys = 3000
+        for k in range(keys + 1):  # activate every key, so the chain can take the inline path
+            await rt.send(Relay(0), AgentId("link", str(k)))
+        assert await rt.send(Relay(keys), AgentId("link", "0")) == keys
+        Link.turns = 0
+        chain = asyncio.create_task(rt.send(Relay(keys), AgentId("link", "0")))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        chain.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await chain
+        assert 0 < Link.turns < keys
+        assert rt.statistics().in_flight == 0
+        assert_balanced(rt)
