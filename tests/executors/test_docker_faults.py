@@ -64,7 +64,7 @@ async def _fail_mid_job(
         started = anyio.current_time()
         again = await session.run(CodeBlock("print('replaced')", "python"))
         recovery = anyio.current_time() - started
-    assert recovery < 3, recovery
+    assert recovery < 5, recovery
     return errors[0], again
 
 
@@ -108,7 +108,7 @@ async def test_stalled_runner_trips_the_host_watchdog(
             waited = anyio.current_time() - started
             again = await session.run(CodeBlock("print('replaced')", "python"))
     assert info.value.reason == "unresponsive"
-    assert 1 < waited < 4
+    assert 1 < waited < 6
     assert again.stdout == "replaced\n"
     assert await pool_containers(docker, executor) == []
 

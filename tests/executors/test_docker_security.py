@@ -176,7 +176,7 @@ async def test_fork_bomb_is_stopped(make_docker: DockerFactory) -> None:
         result = await session.run(CodeBlock(bomb, "bash"), timeout=2)
         after = await session.run(CodeBlock(COUNT_OTHER_JOB_PROCESSES, "python"))
     assert result.timed_out or "Resource temporarily unavailable" in result.stderr
-    assert result.duration_s < 3
+    assert result.duration_s < 5
     assert after.stdout == "0\n"
 
 
