@@ -147,11 +147,21 @@ def _clip(text: str, limit: int) -> str:
 
 
 class ObservedClient(ModelClient):
-    """Passes calls to `inner` and reports each answer, so the console shows it as it arrives."""
+    """Passes calls to `inner` and reports each answer, so the console shows it as it arrives.
 
-    def __init__(self, inner: ModelClient, on_reply: Callable[[ModelResponse], None]) -> None:
+    While the model writes, a status line counts the streamed pieces (a small model on a CPU
+    takes tens of seconds for a script; the count shows it is working).
+    """
+
+    def __init__(
+        self,
+        inner: ModelClient,
+        on_reply: Callable[[ModelResponse], None],
+        out: Output | None = None,
+    ) -> None:
         self.inner = inner
         self.on_reply = on_reply
+        self.out = out
         self.calls = 0
 
     async def create(
@@ -168,18 +178,36 @@ class ObservedClient(ModelClient):
         max_tokens: int | None = None,
         timeout: float | None = None,
     ) -> ModelResponse:
-        response = await self.inner.create(
-            messages,
-            tools=tools,
-            tool_choice=tool_choice,
-            response_format=response_format,
-            stream=stream,
-            on_token=on_token,
-            stop=stop,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            timeout=timeout,
+        pieces = 0
+        status = (
+            self.out.err.status("the model is writing…", spinner="dots")
+            if self.out is not None
+            else contextlib.nullcontext()
         )
+        with status as live:
+
+            async def count(piece: str) -> None:
+                nonlocal pieces
+                pieces += 1
+                if live is not None:
+                    live.update(f"the model is writing… {pieces} tokens")
+                if on_token is not None:
+                    result = on_token(piece)
+                    if result is not None:
+                        await result
+
+            response = await self.inner.create(
+                messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                response_format=response_format,
+                stream=True,
+                on_token=count,
+                stop=stop,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                timeout=timeout,
+            )
         self.calls += 1
         self.on_reply(response)
         return response
@@ -387,7 +415,7 @@ async def run_two_agent(
         transcript.usage(response)
         transcript.message("assistant", response.content or "")
 
-    client = ObservedClient(model.client, on_reply)
+    client = ObservedClient(model.client, on_reply, out)
     observed = ObservedExecutor(
         executor, lambda r: transcript.code_run("user", r.exit_code, r.output)
     )
@@ -442,7 +470,7 @@ async def run_group(
     )
 
     transcript = Transcript(out)
-    client = ObservedClient(model.client, transcript.usage)
+    client = ObservedClient(model.client, transcript.usage, out)
     coder = AssistantAgent("coder", system_message=CODER_PROMPT, model_client=client)
     runner = UserProxyAgent(
         "executor",
