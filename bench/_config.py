@@ -82,6 +82,7 @@ class BenchConfig:
     subscribers: int = 10  # runtime W2: subscribers per topic
     executor: ExecutorKind = "auto"
     timeout: float = 600.0  # seconds one level may take before it is abandoned
+    compare: bool = False  # chats: also run W3 on autogen-agentchat (peer-bench env) when there
 
     def validate(self) -> None:
         """Raises: BenchConfigError: an unknown scenario or an impossible parameter."""

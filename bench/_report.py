@@ -134,6 +134,65 @@ def _charts(series: Series) -> str:
     return '<div class="charts">' + "".join(charts) + "</div>"
 
 
+def _comparison(results: BenchResults) -> str:
+    if not results.comparison_note:
+        return ""
+    note = f'<p class="note">{escape(results.comparison_note)}</p>'
+    chats = next((s for s in results.series if s.scenario == "chats"), None)
+    if not results.comparisons or chats is None:
+        return f"<h2>Comparison</h2>{note}"
+    ours = {p.concurrency: p for p in chats.points}
+    rows = []
+    theirs_line, ours_line = [], []
+    for row in results.comparisons:
+        c = int(row["concurrency"])
+        mine = ours.get(c)
+        if "error" in row or mine is None:
+            rows.append(
+                f'<tr><td>C={c}</td><td class="l err" colspan="6">'
+                f"{escape(str(row.get('error', 'no moot figure')))}</td></tr>"
+            )
+            continue
+        theirs_line.append((float(c), float(row["turns_per_s"])))
+        ours_line.append((float(c), mine.throughput))
+        cells = [
+            f"C={c}",
+            fmt(mine.throughput),
+            fmt(float(row["turns_per_s"])),
+            f"{mine.cpu_per_unit_ms:.3f}",
+            f"{float(row['cpu_ms_per_turn']):.3f}",
+            f"{mine.peak_rss_bytes / 1e6:.0f}",
+            f"{float(row['peak_rss_mb']) * 1.048576:.0f}",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{escape(x)}</td>" for x in cells) + "</tr>")
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "level",
+            "moot turns/s",
+            "autogen turns/s",
+            "moot CPU/turn ms",
+            "autogen CPU/turn ms",
+            "moot peak RSS MB",
+            "autogen peak RSS MB",
+        )
+    )
+    chart = (
+        line_chart(
+            "W3 turns/s: moot vs autogen-agentchat",
+            "concurrency",
+            "turns/s",
+            [("moot", ours_line), ("autogen", theirs_line)],
+        )
+        if ours_line
+        else ""
+    )
+    return (
+        f"<h2>Comparison with autogen-agentchat</h2>{note}<table><tr>{head}</tr>"
+        f"{''.join(rows)}</table>{chart}"
+    )
+
+
 def _kv_table(title: str, data: dict[str, object]) -> str:
     rows = "".join(
         f'<tr><td class="l">{escape(str(k))}</td><td class="l">'
@@ -167,6 +226,7 @@ def render_report(results: BenchResults) -> str:
         f" {results.duration_s:.1f} s · seed {escape(str(results.config.get('seed')))} ·"
         f" {escape(str(results.machine.get('cpus')))} CPUs</p>{verdict}"
         + "".join(sections)
+        + _comparison(results)
         + _kv_table("Configuration", results.config)
         + _kv_table("Machine", results.machine)
         + _kv_table("Versions", dict(results.versions))

@@ -126,6 +126,8 @@ class BenchResults:
     duration_s: float
     machine: dict[str, Any]
     versions: dict[str, str]
+    comparisons: tuple[dict[str, Any], ...] = ()
+    comparison_note: str = ""
 
     @property
     def errors(self) -> int:
@@ -141,6 +143,8 @@ class BenchResults:
             "machine": self.machine,
             "versions": self.versions,
             "series": [s.to_dict() for s in self.series],
+            "comparisons": list(self.comparisons),
+            "comparison_note": self.comparison_note,
         }
 
     @classmethod
@@ -154,6 +158,8 @@ class BenchResults:
             duration_s=float(data["duration_s"]),
             machine=dict(data["machine"]),
             versions={str(k): str(v) for k, v in data["versions"].items()},
+            comparisons=tuple(data.get("comparisons", ())),
+            comparison_note=str(data.get("comparison_note", "")),
         )
 
     def write_json(self, path: Path) -> Path:

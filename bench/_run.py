@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._config import LatencyDistribution
 from ._load import closed_loop, open_loop
 from ._results import BenchResults, Point, Series, machine, versions
 from ._scenarios import WORKLOADS
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
 
     from ._config import BenchConfig
     from ._scenarios import Workload
-
-Progress = "Callable[[str], None]"
 
 
 async def run_bench(
@@ -55,7 +54,16 @@ async def run_bench(
                         notes=tuple(workload.notes),
                     )
                 )
+    comparisons: list[dict[str, Any]] = []
+    note = ""
+    if config.compare and "chats" in config.scenarios and config.mode == "closed":
+        from ._compare import compare_chats
+
+        say("W3 on autogen-agentchat (comparison)")
+        comparisons, note = await compare_chats(config, LatencyDistribution.parse(config.latency))
     return BenchResults(
+        comparisons=tuple(comparisons),
+        comparison_note=note,
         config=config.to_dict(),
         series=tuple(series),
         started=started,

@@ -118,6 +118,11 @@ def add_bench(commands: Any) -> None:
     bench.add_argument(
         "--timeout", type=float, default=600.0, help="seconds one level may take (default 600)"
     )
+    bench.add_argument(
+        "--compare",
+        action="store_true",
+        help="chats: also run W3 on autogen-agentchat from shared/peer-bench when it is set up",
+    )
     bench.add_argument("--quick", action="store_true", help="a small, fast run (smoke test)")
     bench.add_argument(
         "--out",
@@ -166,6 +171,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
             subscribers=args.subscribers,
             executor=args.executor,
             timeout=args.timeout,
+            compare=args.compare,
         )
         config.validate()
     except BenchConfigError as exc:

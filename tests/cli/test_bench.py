@@ -181,3 +181,42 @@ def test_moot_bench_writes_results_and_report(moot: Any, tmp_path: Path) -> None
     again = moot("bench", "--report-from", str(out / "results.json"), "--out", str(tmp_path / "re"))
     assert again.code == ExitCode.OK
     assert (tmp_path / "re" / "report.html").read_text().count("<svg") == 16
+
+
+async def test_the_autogen_comparison_runs_the_peer_script_per_level(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+
+    fake = tmp_path / "w3_agentchat_groupchat.py"
+    fake.write_text(
+        "import json, sys\n"
+        "args = dict(zip(sys.argv[1::2], sys.argv[2::2]))\n"
+        "print('noise')\n"
+        "print(json.dumps({'turns_per_s': 10.0 * int(args['--chats']), 'cpu_ms_per_turn': 1.5,"
+        " 'peak_rss_mb': 100.0, 'latency_ms': float(args['--latency-ms']),"
+        " 'turns': int(args['--turns']), 'versions': {'autogen-agentchat': '0.7.5'}}))\n"
+    )
+    monkeypatch.setenv("MOOT_PEER_PYTHON", sys.executable)
+    monkeypatch.setenv("MOOT_PEER_BENCH", str(tmp_path))
+    config = BenchConfig(scenarios=("chats",), compare=True, **TINY)
+    results = await run_bench(config)
+    assert [row["concurrency"] for row in results.comparisons] == [1, 3]
+    assert results.comparisons[1]["turns_per_s"] == 30.0
+    assert results.comparisons[0]["latency_ms"] == 1.0  # the median of const:0.001
+    assert results.comparisons[0]["turns"] == 3
+    assert "autogen-agentchat 0.7.5" in results.comparison_note
+    html = render_report(results)
+    assert "Comparison with autogen-agentchat" in html
+    assert BenchResults.from_dict(results.to_dict()).comparisons == results.comparisons
+
+
+async def test_without_the_peer_environment_the_comparison_is_a_note(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MOOT_PEER_PYTHON", str(tmp_path / "no-python"))
+    config = BenchConfig(scenarios=("chats",), compare=True, **TINY)
+    results = await run_bench(config)
+    assert results.comparisons == ()
+    assert "comparison skipped" in results.comparison_note
+    assert "comparison skipped" in render_report(results)
