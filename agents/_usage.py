@@ -108,38 +108,72 @@ class UsageSummary:
         }
 
 
+class _Tally:
+    """One model's running counts inside a `UsageTracker` (mutable: no object per call)."""
+
+    __slots__ = ("calls", "completion_tokens", "cost", "prompt_tokens", "total_tokens")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.total_tokens = 0
+        self.cost = 0.0
+
+    def frozen(self) -> ModelUsage:
+        return ModelUsage(
+            calls=self.calls,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.total_tokens,
+            cost=self.cost,
+        )
+
+
 class UsageTracker:
-    """A running total that model replies are added to; `summary()` freezes it."""
+    """A running total that model replies are added to; `summary()` freezes it.
+
+    It counts in place, so adding a call allocates nothing once a model has been seen.
+    """
 
     __slots__ = ("_actual", "_including")
 
     def __init__(self) -> None:
-        self._including: dict[str, ModelUsage] = {}
-        self._actual: dict[str, ModelUsage] = {}
+        self._including: dict[str, _Tally] = {}
+        self._actual: dict[str, _Tally] = {}
 
     def add(self, response: ModelResponse) -> None:
         """Count one model answer."""
-        one = ModelUsage(
-            calls=1,
-            prompt_tokens=response.usage.prompt_tokens,
-            completion_tokens=response.usage.completion_tokens,
-            total_tokens=response.usage.total,
-            cost=response.cost,
-        )
         model = response.model or "unknown"
-        self._including[model] = self._including[model] + one if model in self._including else one
+        _count(self._including, model, response)
         if not response.cached:
-            self._actual[model] = self._actual[model] + one if model in self._actual else one
+            _count(self._actual, model, response)
 
     def summary(self) -> UsageSummary:
         return UsageSummary(
-            including_cached=MappingProxyType(dict(self._including)),
-            actual=MappingProxyType(dict(self._actual)),
+            including_cached=MappingProxyType(
+                {model: tally.frozen() for model, tally in self._including.items()}
+            ),
+            actual=MappingProxyType(
+                {model: tally.frozen() for model, tally in self._actual.items()}
+            ),
         )
 
     def clear(self) -> None:
         self._including.clear()
         self._actual.clear()
+
+
+def _count(per_model: dict[str, _Tally], model: str, response: ModelResponse) -> None:
+    tally = per_model.get(model)
+    if tally is None:
+        tally = per_model[model] = _Tally()
+    usage = response.usage
+    tally.calls += 1
+    tally.prompt_tokens += usage.prompt_tokens
+    tally.completion_tokens += usage.completion_tokens
+    tally.total_tokens += usage.total
+    tally.cost += response.cost
 
 
 def gather_usage_summary(agents: Iterable[ConversableAgent]) -> UsageSummary:
