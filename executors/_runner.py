@@ -113,6 +113,8 @@ def job_user_pids() -> list[int]:
         try:
             with open(f"/proc/{name}/status", "rb") as handle:
                 for line in handle:
+                    if line.startswith(b"State:") and b"Z" in line.split()[1]:
+                        break  # a zombie: dead already, init reaps it
                     if line.startswith(b"Uid:"):
                         if int(line.split()[1]) == JOB_UID:
                             found.append(int(name))
@@ -124,10 +126,17 @@ def job_user_pids() -> list[int]:
 
 def kill_job_user() -> None:
     """Kill every process of the job uid, including setsid and double-fork escapees."""
-    for _ in range(20):
-        if not job_user_pids():
+    for _ in range(100):
+        pids = job_user_pids()
+        if not pids:
             return
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # the pid limit is used up (a fork bomb): kill them one by one as root
+            for target in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(target, signal.SIGKILL)
+            continue
         if pid == 0:  # pragma: no cover - child
             try:
                 os.setgroups([])
@@ -266,6 +275,7 @@ def run_inline(code: str, path: str) -> None:  # pragma: no cover - runs in the 
     """Fork mode: run Python source in this already-warm interpreter, then exit with its code."""
     os.environ.clear()
     os.environ.update(JOB_ENV)
+    sys.dont_write_bytecode = True
     sys.stdin = open(0, closefd=False)
     sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
@@ -325,9 +335,16 @@ class _Warm:
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
         code_r, self.code_w = os.pipe()
-        self.pid = start_child([INTERPRETERS["python"], JOB_MAIN_PATH], out_w, err_w, code_r=code_r)
-        for fd in (out_w, err_w, code_r):
-            os.close(fd)
+        argv = [INTERPRETERS["python"], JOB_MAIN_PATH]
+        try:
+            self.pid = start_child(argv, out_w, err_w, code_r=code_r)
+        except OSError:
+            for fd in (self.out_r, self.err_r, self.code_w):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, code_r):
+                os.close(fd)
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
@@ -363,8 +380,7 @@ class Runner:
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0)
         )
         write_file(JOB_MAIN_PATH, JOB_MAIN.encode())
-        if self.prewarm:
-            self.warm = _Warm()
+        self._prewarm()
         self.send({"op": "ready", "protocol": PROTOCOL, "python": sys.version.split()[0]})
         async with asyncio.TaskGroup() as group:
             while line := await reader.readline():
@@ -405,8 +421,7 @@ class Runner:
             if entry.startswith("job-"):
                 with contextlib.suppress(OSError):
                     os.unlink(posixpath.join(SCRATCH_DIR, entry))
-        if self.prewarm:
-            self.warm = _Warm()
+        self._prewarm()
         self.send({"id": request["id"], "ok": ok})
 
     async def run(self, request: dict[str, Any]) -> None:
@@ -457,8 +472,7 @@ class Runner:
                 os.killpg(pid, signal.SIGKILL)
         cancelled.cancel()
         kill_job_user()
-        if self.prewarm and self.warm is None:
-            self.warm = _Warm()
+        self._prewarm()
         status = await exited
         duration = time.monotonic() - started
         await asyncio.wait(drained, timeout=1.0)
@@ -499,6 +513,14 @@ class Runner:
             "files": files,
         }
 
+    def _prewarm(self) -> None:
+        """Start the next spawn-mode interpreter now, so the next job does not wait for it."""
+        if self.prewarm and self.warm is None:
+            try:
+                self.warm = _Warm()
+            except OSError:  # no pid or fd to spare right now; the next job starts cold
+                self.warm = None
+
     def _start(
         self, request: dict[str, Any], language: str, code: str, path: str
     ) -> tuple[int, int, int]:
@@ -517,12 +539,18 @@ class Runner:
                 warm.discard()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        if language == "python" and mode == "fork":
-            pid = start_child(None, out_w, err_w, inline=code, path=path)
-        else:
-            pid = start_child([INTERPRETERS[language], path], out_w, err_w)
-        os.close(out_w)
-        os.close(err_w)
+        try:
+            if language == "python" and mode == "fork":
+                pid = start_child(None, out_w, err_w, inline=code, path=path)
+            else:
+                pid = start_child([INTERPRETERS[language], path], out_w, err_w)
+        except OSError:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
         return pid, out_r, err_r
 
     def _exited(self, pid: int) -> asyncio.Future[int]:

@@ -33,7 +33,13 @@ LIMIT = 4_000
 OpenExecutor = Callable[..., AbstractAsyncContextManager[Executor]]
 
 
-@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("docker", marks=pytest.mark.docker),
+        pytest.param("docker-fork", marks=pytest.mark.docker),
+    ]
+)
 def open_executor(request: pytest.FixtureRequest) -> OpenExecutor:
     """A function that builds an unstarted executor of the parametrized kind."""
     if request.param == "local":
@@ -44,8 +50,10 @@ def open_executor(request: pytest.FixtureRequest) -> OpenExecutor:
         return local
     make_docker: DockerFactory = request.getfixturevalue("make_docker")
 
+    mode = "fork" if request.param == "docker-fork" else "spawn"
+
     def docker(**options: Any) -> AbstractAsyncContextManager[Executor]:
-        return make_docker(output_limit=LIMIT, **options)
+        return make_docker(output_limit=LIMIT, mode=mode, **options)
 
     return docker
 

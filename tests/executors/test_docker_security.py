@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from moot.executors import CodeBlock
+from moot.executors import CodeBlock, Mount
 
 from ._docker_helpers import pool_containers
 
@@ -265,3 +265,37 @@ async def test_slot_is_wiped_between_leases(
         (container,) = await pool_containers(docker, executor)
     assert result.stdout.split() == ["/tmp:", "/work:"]
     assert container.id
+
+
+async def test_host_symlinks_in_the_work_dir_are_not_sent_in(
+    make_docker: DockerFactory, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("host secret")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "link.txt").symlink_to(outside)
+    (work / "plain.txt").write_text("shared")
+    code = "import os\nprint(sorted(os.listdir('.')))"
+    async with make_docker() as executor, executor.session(work) as session:
+        result = await session.run(CodeBlock(code, "python"))
+    assert result.stdout == "['plain.txt']\n"
+
+
+async def test_relaxations_are_explicit_options(make_docker: DockerFactory, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("a,b\n")
+    tmp_path.chmod(0o755)  # the job's uid must be able to read the mounted directory
+    code = (
+        "import os\n"
+        "print(open('/data/data.csv').read().strip())\n"
+        "try:\n"
+        "    open('/data/new', 'w')\n"
+        "except OSError:\n"
+        "    print('read-only')\n"
+        "print('eth0' in os.listdir('/sys/class/net'))\n"
+    )
+    mount = Mount(source=str(tmp_path), target="/data")
+    async with make_docker(mounts=[mount], network=True) as executor:
+        async with executor.session() as session:
+            result = await session.run(CodeBlock(code, "python"))
+    assert result.stdout == "a,b\nread-only\nTrue\n"
