@@ -1,5 +1,6 @@
 """moot.executors: run the code agents write, locally, in pooled Docker sandboxes, or faked."""
 
+from ._actor import ExecutorActor, ReleaseSession, RunCode, register_executor
 from ._base import Executor, ExecutorSession, safe_relative_path
 from ._docker import DockerExecutor, Mount, parse_bytes, reap_leftovers
 from ._errors import (
@@ -25,6 +26,7 @@ __all__ = [
     "DockerExecutor",
     "DockerUnavailableError",
     "Executor",
+    "ExecutorActor",
     "ExecutorClosedError",
     "ExecutorError",
     "ExecutorSession",
@@ -34,6 +36,8 @@ __all__ = [
     "LocalExecutor",
     "Mount",
     "OutputCap",
+    "ReleaseSession",
+    "RunCode",
     "SandboxError",
     "UnsafePathError",
     "build_image",
@@ -43,5 +47,6 @@ __all__ = [
     "normalize_language",
     "parse_bytes",
     "reap_leftovers",
+    "register_executor",
     "safe_relative_path",
 ]
