@@ -261,11 +261,13 @@ def report(results: dict[str, Any]) -> None:
     print(
         f"W1 request/reply x{w1r['n']}: raw future {w1r['raw_future_us']:.2f} us,"
         f" moot {w1r['moot_external_us']:.2f} us ({w1r['ratio_external']:.2f}x),"
-        f" agent->agent {w1r['moot_agent_to_agent_us']:.2f} us ({w1r['ratio_agent_to_agent']:.2f}x);"
+        f" agent->agent {w1r['moot_agent_to_agent_us']:.2f} us"
+        f" ({w1r['ratio_agent_to_agent']:.2f}x);"
         " target <= 2x"
     )
     print(
-        f"W2 fan-out {w2r['messages']}x{w2r['subscribers']}: raw {w2r['raw_queue_deliveries_per_s']:,.0f}/s,"
+        f"W2 fan-out {w2r['messages']}x{w2r['subscribers']}:"
+        f" raw {w2r['raw_queue_deliveries_per_s']:,.0f}/s,"
         f" moot {w2r['moot_deliveries_per_s']:,.0f}/s ({w2r['ratio']:.2f}x);"
         " target >= 1,000,000/s and >= 0.5x"
     )
