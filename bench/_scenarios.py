@@ -309,9 +309,10 @@ async def open_executor(
         DockerUnavailableError,
         ImageError,
         LocalExecutor,
+        image_exists,
         image_tag,
+        open_docker,
     )
-    from moot.executors._image import image_exists, open_docker
 
     kind = config.executor
     if kind in ("auto", "docker"):

@@ -57,8 +57,7 @@ def check_python() -> Check:
 
 async def check_docker() -> tuple[Check, bool]:
     """The engine check, and whether an engine answered (the image check needs one)."""
-    from moot.executors import DockerUnavailableError
-    from moot.executors._image import open_docker
+    from moot.executors import DockerUnavailableError, open_docker
 
     try:
         docker = await open_docker()
@@ -82,8 +81,7 @@ async def check_docker() -> tuple[Check, bool]:
 
 
 async def check_image(engine: bool) -> Check:
-    from moot.executors import image_tag
-    from moot.executors._image import image_exists, open_docker
+    from moot.executors import image_exists, image_tag, open_docker
 
     tag = image_tag()
     if not engine:

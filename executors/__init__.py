@@ -14,7 +14,7 @@ from ._errors import (
 )
 from ._extract import extract_code_blocks
 from ._function import CodeFunction, FunctionExecutor
-from ._image import build_image, image_tag
+from ._image import build_image, image_exists, image_tag, open_docker
 from ._local import LocalExecutor
 from ._runner import OutputCap
 from ._types import CodeBlock, CodeResult, format_results, normalize_language
@@ -43,8 +43,10 @@ __all__ = [
     "build_image",
     "extract_code_blocks",
     "format_results",
+    "image_exists",
     "image_tag",
     "normalize_language",
+    "open_docker",
     "parse_bytes",
     "reap_leftovers",
     "register_executor",

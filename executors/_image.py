@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import tarfile
@@ -60,7 +61,17 @@ EXTRACT_HOOK = (
 )
 
 
+_DEBIAN_NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]+$")
+
+
 def _recipe(extra_packages: Sequence[str]) -> dict[str, object]:
+    for name in extra_packages:
+        if not isinstance(name, str) or not _DEBIAN_NAME.match(name):
+            raise ImageError(
+                f"{name!r} is not a Debian package name (lowercase letters, digits, '+', '-'"
+                " and '.', starting with a letter or digit)",
+                image=IMAGE_REPOSITORY,
+            )
     return {
         "version": RECIPE_VERSION,
         "suite": SUITE,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from moot.executors import build_image, image_tag
+from moot.executors import ImageError, build_image, image_tag
 from moot.executors._image import EXCLUDES, IMAGE_REPOSITORY
 
 if TYPE_CHECKING:
@@ -49,3 +49,9 @@ async def test_image_is_small(docker_image: str, docker: aiodocker.Docker) -> No
     info = await docker.images.inspect(docker_image)
     assert info["Size"] <= 70 * 1000 * 1000
     assert info["Config"]["Labels"]["moot.sandbox"] == "1"
+
+
+@pytest.mark.parametrize("bad", ["rm -rf", "-rf", "Python3", "x", "pkg;ls", ""])
+def test_extra_packages_must_be_debian_package_names(bad: str) -> None:
+    with pytest.raises(ImageError, match="not a Debian package name"):
+        image_tag([bad])
