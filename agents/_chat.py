@@ -139,6 +139,25 @@ class ChatState:
     Only the agent's participant actor for the chat changes it, one message at a time.
     """
 
+    __slots__ = (
+        "_client",
+        "_model",
+        "_open_session",
+        "_session",
+        "_stack",
+        "chat_id",
+        "consecutive_auto_reply",
+        "human_input",
+        "messages",
+        "model_messages",
+        "model_messages_done",
+        "model_messages_last",
+        "owner",
+        "peer",
+        "silent",
+        "usage",
+    )
+
     def __init__(
         self,
         *,
@@ -158,17 +177,33 @@ class ChatState:
         self.consecutive_auto_reply = 0
         self.human_input: list[str] = []
         self.usage = UsageTracker()
-        self.stack = AsyncExitStack()
+        # The model's view of `messages`, extended as the thread grows (see `ConversableAgent`):
+        # the converted list, how many messages it covers, and the last of them.
+        self.model_messages: list[dict[str, Any]] | None = None
+        self.model_messages_done = 0
+        self.model_messages_last: Message | None = None
+        self._stack: AsyncExitStack | None = None
         self._model = model
         self._client: ModelClient | None = None
         self._open_session = executor
         self._session: ExecutorSession | None = None
 
+    @property
+    def stack(self) -> AsyncExitStack:
+        """What `aclose` undoes (made on first use: most chats only hold a model client)."""
+        if self._stack is None:
+            self._stack = AsyncExitStack()
+        return self._stack
+
+    @property
+    def client(self) -> ModelClient | None:
+        """The model client this chat holds already, if any (see `model_client`)."""
+        return self._client
+
     async def model_client(self) -> ModelClient | None:
         """The agent's model client, held for this chat; None when the agent has no model."""
         if self._client is None and self._model is not None:
             self._client = await self._model.acquire()
-            self.stack.push_async_callback(self._model.release)
         return self._client
 
     async def executor_session(self) -> ExecutorSession | None:
@@ -179,9 +214,15 @@ class ChatState:
 
     async def aclose(self) -> None:
         """Release the chat's executor session and model client."""
-        self._client = None
+        held, self._client = self._client, None
+        stack, self._stack = self._stack, None
         self._session = None
-        await self.stack.aclose()
+        try:
+            if stack is not None:
+                await stack.aclose()
+        finally:
+            if held is not None and self._model is not None:
+                await self._model.release()
 
 
 @contextlib.asynccontextmanager

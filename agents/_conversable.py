@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import re
@@ -76,6 +77,16 @@ def default_is_termination_msg(message: Mapping[str, Any]) -> bool:
     return isinstance(content, str) and _TERMINATE_RE.search(content.strip()) is not None
 
 
+QuickReply = Callable[["ChatState", list["Message"], "ConversableAgent | None"], Any]
+"""A built-in reply function's synchronous part: its `(final, reply)` when it can tell without
+awaiting anything, or None when the async function must run."""
+
+_PASS: tuple[bool, Any] = (False, None)
+_STOP: tuple[bool, Any] = (True, None)
+_NO_REPLY = TurnReply(message=None)
+_SPEAKING_ROLES = ("user", "assistant")
+
+
 @dataclass(slots=True, kw_only=True)
 class _ReplyEntry:
     trigger: Trigger
@@ -83,6 +94,12 @@ class _ReplyEntry:
     config: Any
     reset_config: Callable[[Any], None] | None
     builtin: bool
+    quick: QuickReply | None = None
+
+
+_ChainLink = tuple[_ReplyEntry, bool]
+"""A reply function that applies to a sender, and whether its trigger must be asked each time
+(a callable trigger); the rest were matched once, when the chain was built for that sender."""
 
 
 def _to_message(message: str | Mapping[str, Any]) -> Message:
@@ -93,36 +110,70 @@ def _to_message(message: str | Mapping[str, Any]) -> Message:
     raise AgentError(f"a message must be a str or a dict, not {type(message).__name__}")
 
 
-def _is_valid(message: Message) -> bool:
-    return any(key in message for key in ("content", "tool_calls", "tool_responses"))
+def _is_valid(message: Mapping[str, Any]) -> bool:
+    return "content" in message or "tool_calls" in message or "tool_responses" in message
+
+
+@functools.lru_cache(maxsize=1024)
+def _name_ok(name: str) -> bool:
+    """Whether the API accepts `name` as a message's name (checked once per name)."""
+    return _NAME_RE.match(name) is not None
 
 
 def _model_messages(system_message: str, history: Sequence[Message]) -> list[dict[str, Any]]:
     """The conversation as OpenAI chat messages (tool responses become one message each)."""
     out: list[dict[str, Any]] = [{"role": "system", "content": system_message}]
     for message in history:
-        responses = message.get("tool_responses")
-        if responses:
-            for response in responses:
-                out.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": response.get("tool_call_id"),
-                        "content": str(response.get("content") or ""),
-                    }
-                )
-            continue
-        item: dict[str, Any] = {
-            "role": message.get("role", "user"),
-            "content": message.get("content"),
-        }
-        name = message.get("name")
-        if isinstance(name, str) and _NAME_RE.match(name) and item["role"] in ("user", "assistant"):
-            item["name"] = name
-        if message.get("tool_calls"):
-            item["tool_calls"] = message["tool_calls"]
-        out.append(item)
+        _add_model_message(out, message)
     return out
+
+
+def _add_model_message(out: list[dict[str, Any]], message: Message) -> None:
+    """Append `message` to `out` as OpenAI chat messages.
+
+    A message that is in that form already (content, a user or assistant role, a valid name;
+    the common case) is appended as it is, not copied: clients only read what they are given.
+    """
+    responses = message.get("tool_responses")
+    if responses:
+        for response in responses:
+            out.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": response.get("tool_call_id"),
+                    "content": str(response.get("content") or ""),
+                }
+            )
+        return
+    role = message.get("role", "user")
+    name = message.get("name")
+    named = isinstance(name, str) and role in _SPEAKING_ROLES and _name_ok(name)
+    if len(message) == 3 and named and "content" in message and "role" in message:
+        out.append(message)
+        return
+    item: dict[str, Any] = {"role": role, "content": message.get("content")}
+    if named:
+        item["name"] = name
+    if message.get("tool_calls"):
+        item["tool_calls"] = message["tool_calls"]
+    out.append(item)
+
+
+def _asks_each_time(trigger: Trigger) -> bool:
+    """Whether a trigger is, or contains, a callable to call with each sender."""
+    if isinstance(trigger, list):
+        return any(_asks_each_time(each) for each in trigger)
+    return callable(trigger) and not isinstance(trigger, type | ConversableAgent)
+
+
+def _tool_calls_quick(
+    state: ChatState, messages: list[Message], sender: ConversableAgent | None
+) -> tuple[bool, Any] | None:
+    """Most turns carry no tool calls to run: the tool-call reply passes without awaiting."""
+    message = messages[-1] if messages else {}
+    if not message.get("tool_calls") or message.get("role") == "assistant":
+        return _PASS
+    return None
 
 
 def _without_stream(config: LLMConfig) -> tuple[LLMConfig, bool]:
@@ -222,18 +273,22 @@ class ConversableAgent:
         for fname, function in (function_map or {}).items():
             self._function_map[fname] = self._execution_tool(function, fname)
         self._reply_func_list: list[_ReplyEntry] = []
+        # Per sender, the reply functions whose triggers match it; rebuilt when the list changes.
+        self._chains: dict[ConversableAgent | None, tuple[int, tuple[_ChainLink, ...]]] = {}
+        self._chains_version = 0
         self._conversations: dict[ConversableAgent, list[Message]] = {}
         self._chats: dict[str, ChatState] = {}
         self._usage = UsageTracker()
         safe = _TYPE_UNSAFE.sub("_", name)[:48]
         self._actor_type = f"moot.agent.{safe}.{next(_serials)}"
         # Registered last first: human/termination, tools, code, model is the order they run.
-        for builtin in (
-            self._model_reply,
-            self._code_execution_reply,
-            self._tool_calls_reply,
-            self._check_termination_and_human_reply,
-        ):
+        builtins: tuple[tuple[Callable[..., Any], QuickReply | None], ...] = (
+            (self._model_reply, None),
+            (self._code_execution_reply, self._code_execution_quick),
+            (self._tool_calls_reply, _tool_calls_quick),
+            (self._check_termination_and_human_reply, self._termination_quick),
+        )
+        for builtin, quick in builtins:
             self._reply_func_list.insert(
                 0,
                 _ReplyEntry(
@@ -242,6 +297,7 @@ class ConversableAgent:
                     config=None,
                     reset_config=None,
                     builtin=True,
+                    quick=quick,
                 ),
             )
 
@@ -421,22 +477,39 @@ class ConversableAgent:
 
     # ------------------------------------------------------------------ participant handlers
 
-    def _record(self, state: ChatState, message: Message, *, sent: bool, sender: str) -> Message:
-        message = dict(message)
+    def _record(
+        self,
+        state: ChatState,
+        message: Mapping[str, Any],
+        *,
+        sent: bool,
+        sender: str,
+        fresh: bool = False,
+    ) -> Message:
+        """Append `message` to the chat in this agent's roles; a copy unless `fresh` (made for
+        this call, so it may be changed in place)."""
         if not _is_valid(message):
             raise AgentError(
                 "a message needs 'content', 'tool_calls' or 'tool_responses';"
                 f" got keys {sorted(message)}"
             )
-        if message.get("role") not in ("tool", "function"):
-            message["role"] = "assistant" if sent else "user"
-        message.setdefault("name", sender)
-        state.messages.append(message)
-        return message
+        role = message.get("role")
+        recorded: Message
+        if role == "tool" or role == "function":
+            recorded = cast("Message", message) if fresh else dict(message)
+        elif fresh:
+            recorded = cast("Message", message)
+            recorded["role"] = "assistant" if sent else "user"
+        else:
+            recorded = {**message, "role": "assistant" if sent else "user"}
+        if "name" not in recorded:
+            recorded["name"] = sender
+        state.messages.append(recorded)
+        return recorded
 
     async def _handle_say(self, state: ChatState, say: Say) -> Message:
         message = await self._initial_message(state, say.message, dict(say.context))
-        return self._record(state, message, sent=True, sender=self.name)
+        return self._record(state, message, sent=True, sender=self.name, fresh=True)
 
     async def _initial_message(
         self, state: ChatState, message: Any, context: dict[str, Any]
@@ -462,11 +535,11 @@ class ConversableAgent:
             if not state.silent:
                 print_message(received.get("name", turn.sender), self.name, received)
         if not turn.request_reply:
-            return TurnReply(message=None)
+            return _NO_REPLY
         reply = await self._reply_chain(state, state.messages, state.peer)
         if reply is None:
-            return TurnReply(message=None)
-        recorded = self._record(state, _to_message(reply), sent=True, sender=self.name)
+            return _NO_REPLY
+        recorded = self._record(state, _to_message(reply), sent=True, sender=self.name, fresh=True)
         return TurnReply(message=recorded)
 
     async def _handle_summarize(self, state: ChatState, request: Summarize) -> str:
@@ -528,6 +601,8 @@ class ConversableAgent:
         del ignore_async_in_sync_chat  # every chat is async here
         if remove_other_reply_funcs:
             self._reply_func_list.clear()
+        self._chains.clear()
+        self._chains_version += 1
         self._reply_func_list.insert(
             position,
             _ReplyEntry(
@@ -554,6 +629,33 @@ class ConversableAgent:
             return bool(trigger(sender))
         raise AgentConfigError(f"unsupported reply trigger {trigger!r}")
 
+    def _chain_for(self, sender: ConversableAgent | None) -> tuple[_ChainLink, ...]:
+        """The reply functions that apply to `sender`, in order; triggers other than callables
+        are matched once per sender and registration, not on every turn."""
+        functions = self._reply_func_list
+        key = self._chains_version + len(functions)  # a list changed behind our back shows too
+        cached = self._chains.get(sender)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        links: list[_ChainLink] = []
+        for entry in functions:
+            matched = self._static_match(entry.trigger, sender)
+            if matched is not False:
+                links.append((entry, matched is None))
+        chain = tuple(links)
+        self._chains[sender] = (key, chain)
+        return chain
+
+    def _static_match(self, trigger: Trigger, sender: ConversableAgent | None) -> bool | None:
+        """`_matches` when its answer cannot change between turns; None when it must be asked
+        on every turn (a callable trigger), or when it raises (it raises then, in order)."""
+        if _asks_each_time(trigger):
+            return None
+        try:
+            return self._matches(trigger, sender)
+        except AgentConfigError:
+            return None
+
     async def _reply_chain(
         self,
         state: ChatState,
@@ -561,12 +663,18 @@ class ConversableAgent:
         sender: ConversableAgent | None,
         exclude: Iterable[Callable[..., Any]] = (),
     ) -> str | Message | None:
-        skipped = list(exclude)
-        for entry in list(self._reply_func_list):
-            if entry.function in skipped or not self._matches(entry.trigger, sender):
+        skipped = list(exclude) if exclude else None
+        for entry, dynamic in self._chain_for(sender):
+            if skipped is not None and entry.function in skipped:
+                continue
+            if dynamic and not self._matches(entry.trigger, sender):
                 continue
             if entry.builtin:
-                final, reply = await entry.function(state, messages, sender, entry.config)
+                quick = entry.quick
+                done = None if quick is None else quick(state, messages, sender)
+                if done is None:
+                    done = await entry.function(state, messages, sender, entry.config)
+                final, reply = done
             else:
                 made = entry.function(self, messages, sender, entry.config)
                 final, reply = await made if inspect.isawaitable(made) else made
@@ -619,6 +727,19 @@ class ConversableAgent:
 
     # -- built-in reply functions: (state, messages, sender, config) -> (final, reply)
 
+    def _termination_quick(
+        self, state: ChatState, messages: list[Message], sender: ConversableAgent | None
+    ) -> tuple[bool, Any] | None:
+        """With no human to ask, termination and the auto-reply limit decide without awaiting."""
+        if self.human_input_mode != "NEVER":
+            return None
+        terminating = self._is_termination_msg(messages[-1] if messages else {})
+        if terminating or state.consecutive_auto_reply >= self._max_for(sender):
+            state.consecutive_auto_reply = 0
+            return _STOP
+        state.consecutive_auto_reply += 1
+        return _PASS
+
     async def _check_termination_and_human_reply(
         self,
         state: ChatState,
@@ -626,6 +747,9 @@ class ConversableAgent:
         sender: ConversableAgent | None,
         config: Any,
     ) -> tuple[bool, str | Message | None]:
+        quick = self._termination_quick(state, messages, sender)
+        if quick is not None:
+            return quick
         message = messages[-1] if messages else {}
         peer = sender.name if sender is not None else "the sender"
         terminating = self._is_termination_msg(message)
@@ -697,6 +821,11 @@ class ConversableAgent:
         ]
         return True, {"role": "tool", "tool_responses": responses, "content": "\n\n".join(results)}
 
+    def _code_execution_quick(
+        self, state: ChatState, messages: list[Message], sender: ConversableAgent | None
+    ) -> tuple[bool, Any] | None:
+        return _PASS if self._code is None else None
+
     async def _code_execution_reply(
         self,
         state: ChatState,
@@ -721,14 +850,18 @@ class ConversableAgent:
         sender: ConversableAgent | None,
         config: Any,
     ) -> tuple[bool, str | Message | None]:
-        client = await state.model_client()
+        client = state.client
         if client is None:
-            return False, None
-        tools = [tool.schema() for tool in self._llm_tools.values()]
-        if self._llm is not None:
-            tools += [dict(tool) for tool in self._llm.tools]
+            client = await state.model_client()
+            if client is None:
+                return False, None
+        tools: list[dict[str, Any]] | None = None
+        if self._llm_tools or (self._llm is not None and self._llm.tools):
+            tools = [tool.schema() for tool in self._llm_tools.values()]
+            if self._llm is not None:
+                tools += [dict(tool) for tool in self._llm.tools]
         response = await client.create(
-            _model_messages(self.system_message, messages),
+            self._model_messages_for(state, messages),
             tools=tools or None,
             stream=self._stream,
             on_token=None if state.silent or not self._stream else _show_token,
@@ -740,6 +873,33 @@ class ConversableAgent:
         if response.content is None:
             return False, None
         return True, response.content
+
+    def _model_messages_for(
+        self, state: ChatState, messages: list[Message]
+    ) -> list[dict[str, Any]]:
+        """The model's view of `messages`; for the chat's own thread it is kept per chat and
+        extended with the new messages only (the thread only grows; a thread that was replaced
+        or cut is converted afresh)."""
+        if messages is not state.messages:
+            return _model_messages(self.system_message, messages)
+        cache = state.model_messages
+        done = state.model_messages_done
+        if (
+            cache is None
+            or done > len(messages)
+            or (done and messages[done - 1] is not state.model_messages_last)
+        ):
+            cache = state.model_messages = [{"role": "system", "content": self.system_message}]
+            done = 0
+        elif cache[0]["content"] != self.system_message:
+            cache[0] = {"role": "system", "content": self.system_message}
+        end = len(messages)
+        while done < end:
+            _add_model_message(cache, messages[done])
+            done += 1
+        state.model_messages_done = end
+        state.model_messages_last = messages[end - 1] if end else None
+        return cache.copy()  # the client may keep it; later turns extend only our own list
 
     # ------------------------------------------------------------------ human input
 
