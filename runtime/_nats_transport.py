@@ -31,7 +31,6 @@ import structlog
 from ._deadletters import DeadLetterReason
 from ._envelope import Envelope, Kind
 from ._errors import (
-    AgentNotFoundError,
     DeadlineExceededError,
     LifecycleError,
     MootError,
@@ -77,11 +76,16 @@ class _Tasks:
             log.error("nats.task_failed", error=repr(task.exception()))
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        """Cancel every task and wait for it. Cancel again while one is still running: a
+        library call may turn a cancellation that races its own timeout into a TimeoutError."""
+        pending = set(self._tasks)
+        for _ in range(20):
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+        log.error("nats.tasks_left_running", count=len(pending))
 
 
 class NatsTransport(Transport):
@@ -110,6 +114,8 @@ class NatsTransport(Transport):
         reconnect_wait: float = 0.5,
         max_buffered_bytes: int = 2 * 1024 * 1024,
         max_hops: int = 4,
+        durable_tells: bool = True,
+        max_redeliveries: int = 50,
     ) -> None:
         if not prefix or not prefix.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"prefix must be letters, digits, '_' or '-'; got {prefix!r}")
@@ -129,6 +135,8 @@ class NatsTransport(Transport):
         self.reconnect_wait = reconnect_wait
         self.max_buffered_bytes = max_buffered_bytes
         self.max_hops = max_hops
+        self.durable_tells = durable_tells
+        self.max_redeliveries = max_redeliveries
         self.membership = Membership(member_ttl)
         self.stream = f"{prefix}_tells"
         self._host: TransportHost | None = None
@@ -313,6 +321,8 @@ class NatsTransport(Transport):
         record = json.dumps({"types": sorted(self._types)}).encode()
         while True:
             await asyncio.sleep(self.heartbeat)
+            if self._closing:
+                return
             if not self._connected.is_set():
                 continue
             if self._types:
@@ -370,8 +380,18 @@ class NatsTransport(Transport):
 
     # ----------------------------------------------------------------- placement
 
+    @property
+    def adopted_consumers(self) -> frozenset[str]:
+        """Durable consumers of dead workers that this transport pulls from."""
+        return frozenset(self._adopted)
+
     def is_local(self, agent_id: AgentId) -> bool:
         return agent_id in self._held
+
+    def tells_local(self, agent_id: AgentId) -> bool:
+        # A tell to a key held here still goes through the stream (unless durable tells are
+        # off): kept in memory only, it would be lost with this process.
+        return not self.durable_tells and agent_id in self._held
 
     def _route(self, agent_id: AgentId) -> str:
         owner = self._owners.get(agent_id)
@@ -388,11 +408,8 @@ class NatsTransport(Transport):
         """Make sure we may run `agent_id`: None when we own it, else the owner to send to."""
         if agent_id in self._held:
             return None
-        if agent_id.type not in self._types:
-            raise AgentNotFoundError(
-                f"agent type {agent_id.type!r} is not hosted by worker {self.node}",
-                agent_id=agent_id,
-            )
+        if agent_id.type not in self._types:  # e.g. an adopted stream: pass it on
+            return self._route(agent_id)
         pending = self._acquiring.get(agent_id)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -533,6 +550,11 @@ class NatsTransport(Transport):
                     raise DeadlineExceededError(
                         f"no reply from {recipient} before the deadline", agent_id=recipient
                     )
+            if not self._nc.is_connected:
+                # Buffered for the reconnect, it would run after its caller gave up on it.
+                raise TransportUnavailableError(
+                    f"cannot reach {recipient}: not connected to NATS", agent_id=recipient
+                )
             owner = self._route(recipient)
             payload = self._encode(envelope, remaining, hops)
             subject = f"{self.prefix}.req.{owner}.{agent_tokens(recipient)}"
@@ -637,7 +659,7 @@ class NatsTransport(Transport):
         import nats.errors
 
         backoff = self.reconnect_wait
-        while True:
+        while not self._closing:
             if not self._connected.is_set():
                 await self._connected.wait()
             room = max(1, min(64, self._free_slots()))
@@ -674,17 +696,29 @@ class NatsTransport(Transport):
             body = json.loads(msg.data)
             env = self._decode(body, asyncio.get_running_loop().create_future())
             assert env.recipient is not None
-            owner = await self._acquire(env.recipient)
         except Exception as exc:
-            log.error("nats.tell_unroutable", error=repr(exc))
+            log.error("nats.tell_malformed", error=repr(exc))
             await self._settle(msg, "term")
+            return
+        attempts = msg.metadata.num_delivered
+        try:
+            owner = await self._acquire(env.recipient)
+        except (NoRespondersError, TransportUnavailableError) as exc:
+            # Nobody can take it right now (no live host, KV unreachable): try again later,
+            # and dead-letter it only once that has failed for long.
+            if attempts < self.max_redeliveries:
+                await self._settle(msg, "retry")
+            else:
+                host.reject_inbound(env, DeadLetterReason.UNDELIVERABLE, exc, str(exc))
+                await self._settle(msg, "term")
             return
         if owner is not None:
             hops = int(body.get("h", 0)) + 1
             if hops > self.max_hops:
-                host.reject_inbound(env, DeadLetterReason.UNDELIVERABLE, None, "too many hops")
-                await self._settle(msg, "term")
-                return
+                if attempts == 1:  # views of the membership disagree: wait, they converge
+                    await self._settle(msg, "retry")
+                    return
+                hops = 1  # waited once already: pass it on afresh
             body["h"] = hops
             payload = json.dumps(body, separators=(",", ":")).encode()
             seq = msg.metadata.sequence.stream
@@ -736,6 +770,8 @@ class NatsTransport(Transport):
                 await msg.ack()
             elif how == "nak":
                 await msg.nak()
+            elif how == "retry":
+                await msg.nak(delay=self.reconnect_wait * 4)
             else:
                 await msg.term()
         except Exception as exc:  # the broker redelivers it after ack_wait
@@ -746,6 +782,12 @@ def _disposition(exc: BaseException, env: Envelope) -> str:
     """What to tell JetStream about a tell that was not handled here."""
     if isinstance(exc, RuntimeStoppedError):
         return "nak"  # this worker is stopping: let the key's next owner have it
+    if isinstance(exc, TransportUnavailableError) or isinstance(
+        exc.__cause__, TransportUnavailableError | RuntimeStoppedError
+    ):
+        # The handler could not pass its work on (broker away, this runtime stopping): run it
+        # again later, here or on the key's next owner.
+        return "retry"
     log.info(
         "message.dead_lettered",
         agent=str(env.recipient),

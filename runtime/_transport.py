@@ -68,6 +68,14 @@ class Transport(ABC):
     def is_local(self, agent_id: AgentId) -> bool:
         """True when `agent_id` is (to be) activated in this process."""
 
+    def tells_local(self, agent_id: AgentId) -> bool:
+        """True when a tell or publish to `agent_id` may go straight into a local mailbox.
+
+        The same as `is_local` unless the transport keeps tells in a durable log: then it says
+        False and carries local tells too, so a crash cannot lose what was accepted.
+        """
+        return self.is_local(agent_id)
+
     @abstractmethod
     async def send(self, envelope: Envelope) -> Any:
         """Request/response to a remote agent, within `envelope.deadline`."""

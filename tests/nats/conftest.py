@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,9 @@ from moot.runtime import NatsTransport, Runtime
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
+
+# The worker processes import `chat_app` from here; so does the client side of the tests.
+sys.path.insert(0, os.path.dirname(__file__))
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 READY_LINE = b"Server is ready"
