@@ -530,6 +530,11 @@ class ConversableAgent:
         return out
 
     async def _handle_turn(self, state: ChatState, turn: Turn) -> TurnReply:
+        for earlier in turn.backlog:
+            name = str(earlier.get("name"))
+            received = self._record(state, earlier, sent=False, sender=name)
+            if not state.silent:
+                print_message(name, self.name, received)
         if turn.message is not None:
             received = self._record(state, turn.message, sent=False, sender=turn.sender)
             if not state.silent:

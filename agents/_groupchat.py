@@ -662,8 +662,10 @@ class GroupChatManager(ConversableAgent):
             reason = self.termination.check(chat)
             while reason is None:
                 reason = await self._turn(rt, run, context.id)
-            for name in run.ids:  # everyone ends with the whole conversation
-                await self._catch_up(rt, run, context.id, name)
+            for name, agent_id in run.ids.items():  # everyone ends with the whole conversation
+                final = self._catch_up(run, name, request_reply=False)
+                if final is not None:
+                    await rt.tell(final, agent_id, sender=context.id)
             result = GroupChatResult(
                 chat_id=chat_id,
                 chat_history=messages,
@@ -731,37 +733,30 @@ class GroupChatManager(ConversableAgent):
             if chat.messages:
                 state.messages.extend(_view(chat.messages, agent.name))
 
-    async def _catch_up(
-        self, rt: Runtime, run: _GroupRun, me: AgentId, name: str, *, keep_last: bool = False
-    ) -> Message | None:
-        """Deliver to `name` the messages it has not received yet (it has its own already).
+    def _catch_up(self, run: _GroupRun, name: str, *, request_reply: bool) -> Turn | None:
+        """The `Turn` that delivers to `name` the messages it has not received yet (it has its
+        own already), asking for a reply or not; None when it has missed nothing.
 
         The broadcast is lazy: a participant receives what the others said just before it
-        speaks, and at the end. Each participant still gets every message, in order, but a
-        turn wakes one participant actor instead of all of them. With `keep_last`, the newest
-        missing message is returned instead of sent, to travel with the speaker's `Turn`.
+        speaks, in the same `Turn` that asks it to speak, and at the end. Each participant
+        still gets every message, in order, but a turn is one runtime message to one
+        participant actor instead of a message to each of them.
         """
         messages = run.chat.messages
         synced = run.synced
         end = len(messages)
         index = synced.get(name, 0)
         synced[name] = end
-        last: Message | None = None
-        target = run.ids[name]
-        while index < end:
-            message = messages[index]
-            index += 1
-            if message.get("name") == name:
-                continue
-            if last is not None:
-                turn = Turn(sender=str(last.get("name")), message=last, request_reply=False)
-                await rt.tell(turn, target, sender=me)
-            last = message
-        if last is not None and not keep_last:
-            turn = Turn(sender=str(last.get("name")), message=last, request_reply=False)
-            await rt.tell(turn, target, sender=me)
+        missed = [message for message in messages[index:end] if message.get("name") != name]
+        if not missed:
             return None
-        return last
+        last = missed.pop()
+        return Turn(
+            sender=str(last.get("name")),
+            message=last,
+            request_reply=request_reply,
+            backlog=tuple(missed),
+        )
 
     def _add(self, run: _GroupRun, speaker: str, message: Message) -> None:
         chat = run.chat
@@ -778,12 +773,7 @@ class GroupChatManager(ConversableAgent):
             return StopReason(condition="NoEligibleSpeaker", detail=choice.reason)
         if chat.sink is not None:
             await chat.sink.emit(selected_event(chat, choice, policy))
-        last = await self._catch_up(rt, run, me, choice, keep_last=True)
-        turn = (
-            self._ask_turn
-            if last is None
-            else Turn(sender=str(last.get("name")), message=last, request_reply=True)
-        )
+        turn = self._catch_up(run, choice, request_reply=True) or self._ask_turn
         try:  # `ask` inlined: one coroutine less per turn on the hot path
             reply: TurnReply = await rt.send(turn, run.ids[choice], sender=me)
         except HandlerError as exc:  # the speaker's own error (a ModelError, ...), unwrapped

@@ -36,13 +36,16 @@ class Say:
 class Turn:
     """Deliver `message` from `sender` (an agent name) and, if `request_reply`, ask for a reply.
 
-    A group chat manager broadcasts with `request_reply=False`, then asks the chosen speaker with
-    `message=None, request_reply=True` (reply to the history as it stands).
+    `backlog` holds messages from others that came before `message`, recorded first, each
+    under its own "name". A group chat manager catches a speaker up and asks it to reply in one
+    `Turn`: the messages it missed as `backlog` and `message`, or `message=None` when it missed
+    nothing (reply to the history as it stands).
     """
 
     sender: str
     message: Message | None
     request_reply: bool = True
+    backlog: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

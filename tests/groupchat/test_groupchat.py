@@ -576,3 +576,31 @@ async def test_console_shows_each_message_once(capsys: pytest.CaptureFixture[str
     assert out.count("user (to chat_manager):") == 2  # "hi", then its own turn "ok"
     assert out.count("a (to chat_manager):") == 1
     assert "(to user)" not in out
+
+
+async def test_each_speaker_sees_every_earlier_message_in_order_when_it_speaks() -> None:
+    seen: dict[str, list[list[str]]] = {"a": [], "b": [], "c": []}
+
+    def replier(name: str) -> ConversableAgent:
+        def reply(messages: list[dict[str, Any]]) -> str:
+            seen[name].append([str(m["content"]) for m in messages])
+            return f"{name}{len(seen[name])}"
+
+        return agent(name, reply)
+
+    team = [replier("a"), replier("b"), replier("c")]
+    manager = GroupChatManager(GroupChat(team, max_round=8, speaker_selection_method="round_robin"))
+    result = await manager.a_run("go")
+
+    spoken = [str(m["content"]) for m in result.chat_history]
+    assert spoken == ["go", "a1", "b1", "c1", "a2", "b2", "c2", "a3"]
+    for name, views in seen.items():  # at each turn, the whole conversation so far
+        for view in views:
+            assert view == spoken[: len(view)]
+            assert view[-1] != f"{name}{len(view)}"
+    for each in team:  # and at the end, everyone has all of it, its own turns as the assistant's
+        history = each.chat_messages[manager]
+        assert [str(m["content"]) for m in history] == spoken
+        assert [m["role"] for m in history] == [
+            "assistant" if m["name"] == each.name else "user" for m in history
+        ]
