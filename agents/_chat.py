@@ -141,13 +141,13 @@ class ChatState:
 
     __slots__ = (
         "_client",
+        "_human_input",
         "_model",
         "_open_session",
         "_session",
         "_stack",
         "chat_id",
         "consecutive_auto_reply",
-        "human_input",
         "messages",
         "model_messages",
         "model_messages_done",
@@ -175,7 +175,7 @@ class ChatState:
         self.messages: list[Message] = messages if messages is not None else []
         self.silent = silent
         self.consecutive_auto_reply = 0
-        self.human_input: list[str] = []
+        self._human_input: list[str] | None = None
         self.usage = UsageTracker()
         # The model's view of `messages`, extended as the thread grows (see `ConversableAgent`):
         # the converted list, how many messages it covers, and the last of them.
@@ -187,6 +187,13 @@ class ChatState:
         self._client: ModelClient | None = None
         self._open_session = executor
         self._session: ExecutorSession | None = None
+
+    @property
+    def human_input(self) -> list[str]:
+        """What humans typed in this chat, in order (the list is made on first use)."""
+        if self._human_input is None:
+            self._human_input = []
+        return self._human_input
 
     @property
     def stack(self) -> AsyncExitStack:

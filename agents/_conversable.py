@@ -74,7 +74,11 @@ _serials = itertools.count(1)
 def default_is_termination_msg(message: Mapping[str, Any]) -> bool:
     """True when the content, trimmed, ends with the word TERMINATE (punctuation may follow)."""
     content = message.get("content")
-    return isinstance(content, str) and _TERMINATE_RE.search(content.strip()) is not None
+    return (
+        isinstance(content, str)
+        and "TERMINATE" in content  # most messages: no copy, no regex
+        and _TERMINATE_RE.search(content.strip()) is not None
+    )
 
 
 QuickReply = Callable[["ChatState", list["Message"], "ConversableAgent | None"], Any]

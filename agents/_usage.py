@@ -109,24 +109,58 @@ class UsageSummary:
 
 
 class _Tally:
-    """One model's running counts inside a `UsageTracker` (mutable: no object per call)."""
+    """One model's running counts inside a `UsageTracker`, cached answers included and
+    not (mutable: counting a call allocates nothing)."""
 
-    __slots__ = ("calls", "completion_tokens", "cost", "prompt_tokens", "total_tokens")
+    __slots__ = (
+        "calls",
+        "completion_tokens",
+        "cost",
+        "paid_calls",
+        "paid_completion_tokens",
+        "paid_cost",
+        "paid_prompt_tokens",
+        "paid_total_tokens",
+        "prompt_tokens",
+        "total_tokens",
+    )
 
     def __init__(self) -> None:
-        self.calls = 0
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.total_tokens = 0
-        self.cost = 0.0
+        self.calls = self.prompt_tokens = self.completion_tokens = self.total_tokens = 0
+        self.paid_calls = self.paid_prompt_tokens = 0
+        self.paid_completion_tokens = self.paid_total_tokens = 0
+        self.cost = self.paid_cost = 0.0
 
-    def frozen(self) -> ModelUsage:
+    def add(self, response: ModelResponse) -> None:
+        usage = response.usage
+        self.calls += 1
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.total_tokens += usage.total
+        self.cost += response.cost
+        if not response.cached:
+            self.paid_calls += 1
+            self.paid_prompt_tokens += usage.prompt_tokens
+            self.paid_completion_tokens += usage.completion_tokens
+            self.paid_total_tokens += usage.total
+            self.paid_cost += response.cost
+
+    def including_cached(self) -> ModelUsage:
         return ModelUsage(
             calls=self.calls,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             total_tokens=self.total_tokens,
             cost=self.cost,
+        )
+
+    def actual(self) -> ModelUsage:
+        return ModelUsage(
+            calls=self.paid_calls,
+            prompt_tokens=self.paid_prompt_tokens,
+            completion_tokens=self.paid_completion_tokens,
+            total_tokens=self.paid_total_tokens,
+            cost=self.paid_cost,
         )
 
 
@@ -136,44 +170,32 @@ class UsageTracker:
     It counts in place, so adding a call allocates nothing once a model has been seen.
     """
 
-    __slots__ = ("_actual", "_including")
+    __slots__ = ("_per_model",)
 
     def __init__(self) -> None:
-        self._including: dict[str, _Tally] = {}
-        self._actual: dict[str, _Tally] = {}
+        self._per_model: dict[str, _Tally] = {}
 
     def add(self, response: ModelResponse) -> None:
         """Count one model answer."""
         model = response.model or "unknown"
-        _count(self._including, model, response)
-        if not response.cached:
-            _count(self._actual, model, response)
+        tally = self._per_model.get(model)
+        if tally is None:
+            tally = self._per_model[model] = _Tally()
+        tally.add(response)
 
     def summary(self) -> UsageSummary:
+        per_model = self._per_model
         return UsageSummary(
             including_cached=MappingProxyType(
-                {model: tally.frozen() for model, tally in self._including.items()}
+                {model: tally.including_cached() for model, tally in per_model.items()}
             ),
             actual=MappingProxyType(
-                {model: tally.frozen() for model, tally in self._actual.items()}
+                {model: tally.actual() for model, tally in per_model.items() if tally.paid_calls}
             ),
         )
 
     def clear(self) -> None:
-        self._including.clear()
-        self._actual.clear()
-
-
-def _count(per_model: dict[str, _Tally], model: str, response: ModelResponse) -> None:
-    tally = per_model.get(model)
-    if tally is None:
-        tally = per_model[model] = _Tally()
-    usage = response.usage
-    tally.calls += 1
-    tally.prompt_tokens += usage.prompt_tokens
-    tally.completion_tokens += usage.completion_tokens
-    tally.total_tokens += usage.total
-    tally.cost += response.cost
+        self._per_model.clear()
 
 
 def gather_usage_summary(agents: Iterable[ConversableAgent]) -> UsageSummary:
