@@ -365,6 +365,8 @@ class Runtime:
             message, Kind.SEND, recipient, None, sender, timeout, fail_fast, correlation_id
         )
         if self._send_chain is None:
+            if self._local_only:  # one coroutine frame fewer per request in flight
+                return await self._send_local(env)
             return await self._send_core(env)
         try:
             return await self._send_chain(env)
