@@ -642,7 +642,8 @@ class NatsTransport(Transport):
         assert recipient is not None
         owner = self._route(recipient)
         payload = self._encode(envelope, None)
-        await self._publish_tell(owner, recipient, payload, envelope.message_id)
+        # One id per delivery: the recipients of one publish share its message id.
+        await self._publish_tell(owner, recipient, payload, f"{envelope.message_id}>{recipient}")
 
     async def _publish_tell(
         self, owner: str, agent_id: AgentId, payload: bytes, msg_id: str

@@ -95,7 +95,7 @@ class Listener(Agent):
 
     @handler
     async def on_note(self, message: Note, ctx: Envelope) -> None:
-        await self.heard.put((self.id.key, message.text))
+        await self.heard.put((str(self.id), message.text))
 
 
 def worker_setup(heard: asyncio.Queue[tuple[str, str]]) -> Callable[[Runtime], None]:
@@ -103,7 +103,9 @@ def worker_setup(heard: asyncio.Queue[tuple[str, str]]) -> Callable[[Runtime], N
         register_messages(runtime)
         runtime.register("echo", Echo)
         runtime.register("listener", lambda ctx: Listener(ctx, heard))
+        runtime.register("auditor", lambda ctx: Listener(ctx, heard))
         runtime.subscribe(TypeSubscription("news", "listener"))
+        runtime.subscribe(TypeSubscription("news", "auditor"))
 
     return setup
 
@@ -112,6 +114,7 @@ def client_setup(runtime: Runtime) -> None:
     register_messages(runtime)
     runtime.codec.register(Secret, name="test.Secret")
     runtime.subscribe(TypeSubscription("news", "listener"))
+    runtime.subscribe(TypeSubscription("news", "auditor"))
 
 
 @pytest.fixture
@@ -199,6 +202,9 @@ async def test_publish_reaches_the_remote_subscriber(
     worker, client, heard = pair
     for i in range(5):
         await client.publish(Note(text=f"n{i}"), TopicId("news", "room-1"))
-    got = [await asyncio.wait_for(heard.get(), 5) for _ in range(5)]
-    assert got == [("room-1", f"n{i}") for i in range(5)]  # in order, once each
+    # Two subscribed types: each hears every note, once, in order.
+    got = [await asyncio.wait_for(heard.get(), 5) for _ in range(10)]
+    for agent in ("listener/room-1", "auditor/room-1"):
+        assert [text for who, text in got if who == agent] == [f"n{i}" for i in range(5)]
+    assert heard.empty()
     assert not worker.dead_letters.total
