@@ -93,14 +93,18 @@ class Mailbox(Generic[T]):
     def try_put(self, item: T) -> bool:
         """Append `item` if the mailbox is open and has room; False otherwise. Never raises."""
         items = self._items
-        if items is None:
-            if self._closed:
+        if items is not None:  # a closed mailbox has no deque, so this one is open
+            depth = len(items)
+            if depth >= self.capacity:
                 return False
-            items = self._items = deque()
-        elif len(items) >= self.capacity or self._closed:
+            items.append(item)
+            if depth == 0 and self.on_ready is not None:
+                self.on_ready()
+            return True
+        if self._closed:
             return False
-        items.append(item)
-        if len(items) == 1 and self.on_ready is not None:
+        self._items = deque((item,))
+        if self.on_ready is not None:
             self.on_ready()
         return True
 
