@@ -44,10 +44,11 @@ lint: install
 types: install
 	$(VENV)/bin/mypy
 
+# The whole suite with branch coverage; the floor keeps untested code from creeping in.
 pytest: install services
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --cov --cov-report=term:skip-covered --cov-fail-under=80
 
-bench: install
+bench: install services image
 	$(PY) benchmarks/run.py
 
 clean:
