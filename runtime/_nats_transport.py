@@ -153,6 +153,7 @@ class NatsTransport(Transport):
         self._member_rev = 0
         self._connected = asyncio.Event()
         self._slots = asyncio.Semaphore(max_inflight)
+        self._pipeline = asyncio.Semaphore(max_inflight)
         self._tasks = _Tasks()
         self._closing = False
         self._started = False
@@ -217,6 +218,10 @@ class NatsTransport(Transport):
         if self._closing:
             return
         self._closing = True
+        if self._js is not None:  # let pipelined publishes get their acks
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.publish_timeout):
+                    await self._js.publish_async_completed()
         if self._nc is not None and self._types and self._nc.is_connected:
             with contextlib.suppress(Exception):
                 await self._members_kv.delete(self.node)
@@ -643,7 +648,47 @@ class NatsTransport(Transport):
         owner = self._route(recipient)
         payload = self._encode(envelope, None)
         # One id per delivery: the recipients of one publish share its message id.
-        await self._publish_tell(owner, recipient, payload, f"{envelope.message_id}>{recipient}")
+        msg_id = f"{envelope.message_id}>{recipient}"
+        if envelope.kind is Kind.PUBLISH and self._nc.is_connected:
+            await self._publish_pipelined(owner, envelope, payload, msg_id)
+        else:
+            await self._publish_tell(owner, recipient, payload, msg_id)
+
+    async def _publish_pipelined(
+        self, owner: str, envelope: Envelope, payload: bytes, msg_id: str
+    ) -> None:
+        """One recipient of a publish: send now, take the stream's ack in the background.
+
+        A publisher never hears about one recipient's failure (it becomes a dead letter), so
+        the ack need not hold up the next recipient. At most `max_inflight` acks are pending;
+        one that does not come within `publish_timeout` dead-letters the delivery here.
+        """
+        recipient = envelope.recipient
+        assert recipient is not None
+        await self._pipeline.acquire()
+        subject = f"{self.prefix}.tell.{owner}.{agent_tokens(recipient)}"
+        try:
+            future = await self._js.publish_async(subject, payload, headers={"Nats-Msg-Id": msg_id})
+        except Exception as exc:
+            self._pipeline.release()
+            raise TransportUnavailableError(
+                f"the stream did not take a message for {recipient}: {exc!r}", agent_id=recipient
+            ) from exc
+        timer = asyncio.get_running_loop().call_later(self.publish_timeout, future.cancel)
+
+        def settled(done: asyncio.Future[Any]) -> None:
+            timer.cancel()
+            self._pipeline.release()
+            if done.cancelled() or done.exception() is not None:
+                error = TransportUnavailableError(
+                    f"the stream did not confirm a message for {recipient}", agent_id=recipient
+                )
+                if self._host is not None:
+                    self._host.reject_inbound(
+                        envelope, DeadLetterReason.UNDELIVERABLE, error, str(error)
+                    )
+
+        future.add_done_callback(settled)
 
     async def _publish_tell(
         self, owner: str, agent_id: AgentId, payload: bytes, msg_id: str
