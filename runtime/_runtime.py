@@ -394,10 +394,7 @@ class Runtime:
         if self._tell_chain is None:
             await self._tell_core(env)
         else:
-            try:
-                await self._tell_chain(env)
-            except DropMessage as drop:
-                self._dropped_at_door(env, drop.reason)
+            await self._intercepted(self._tell_chain, env)
 
     async def publish(
         self,
@@ -421,10 +418,14 @@ class Runtime:
         if self._publish_chain is None:
             await self._publish_core(env)
         else:
-            try:
-                await self._publish_chain(env)
-            except DropMessage as drop:
-                self._dropped_at_door(env, drop.reason)
+            await self._intercepted(self._publish_chain, env)
+
+    async def _intercepted(self, chain: Handler, env: Envelope) -> None:
+        """A tell or publish through its interceptor chain; a drop there becomes a dead letter."""
+        try:
+            await chain(env)
+        except DropMessage as drop:
+            self._dropped_at_door(env, drop.reason)
 
     def statistics(self) -> RuntimeStatistics:
         """Delivery counts so far (see `RuntimeStatistics`)."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -35,3 +38,27 @@ def _structlog_through_logging() -> Iterator[None]:
     """Put the suite's structlog setup back after any test that ran a CLI entry point in-process."""
     yield
     _configure_structlog()
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    """The base sandbox image tag, built by the image CLI when missing.
+
+    A missing Docker engine skips the test on a workstation and fails it under CI=true. The CLI
+    runs as a subprocess, so this works from inside a running event loop too.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "moot.executors.image", "--if-missing"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        message = (done.stdout + done.stderr).strip()
+        if "No Docker engine answers" not in message:
+            pytest.fail(f"building the sandbox image failed:\n{message}")
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"CI=true but no Docker engine answers: {message}")
+        pytest.skip(f"no Docker engine answers (set CI=true to make this a failure): {message}")
+    return done.stdout.strip().splitlines()[-1]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,29 +20,9 @@ if TYPE_CHECKING:
     from moot.testing import ScriptedModelServer
 
 
-@pytest.fixture(scope="module")
-def sandbox_image() -> str:
-    """The default sandbox image, built if missing (a subprocess, so no event loop is needed)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "moot.executors.image", "--if-missing"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        message = (done.stdout + done.stderr).strip()
-        if "No Docker engine answers" not in message:
-            pytest.fail(f"building the sandbox image failed:\n{message}")
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(f"CI=true but no Docker engine answers: {message}")
-        pytest.skip(f"no Docker engine answers (set CI=true to make this a failure): {message}")
-    return done.stdout.strip().splitlines()[-1]
-
-
 @pytest.mark.docker
 async def test_code_runs_in_the_docker_sandbox_by_default(
-    sandbox_image: str, server: ScriptedModelServer, llm_config: dict[str, Any], tmp_path: Path
+    docker_image: str, server: ScriptedModelServer, llm_config: dict[str, Any], tmp_path: Path
 ) -> None:
     server.push(
         "```python\n# filename: where.py\nimport os\nopen('out.txt', 'w').write(str(os.getuid()))\n"
@@ -65,7 +43,7 @@ async def test_code_runs_in_the_docker_sandbox_by_default(
     assert uid != "0"  # not root inside the sandbox
     assert second == f"exitcode: 0 (execute succeeded)\nCode output: {uid}"  # files persist
     assert (tmp_path / "out.txt").read_text() == uid  # and come back to the host
-    assert sandbox_image
+    assert docker_image
     assert await _our_containers() == []  # the private runtime stopped: the pool is gone
 
 

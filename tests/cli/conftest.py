@@ -135,26 +135,3 @@ def demo_rules() -> list[Rule]:
         Rule(lambda r: "the coder" in _system(r), PRIMES),
         Rule(lambda r: "the reviewer" in _system(r), "Looks good. TERMINATE"),
     ]
-
-
-@pytest.fixture(scope="session")
-def sandbox_image() -> str:
-    """The sandbox image (built when missing); a missing engine skips, or fails under CI=true."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "moot.executors.image", "--if-missing"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        message = (done.stdout + done.stderr).strip()
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"} or (
-            "No Docker engine answers" not in message
-        ):
-            pytest.fail(f"the sandbox image is not available: {message}")
-        pytest.skip(f"no Docker engine answers (CI=true makes this a failure): {message}")
-    return done.stdout.strip().splitlines()[-1]

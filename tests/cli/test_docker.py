@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.docker
 
 
-async def test_the_executor_scenario_runs_code_in_the_sandbox(sandbox_image: str) -> None:
+async def test_the_executor_scenario_runs_code_in_the_sandbox(docker_image: str) -> None:
     config = BenchConfig(
         scenarios=("executor", "mixed"),
         executor="docker",
@@ -40,7 +40,7 @@ async def test_the_executor_scenario_runs_code_in_the_sandbox(sandbox_image: str
 
 def test_the_demo_runs_its_code_in_the_sandbox(
     moot: Any,
-    sandbox_image: str,
+    docker_image: str,
     demo_rules: list[Rule],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
