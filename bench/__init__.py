@@ -7,7 +7,7 @@ results.write_json(Path("results.json")); write_report(results, Path("report.htm
 from ._config import BenchConfig, LatencyDistribution
 from ._errors import BenchConfigError, BenchEnvironmentError, BenchError
 from ._report import render_report, write_report
-from ._results import BenchResults, Point, Series
+from ._results import BenchResults, Point, Series, machine, versions
 from ._run import run_bench
 from ._stats import LatencySummary, Recorder, summarize
 from ._stub import StubModelClient, TimedExecutor
@@ -25,8 +25,10 @@ __all__ = [
     "Series",
     "StubModelClient",
     "TimedExecutor",
+    "machine",
     "render_report",
     "run_bench",
     "summarize",
+    "versions",
     "write_report",
 ]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
-import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from moot.bench import machine, versions
+
+__all__ = ["machine", "median", "percentile", "rss_bytes", "run_peer", "versions", "write"]
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -19,27 +20,6 @@ if TYPE_CHECKING:
 RESULTS = Path(__file__).resolve().parent / "results"
 PEER_VENVS = Path(os.environ.get("PEER_VENVS", Path.home() / ".cache" / "moot-peer-bench"))
 PEER_SCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "peer-bench"
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "loadavg_at_start": os.getloadavg(),
-    }
-
-
-def versions(*packages: str) -> dict[str, str]:
-    """Installed versions of `packages` (and moot)."""
-    out: dict[str, str] = {}
-    for name in ("moot", *packages):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def rss_bytes() -> int:
