@@ -149,6 +149,7 @@ class NatsTransport(Transport):
         self._held: set[AgentId] = set()  # keys whose lease we hold: delivered locally
         self._owners: dict[AgentId, str] = {}  # learned from "moved" replies
         self._acquiring: dict[AgentId, asyncio.Future[str | None]] = {}
+        self._serving: dict[str, asyncio.Task[Any]] = {}  # requests being handled, by message id
         self._adopted: set[str] = set()
         self._member_rev = 0
         self._connected = asyncio.Event()
@@ -203,6 +204,7 @@ class NatsTransport(Transport):
                 await self._nc.subscribe(
                     f"{self.prefix}.req.{self.node}.>", cb=self._on_request, pending_msgs_limit=0
                 )
+                await self._nc.subscribe(f"{self.prefix}.cancel.{self.node}", cb=self._on_cancel)
                 await self._join()
         except MootError:
             await self._close_connection()
@@ -565,6 +567,11 @@ class NatsTransport(Transport):
             subject = f"{self.prefix}.req.{owner}.{agent_tokens(recipient)}"
             try:
                 msg = await self._nc.request(subject, payload, timeout=timeout)
+            except asyncio.CancelledError:
+                # The caller gave up: tell the worker, so the handler's work stops too.
+                cancel = f"{self.prefix}.cancel.{owner}"
+                self._tasks.spawn(self._nc.publish(cancel, envelope.message_id.encode()))
+                raise
             except nats.errors.NoRespondersError:
                 raise NoRespondersError(
                     f"no responders for {recipient} (worker {owner} is gone)", agent_id=recipient
@@ -593,11 +600,21 @@ class NatsTransport(Transport):
             return
         self._tasks.spawn(self._serve_request(msg))
 
+    async def _on_cancel(self, msg: Any) -> None:
+        task = self._serving.get(msg.data.decode())
+        if task is not None:
+            task.cancel()
+
     async def _serve_request(self, msg: Any) -> None:
         host = self._host
         assert host is not None
+        message_id = None
         try:
             body = json.loads(msg.data)
+            message_id = str(body["id"])
+            task = asyncio.current_task()
+            assert task is not None
+            self._serving[message_id] = task
             env = self._decode(body, asyncio.get_running_loop().create_future())
             assert env.recipient is not None
             owner = await self._acquire(env.recipient)
@@ -614,6 +631,9 @@ class NatsTransport(Transport):
             raise
         except Exception as exc:
             out = {"err": error_to_wire(exc)}
+        finally:
+            if message_id is not None:
+                self._serving.pop(message_id, None)
         await self._respond(msg, out)
 
     async def _respond(self, msg: Any, reply: dict[str, Any]) -> None:

@@ -73,6 +73,10 @@ def register_messages(runtime: Runtime) -> None:
 
 
 class Echo(Agent):
+    def __init__(self, context: object, heard: Heard) -> None:
+        super().__init__(context)  # type: ignore[arg-type]
+        self.heard = heard
+
     @handler
     async def on_ping(self, message: Ping, ctx: Envelope) -> Pong:
         return Pong(n=message.n, by=str(self.id))
@@ -83,7 +87,12 @@ class Echo(Agent):
 
     @handler
     async def on_stall(self, message: Stall, ctx: Envelope) -> None:
-        await asyncio.Event().wait()  # until the deadline cancels the turn
+        await self.heard.put((str(self.id), "stalling"))
+        try:
+            await asyncio.Event().wait()  # until the deadline (or the caller) cancels the turn
+        except asyncio.CancelledError:
+            self.heard.put_nowait((str(self.id), "cancelled"))
+            raise
 
 
 class Listener(Agent):
@@ -101,7 +110,7 @@ class Listener(Agent):
 def worker_setup(heard: asyncio.Queue[tuple[str, str]]) -> Callable[[Runtime], None]:
     def setup(runtime: Runtime) -> None:
         register_messages(runtime)
-        runtime.register("echo", Echo)
+        runtime.register("echo", lambda ctx: Echo(ctx, heard))
         runtime.register("listener", lambda ctx: Listener(ctx, heard))
         runtime.register("auditor", lambda ctx: Listener(ctx, heard))
         runtime.subscribe(TypeSubscription("news", "listener"))
@@ -149,11 +158,13 @@ async def test_delivery_error_kind_is_preserved(pair: Pair) -> None:
 
 
 async def test_deadline_reaches_the_remote_handler(pair: Pair) -> None:
-    worker, client, _ = pair
+    worker, client, heard = pair
     started = time.monotonic()
     with pytest.raises(DeadlineExceededError):
         await client.send(Stall(), AgentId("echo", "slow"), timeout=0.3)
     assert time.monotonic() - started < 2.0
+    assert await asyncio.wait_for(heard.get(), 5) == ("echo/slow", "stalling")
+    assert await asyncio.wait_for(heard.get(), 5) == ("echo/slow", "cancelled")
     # The worker cancelled the stalled turn at the same deadline: the agent answers again.
     assert await client.send(Ping(n=1), AgentId("echo", "slow"), timeout=5) == Pong(
         n=1, by="echo/slow"
@@ -208,3 +219,14 @@ async def test_publish_reaches_the_remote_subscriber(
         assert [text for who, text in got if who == agent] == [f"n{i}" for i in range(5)]
     assert heard.empty()
     assert not worker.dead_letters.total
+
+
+async def test_cancelling_the_caller_cancels_the_remote_handler(pair: Pair) -> None:
+    _, client, heard = pair
+    call = asyncio.create_task(client.send(Stall(), AgentId("echo", "s")))
+    assert await asyncio.wait_for(heard.get(), 5) == ("echo/s", "stalling")
+    call.cancel()
+    assert await asyncio.wait_for(heard.get(), 5) == ("echo/s", "cancelled")
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await client.send(Ping(n=2), AgentId("echo", "s"), timeout=5) == Pong(n=2, by="echo/s")
