@@ -12,6 +12,7 @@ base64, so any printable key is carried exactly and the same token is a valid KV
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ def decode_token(token: str) -> str:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
 
 
+@functools.lru_cache(maxsize=65536)
 def agent_tokens(agent_id: AgentId) -> str:
-    """`<type>.<key>` as two safe tokens."""
+    """`<type>.<key>` as two safe tokens (cached: the same ids come back on every message)."""
     return f"{encode_token(agent_id.type)}.{encode_token(agent_id.key)}"
 
 

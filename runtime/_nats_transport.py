@@ -617,7 +617,7 @@ class NatsTransport(Transport):
             self._serving[message_id] = task
             env = self._decode(body, asyncio.get_running_loop().create_future())
             assert env.recipient is not None
-            owner = await self._acquire(env.recipient)
+            owner = None if env.recipient in self._held else await self._acquire(env.recipient)
             if owner is not None:
                 await self._respond(msg, {"err": {"kind": _MOVED, "owner": owner}})
                 return
@@ -768,7 +768,7 @@ class NatsTransport(Transport):
             return
         attempts = msg.metadata.num_delivered
         try:
-            owner = await self._acquire(env.recipient)
+            owner = None if env.recipient in self._held else await self._acquire(env.recipient)
         except (NoRespondersError, TransportUnavailableError) as exc:
             # Nobody can take it right now (no live host, KV unreachable): try again later,
             # and dead-letter it only once that has failed for long.
