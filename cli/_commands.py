@@ -73,6 +73,14 @@ def add_commands(commands: Any) -> None:
     build.set_defaults(run=_run_image_build)
     image.set_defaults(run=None)
 
+    worker = commands.add_parser(
+        "worker",
+        help="serve agents from this process to a NATS cluster (see docs/distributed.md)",
+        description="Start a moot worker: `moot worker --nats nats://127.0.0.1:4222 --agents"
+        " module:setup`. Every option of `python -m moot.runtime.worker` is accepted.",
+    )
+    worker.set_defaults(run=None)  # `moot worker ...` is handed to the worker before parsing
+
     model = commands.add_parser(
         "model", help="the embedded offline model", description="The embedded offline model."
     )

@@ -69,6 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     The log configuration is the caller's again afterwards (tests call `main` in-process).
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["worker"]:  # the worker has its own options (and --help): hand them over
+        from moot.runtime.worker import main as worker_main
+
+        worker_main(args[1:])
+        return 0
     saved = structlog.get_config()
     try:
         return _main(argv)

@@ -938,7 +938,7 @@ class Runtime:
             self._dropped(env, actor, exc.reason)
         elif isinstance(exc, Exception):
             self._fail(env, actor, _handler_error(actor, exc), exc)
-            if env.reply is None:
+            if env.kind is not Kind.SEND:  # a tell (even one a transport awaits) is supervised
                 self._supervise(actor, exc)
         else:  # KeyboardInterrupt, SystemExit: settle, then let it go
             self._fail(env, actor, RuntimeStoppedError("the runtime is stopping"), None)
