@@ -880,7 +880,7 @@ class Runtime:
                         result = await handle_chain(addressed)
                     else:
                         message = env.message
-                        fn = type(agent)._moot_dispatch.get(type(message))
+                        fn = agent._moot_dispatch.get(type(message))
                         if fn is None:
                             fn = type(agent).handler_for(type(message))
                             if fn is None:
