@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test demo install services image lint types pytest bench clean
+.PHONY: test demo install services image lint types pytest bench clean local-runtime
 
 test: install services image lint types pytest
 
@@ -44,8 +44,17 @@ lint: install
 types: install
 	$(VENV)/bin/mypy
 
+# When this machine has compiled llama-cpp-python before (`moot model install-runtime` keeps the
+# wheel), install it so the embedded model's own test runs too; nothing is compiled here.
+local-runtime: install
+	@wheel=$$(ls $${MOOT_WHEEL_CACHE:-$$HOME/.cache/moot/wheels}/llama_cpp_python-*.whl 2>/dev/null | head -n 1); \
+	if [ -n "$$wheel" ] && ! $(PY) -c "import llama_cpp" 2>/dev/null; then \
+	  echo "installing the cached llama-cpp-python wheel: $$wheel"; \
+	  $(PY) -m pip install -q -c constraints.txt "$$wheel"; \
+	fi
+
 # The whole suite with branch coverage; the floor keeps untested code from creeping in.
-pytest: install services
+pytest: install services local-runtime
 	$(VENV)/bin/pytest --cov --cov-report=term:skip-covered --cov-fail-under=80
 
 bench: install services image
