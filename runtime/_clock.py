@@ -32,14 +32,15 @@ class Clock(ABC):
     async def sleep_until(self, when: float) -> None:
         """Suspend the calling task until `now() >= when`."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        handle = self.call_at(when, _resolve, future)
+        handle = self.call_at(when, resolve_future, future)
         try:
             await future
         finally:
             handle.cancel()
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
+def resolve_future(future: asyncio.Future[None]) -> None:
+    """Timer callback: complete `future` unless something else already did."""
     if not future.done():
         future.set_result(None)
 

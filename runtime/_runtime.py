@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ._agent import Agent, AgentContext, AgentFactory
-from ._clock import AsyncioClock, Clock, TimerHandle
+from ._agent import Agent, AgentContext, AgentFactory, HandlerFn
+from ._clock import AsyncioClock, Clock, TimerHandle, resolve_future
 from ._deadletters import DeadLetter, DeadLetterLog, DeadLetterReason, DeadLetterSink
 from ._envelope import Envelope, Handler, Kind
 from ._errors import (
@@ -587,13 +587,7 @@ class Runtime:
         except BaseException:
             self._rejected += 1
             raise
-        if (
-            actor.task is None
-            and actor.agent is not None
-            and not actor.stopped
-            and not len(actor.mailbox)
-            and self._handle_chain is None
-        ):
+        if self._handle_chain is None and self._can_run_inline(actor):
             # A chain of handlers that never suspend must not run a whole conversation without
             # letting other tasks (or a cancel) in: every so often, yield as a mailbox hop would.
             self._inline_streak += 1
@@ -601,14 +595,7 @@ class Runtime:
                 self._inline_streak = 0
                 await asyncio.sleep(0)
             depth = _inline_depth.get()
-            if (
-                depth < _INLINE_MAX_DEPTH
-                and actor.task is None
-                and actor.agent is not None
-                and not actor.stopped
-                and not len(actor.mailbox)
-                and self._state is State.RUNNING
-            ):
+            if depth < _INLINE_MAX_DEPTH and self._can_run_inline(actor):  # re-check after a yield
                 token = _inline_depth.set(depth + 1)
                 try:
                     return await self._send_inline(actor, env)
@@ -633,6 +620,16 @@ class Runtime:
             if timer is not None:
                 timer.cancel()
 
+    def _can_run_inline(self, actor: _Actor) -> bool:
+        """The actor is live, idle and has nothing queued, and the runtime is running."""
+        return (
+            actor.task is None
+            and actor.agent is not None
+            and not actor.stopped
+            and not len(actor.mailbox)
+            and self._state is State.RUNNING
+        )
+
     async def _send_inline(self, actor: _Actor, env: Envelope) -> Any:
         """Run the turn in the caller's own task: the recipient is live, idle and has nothing
         queued, so no other message can be ahead of this one. Same guarantees as the mailbox
@@ -654,11 +651,7 @@ class Runtime:
             timer = self.clock.call_at(env.deadline, self._expire, env, actor)
         try:
             message = env.message
-            fn = type(agent)._moot_dispatch.get(type(message))
-            if fn is None:
-                fn = type(agent).handler_for(type(message))
-                if fn is None:
-                    raise _NoHandler
+            fn = agent._moot_dispatch.get(type(message)) or _handler(agent, message)
             result = await fn(agent, message, env)
         except BaseException as exc:
             targeted = actor.cancel_target is env
@@ -880,11 +873,7 @@ class Runtime:
                         result = await handle_chain(addressed)
                     else:
                         message = env.message
-                        fn = agent._moot_dispatch.get(type(message))
-                        if fn is None:
-                            fn = type(agent).handler_for(type(message))
-                            if fn is None:
-                                raise _NoHandler
+                        fn = agent._moot_dispatch.get(type(message)) or _handler(agent, message)
                         result = await fn(agent, message, env)
                 except BaseException as exc:
                     actor.current = None
@@ -963,10 +952,7 @@ class Runtime:
         agent = actor.agent if actor is not None else None
         if agent is None:  # pragma: no cover - the runner activates before handling
             raise _NoHandler
-        fn = type(agent).handler_for(type(env.message))
-        if fn is None:
-            raise _NoHandler
-        return await fn(agent, env.message, env)
+        return await _handler(agent, env.message)(agent, env.message, env)
 
     async def _activate(self, actor: _Actor) -> Agent:
         made = actor.type.factory(AgentContext(actor.id, self))
@@ -1084,9 +1070,7 @@ class Runtime:
         self._fail(env, actor, error, None, DeadLetterReason.NO_HANDLER)
 
     def _dropped(self, env: Envelope, actor: _Actor, reason: str) -> None:
-        error = MessageDroppedError(
-            f"an interceptor dropped the message: {reason}", reason=reason, agent_id=actor.id
-        )
+        error = _drop_error(reason, actor.id)
         if env.reply is not None and not env.reply.done():
             env.reply.set_exception(error)
         self._dead_letter(env, actor.id, DeadLetterReason.DROPPED_BY_INTERCEPTOR, error, reason)
@@ -1095,9 +1079,7 @@ class Runtime:
         """An interceptor dropped `env` before routing: accept it, dead-letter it, return the
         error its sender should see."""
         self._accept_one()
-        error = MessageDroppedError(
-            f"an interceptor dropped the message: {reason}", reason=reason, agent_id=env.recipient
-        )
+        error = _drop_error(reason, env.recipient)
         self._dead_letter(
             env, env.recipient, DeadLetterReason.DROPPED_BY_INTERCEPTOR, error, reason
         )
@@ -1189,7 +1171,7 @@ class Runtime:
                         actor.mailbox.put_system(_Passivate(since))
             self._reaper_target = target
             self._reaper_wake = wake = loop.create_future()
-            handle = None if target is None else self.clock.call_at(target, _resolve, wake)
+            handle = None if target is None else self.clock.call_at(target, resolve_future, wake)
             try:
                 await wake
             finally:
@@ -1202,15 +1184,28 @@ class _NoHandler(Exception):
     pass
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _handler(agent: Agent, message: Any) -> HandlerFn:
+    """The agent's handler for `message` (the hot paths try the dispatch cache first).
+
+    Raises:
+        _NoHandler: the agent has none; the caller settles the message as unhandled.
+    """
+    fn = type(agent).handler_for(type(message))
+    if fn is None:
+        raise _NoHandler
+    return fn
 
 
 def _handler_error(actor: _Actor, exc: BaseException) -> HandlerError:
     error = HandlerError(f"handler of {actor.id} raised {exc!r}", agent_id=actor.id)
     error.__cause__ = exc
     return error
+
+
+def _drop_error(reason: str, agent_id: AgentId | None) -> MessageDroppedError:
+    return MessageDroppedError(
+        f"an interceptor dropped the message: {reason}", reason=reason, agent_id=agent_id
+    )
 
 
 def _with_recipient(env: Envelope, agent_id: AgentId) -> Envelope:
