@@ -76,19 +76,14 @@ class Mailbox(Generic[T]):
             MailboxFullError: the mailbox is at capacity.
             AgentStoppedError: the mailbox is closed.
         """
+        if self.try_put(item):
+            return
         if self._closed:
             raise AgentStoppedError(f"agent {self.agent_id} has stopped", agent_id=self.agent_id)
-        items = self._items
-        if items is None:
-            items = self._items = deque()
-        elif len(items) >= self.capacity:
-            raise MailboxFullError(
-                f"mailbox of {self.agent_id} is full ({self.capacity} messages)",
-                agent_id=self.agent_id,
-            )
-        items.append(item)
-        if len(items) == 1 and self.on_ready is not None:  # empty -> ready: wake the owner
-            self.on_ready()
+        raise MailboxFullError(
+            f"mailbox of {self.agent_id} is full ({self.capacity} messages)",
+            agent_id=self.agent_id,
+        )
 
     def try_put(self, item: T) -> bool:
         """Append `item` if the mailbox is open and has room; False otherwise. Never raises."""
