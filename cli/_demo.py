@@ -110,6 +110,23 @@ class Transcript:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
+    def outcome(
+        self, name: str, *, solved: bool, verdict: str, seconds: float, work_dir: Path, stop: str
+    ) -> TaskOutcome:
+        """The task's summary line: its verdict plus what this transcript counted."""
+        return TaskOutcome(
+            name=name,
+            solved=solved,
+            verdict=verdict,
+            turns=self.turns,
+            code_runs=self.code_runs,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            seconds=seconds,
+            files=_files(work_dir),
+            stop=stop,
+        )
+
     def usage(self, response: ModelResponse) -> None:
         self.prompt_tokens += response.usage.prompt_tokens
         self.completion_tokens += response.usage.completion_tokens
@@ -441,17 +458,8 @@ async def run_two_agent(
     terminated = last.get("name") == "assistant" and done_without_code(last)
     solved, verdict = _fib_ok(work_dir)
     stop = "the assistant said TERMINATE" if terminated else "the reply limit was reached"
-    return TaskOutcome(
-        name="two-agent",
-        solved=solved,
-        verdict=verdict,
-        turns=transcript.turns,
-        code_runs=transcript.code_runs,
-        prompt_tokens=transcript.prompt_tokens,
-        completion_tokens=transcript.completion_tokens,
-        seconds=seconds,
-        files=_files(work_dir),
-        stop=stop,
+    return transcript.outcome(
+        "two-agent", solved=solved, verdict=verdict, seconds=seconds, work_dir=work_dir, stop=stop
     )
 
 
@@ -499,17 +507,8 @@ async def run_group(
     seconds = time.perf_counter() - started
     solved = any(PRIMES in output for output in transcript.outputs)
     verdict = f"the program printed {PRIMES}" if solved else "no run printed the primes below 30"
-    return TaskOutcome(
-        name="group",
-        solved=solved,
-        verdict=verdict,
-        turns=transcript.turns,
-        code_runs=transcript.code_runs,
-        prompt_tokens=transcript.prompt_tokens,
-        completion_tokens=transcript.completion_tokens,
-        seconds=seconds,
-        files=_files(work_dir),
-        stop=stop,
+    return transcript.outcome(
+        "group", solved=solved, verdict=verdict, seconds=seconds, work_dir=work_dir, stop=stop
     )
 
 
