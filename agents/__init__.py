@@ -1,42 +1,23 @@
-"""moot.agents: AutoGen's classic agents on the moot runtime, and the model client they use."""
+"""moot.agents: AutoGen's classic agents on the moot runtime: ConversableAgent, AssistantAgent,
+UserProxyAgent, two-agent and nested chats, tools, human input and code execution.
 
-from ._agent_errors import (
+`GroupChat` and `GroupChatManager` live in `moot.groupchat`; they are also reachable here, as in
+AutoGen's flat namespace, through a lazy attribute (the group chat builds on the agents, so this
+package never imports it at load time).
+"""
+
+from typing import Any
+
+from ._assistant import AssistantAgent
+from ._chat import ChatResult, ChatState, new_chat_id
+from ._conversable import ConversableAgent, default_is_termination_msg, register_function
+from ._errors import (
     AgentConfigError,
     AgentError,
     EventLoopRunningError,
     HumanInputError,
     ToolRegistrationError,
 )
-from ._assistant import AssistantAgent
-from ._chat import (
-    ChatResult,
-    ChatState,
-    new_chat_id,
-)
-from ._conversable import (
-    ConversableAgent,
-    default_is_termination_msg,
-    register_function,
-)
-from ._events import (
-    ChatEvent,
-    CodeRunEvent,
-    MessageEvent,
-    SpeakerSelectedEvent,
-    TerminationEvent,
-    TokenUsageEvent,
-    ToolCallEvent,
-)
-from ._group_nested import register_nested_chats
-from ._group_state import (
-    GroupChatError,
-    GroupChatState,
-    NoSpeaker,
-    SpeakerSelectionError,
-    StopReason,
-    handoff_tool,
-)
-from ._groupchat import GroupChat, GroupChatManager, GroupChatResult
 from ._human_input import (
     ConsoleInputProvider,
     FunctionInputProvider,
@@ -46,172 +27,54 @@ from ._human_input import (
     QueueInputProvider,
     ScriptedInputProvider,
 )
-from ._llm_config import LLMConfig, ModelConfig
-from ._model_cache import DiskCache, InMemoryCache, ResponseCache, cache_key
-from ._model_client import OpenAIClient
-from ._model_errors import (
-    AuthenticationError,
-    BadRequestError,
-    LLMConfigError,
-    MalformedResponseError,
-    ModelError,
-    ModelTimeoutError,
-    ProviderUnavailableError,
-    RateLimitError,
-    StreamInterruptedError,
-)
-from ._model_fallback import FallbackClient, client_from_llm_config
-from ._model_http import ConnectionPool
-from ._model_types import ModelClient, ModelResponse, TokenCallback, ToolCall, Usage
-from ._participant import (
-    ChatParticipant,
-    CloseChat,
-    Say,
-    Summarize,
-    Turn,
-    TurnReply,
-)
-from ._policies import (
-    CallablePolicy,
-    Handoffs,
-    Manual,
-    Random,
-    RoundRobin,
-    ScriptedPolicy,
-    SpeakerPolicy,
-    TransitionGraph,
-)
-from ._pricing import Price, price_for
-from ._rate_limit import RateLimit, RateLimits, RateLimitStatistics, default_rate_limits
-from ._retry import RetryPolicy
-from ._selector import LLMSelector, parse_names
-from ._terminations import (
-    AllOf,
-    AnyOf,
-    CostBudget,
-    ExternalStop,
-    HandoffTermination,
-    LoopDetection,
-    MaxMessages,
-    MaxTurns,
-    MessagePredicate,
-    SourceMatch,
-    StopHandle,
-    Termination,
-    TextMention,
-    Timeout,
-    TokenBudget,
-)
+from ._nested import register_nested_chats
+from ._participant import ChatParticipant, CloseChat, Say, Summarize, Turn, TurnReply
 from ._tools import Tool
-from ._usage import (
-    ModelUsage,
-    UsageSummary,
-    gather_usage_summary,
-)
+from ._usage import gather_usage_summary
 from ._user_proxy import UserProxyAgent
+
+_FROM_GROUPCHAT = frozenset({"GroupChat", "GroupChatManager"})
+
+
+def __getattr__(name: str) -> Any:
+    """AutoGen users import `GroupChat` beside the agents: hand them `moot.groupchat`'s."""
+    if name in _FROM_GROUPCHAT:
+        import moot.groupchat
+
+        return getattr(moot.groupchat, name)
+    raise AttributeError(f"module 'moot.agents' has no attribute {name!r}")
+
 
 __all__ = [
     "AgentConfigError",
     "AgentError",
-    "AllOf",
-    "AnyOf",
     "AssistantAgent",
-    "AuthenticationError",
-    "BadRequestError",
-    "CallablePolicy",
-    "ChatEvent",
     "ChatParticipant",
     "ChatResult",
     "ChatState",
     "CloseChat",
-    "CodeRunEvent",
-    "ConnectionPool",
     "ConsoleInputProvider",
     "ConversableAgent",
-    "CostBudget",
-    "DiskCache",
     "EventLoopRunningError",
-    "ExternalStop",
-    "FallbackClient",
     "FunctionInputProvider",
     "GroupChat",
-    "GroupChatError",
     "GroupChatManager",
-    "GroupChatResult",
-    "GroupChatState",
-    "HandoffTermination",
-    "Handoffs",
     "HumanInputError",
-    "InMemoryCache",
     "InputProvider",
     "InputRequest",
-    "LLMConfig",
-    "LLMConfigError",
-    "LLMSelector",
-    "LoopDetection",
-    "MalformedResponseError",
-    "Manual",
-    "MaxMessages",
-    "MaxTurns",
-    "MessageEvent",
-    "MessagePredicate",
-    "ModelClient",
-    "ModelConfig",
-    "ModelError",
-    "ModelResponse",
-    "ModelTimeoutError",
-    "ModelUsage",
-    "NoSpeaker",
-    "OpenAIClient",
     "PendingInput",
-    "Price",
-    "ProviderUnavailableError",
     "QueueInputProvider",
-    "Random",
-    "RateLimit",
-    "RateLimitError",
-    "RateLimitStatistics",
-    "RateLimits",
-    "ResponseCache",
-    "RetryPolicy",
-    "RoundRobin",
     "Say",
     "ScriptedInputProvider",
-    "ScriptedPolicy",
-    "SourceMatch",
-    "SpeakerPolicy",
-    "SpeakerSelectedEvent",
-    "SpeakerSelectionError",
-    "StopHandle",
-    "StopReason",
-    "StreamInterruptedError",
     "Summarize",
-    "Termination",
-    "TerminationEvent",
-    "TextMention",
-    "Timeout",
-    "TokenBudget",
-    "TokenCallback",
-    "TokenUsageEvent",
     "Tool",
-    "ToolCall",
-    "ToolCallEvent",
     "ToolRegistrationError",
-    "TransitionGraph",
     "Turn",
     "TurnReply",
-    "Usage",
-    "UsageSummary",
     "UserProxyAgent",
-    "cache_key",
-    "client_from_llm_config",
     "default_is_termination_msg",
-    "default_rate_limits",
     "gather_usage_summary",
-    "handoff_tool",
     "new_chat_id",
-    "parse_names",
-    "price_for",
     "register_function",
     "register_nested_chats",
 ]

@@ -10,10 +10,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from moot.executors import Executor
+    from moot.models import LLMConfig, ModelClient
 
     from ._human_input import InputProvider
-    from ._llm_config import LLMConfig
-    from ._model_types import ModelClient
 
 ASSISTANT_SYSTEM_MESSAGE = """You are a capable assistant who solves tasks with code and reasoning.
 When a task needs information or computation, write Python (in a ```python block) or shell \

@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 
+from moot.models import UsageSummary, UsageTracker
 from moot.runtime import HandlerError, Runtime
 
-from ._agent_errors import AgentConfigError, EventLoopRunningError
+from ._errors import AgentConfigError, EventLoopRunningError
 from ._participant import CloseChat, Message, Say, Summarize, Turn, TurnReply
-from ._usage import UsageSummary, UsageTracker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 
     from moot.executors import ExecutorSession
+    from moot.models import ModelClient
     from moot.runtime import AgentId
 
     from ._conversable import ConversableAgent
-    from ._model_types import ModelClient
 
 log = structlog.get_logger("moot.agents.chat")
 

@@ -19,7 +19,7 @@ from moot.executors import (
     format_results,
 )
 
-from ._agent_errors import AgentConfigError
+from ._errors import AgentConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

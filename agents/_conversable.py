@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
+from moot.models import LLMConfig, UsageSummary, UsageTracker, client_from_llm_config
 from moot.runtime import AgentContext, AgentId, Runtime
 
-from ._agent_errors import AgentConfigError, AgentError, ToolRegistrationError
 from ._chat import (
     ChatResult,
     ChatState,
@@ -31,9 +31,8 @@ from ._code_execution import (
     open_executor_session,
     run_code,
 )
+from ._errors import AgentConfigError, AgentError, ToolRegistrationError
 from ._human_input import ConsoleInputProvider, InputProvider, InputRequest
-from ._llm_config import LLMConfig
-from ._model_fallback import client_from_llm_config
 from ._participant import (
     ChatParticipant,
     Hold,
@@ -45,12 +44,10 @@ from ._participant import (
     TurnReply,
 )
 from ._tools import Tool
-from ._usage import UsageSummary, UsageTracker
 
 if TYPE_CHECKING:
     from moot.executors import Executor, ExecutorSession
-
-    from ._model_types import ModelClient
+    from moot.models import ModelClient
 
 HumanInputMode = Literal["ALWAYS", "NEVER", "TERMINATE"]
 ReplyFunction = Callable[..., "tuple[bool, Any] | Awaitable[tuple[bool, Any]]"]

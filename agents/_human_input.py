@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._agent_errors import HumanInputError
+from ._errors import HumanInputError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable

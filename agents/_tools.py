@@ -17,7 +17,7 @@ from typing import Annotated, Any, get_args, get_origin
 
 import pydantic
 
-from ._agent_errors import ToolRegistrationError
+from ._errors import ToolRegistrationError
 
 ToolFunction = Callable[..., Any]
 

@@ -10,10 +10,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from moot.executors import Executor
+    from moot.models import LLMConfig, ModelClient
 
     from ._human_input import InputProvider
-    from ._llm_config import LLMConfig
-    from ._model_types import ModelClient
 
 _DESCRIPTIONS = {
     "ALWAYS": "An attentive human user who runs the code it is given and reports the results.",

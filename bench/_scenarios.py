@@ -21,8 +21,10 @@ from ._stats import Recorder
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from moot.agents import ConversableAgent, GroupChatManager, ModelClient
+    from moot.agents import ConversableAgent
     from moot.executors import Executor, ExecutorSession
+    from moot.groupchat import GroupChatManager
+    from moot.models import ModelClient
 
     from ._config import BenchConfig
 
@@ -236,7 +238,10 @@ class _ChatBase(Workload):
         )
 
     def _manager(self, agents: list[ConversableAgent]) -> GroupChatManager:
-        from moot.agents import GroupChat, GroupChatManager
+        from moot.groupchat import (
+            GroupChat,
+            GroupChatManager,
+        )
 
         group = GroupChat(
             agents, max_round=self.config.turns + 1, speaker_selection_method="round_robin"
@@ -245,7 +250,7 @@ class _ChatBase(Workload):
 
     async def op(self, index: int, recorder: Recorder, due: float) -> int:
         """One group chat, streamed: a turn's latency is the gap between two messages."""
-        from moot.agents import MessageEvent
+        from moot.groupchat import MessageEvent
 
         self.recorder = recorder
         turns = 0
@@ -384,7 +389,7 @@ class ModelCalls(Workload):
     unit, metric = "calls", "model_call"
 
     async def setup(self) -> None:
-        from moot.agents import client_from_llm_config
+        from moot.models import client_from_llm_config
         from moot.testing import Reply, ScriptedModelServer
 
         distribution = LatencyDistribution.parse(self.config.latency)

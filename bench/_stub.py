@@ -10,15 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from moot.agents import ModelClient, ModelResponse, Usage
 from moot.executors import Executor, ExecutorSession
+from moot.models import (
+    ModelClient,
+    ModelResponse,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    from moot.agents import TokenCallback
     from moot.executors import CodeBlock, CodeResult
     from moot.executors._base import WorkDir
+    from moot.models import TokenCallback
 
     from ._config import LatencyDistribution
 

@@ -26,7 +26,11 @@ from typing import Any
 
 from _common import machine, versions
 
-from moot.agents import AssistantAgent, UserProxyAgent, client_from_llm_config
+from moot.agents import (
+    AssistantAgent,
+    UserProxyAgent,
+)
+from moot.models import client_from_llm_config
 from moot.runtime import Runtime
 
 RESULTS = Path(__file__).resolve().parent / "results" / "chats.json"

@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from _common import percentile, run_peer, versions, write
 
-from moot.agents import (
-    AssistantAgent,
+from moot.agents import AssistantAgent
+from moot.groupchat import (
     GroupChat,
     GroupChatManager,
+)
+from moot.models import (
     ModelClient,
     ModelResponse,
     Usage,

@@ -26,7 +26,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
-from moot.agents import ModelConfig, OpenAIClient, RetryPolicy
+from moot.models import (
+    ModelConfig,
+    OpenAIClient,
+    RetryPolicy,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

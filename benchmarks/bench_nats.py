@@ -39,12 +39,12 @@ from moot.runtime import (
     Agent,
     AgentId,
     Envelope,
-    NatsTransport,
     Runtime,
     TopicId,
     TypeSubscription,
     handler,
 )
+from moot.runtime.nats import NatsTransport
 
 FANOUT = 10
 
@@ -304,7 +304,7 @@ async def main_async(quick: bool) -> dict[str, Any]:
         children: list[subprocess.Popen[bytes]] = []
         try:
             children.append(start_child([__file__, "--raw-responder", url]))
-            worker_args = ["-m", "moot.runtime.worker", "--nats", url, "--agents"]
+            worker_args = ["-m", "moot.runtime.nats", "--nats", url, "--agents"]
             children.append(start_child([*worker_args, "bench_nats:setup"]))
             results = {
                 "W1_request_reply": await w1(url, n_seq, n_par),

@@ -1,7 +1,6 @@
-"""moot.cli: the `moot` command line (demo, bench, doctor, image, model), and the embedded model."""
+"""moot.cli: the `moot` command line (demo, bench, doctor, image, model), and the model store."""
 
 from ._errors import CliError, ExitCode
-from ._local_model import Engine, LlamaEngine, LocalModelClient
 from ._main import build_parser, main
 from ._model_store import (
     ModelSpec,
@@ -16,10 +15,7 @@ from ._model_store import (
 
 __all__ = [
     "CliError",
-    "Engine",
     "ExitCode",
-    "LlamaEngine",
-    "LocalModelClient",
     "ModelSpec",
     "ModelStoreError",
     "ModelVerificationError",

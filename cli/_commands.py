@@ -77,7 +77,7 @@ def add_commands(commands: Any) -> None:
         "worker",
         help="serve agents from this process to a NATS cluster (see docs/distributed.md)",
         description="Start a moot worker: `moot worker --nats nats://127.0.0.1:4222 --agents"
-        " module:setup`. Every option of `python -m moot.runtime.worker` is accepted.",
+        " module:setup`. Every option of `python -m moot.runtime.nats` is accepted.",
     )
     worker.set_defaults(run=None)  # `moot worker ...` is handed to the worker before parsing
 

@@ -23,8 +23,11 @@ from rich.rule import Rule
 from rich.syntax import Syntax
 from rich.table import Table
 
-from moot.agents import ModelClient, ModelResponse
 from moot.executors import Executor, ExecutorSession, extract_code_blocks
+from moot.models import (
+    ModelClient,
+    ModelResponse,
+)
 
 from ._errors import CliError, ExitCode, MissingError, UsageError
 
@@ -32,8 +35,8 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    from moot.agents import TokenCallback
     from moot.executors import CodeBlock, CodeResult
+    from moot.models import TokenCallback
 
     from ._output import Output
 
@@ -304,7 +307,7 @@ def choose_model(out: Output, max_tokens: int) -> ModelChoice:
         out.say(
             f"model: [bold]{escape(entry['model'])}[/] at {escape(where)} (from the environment)"
         )
-        from moot.agents import client_from_llm_config
+        from moot.models import client_from_llm_config
 
         return ModelChoice(
             label=f"{entry['model']} ({where})", client=client_from_llm_config(config)
@@ -317,7 +320,8 @@ def choose_model(out: Output, max_tokens: int) -> ModelChoice:
             hint="`make demo` builds it once (about 12 minutes on 2 cores) and caches the wheel;"
             " or set MOOT_BASE_URL / OPENAI_API_KEY to use a server",
         )
-    from ._local_model import LOCAL_MODEL_NAME, LocalModelClient
+    from moot.models._local import LOCAL_MODEL_NAME, LocalModelClient
+
     from ._model_store import ModelStoreError, fetch_model
 
     try:
@@ -469,12 +473,14 @@ async def run_group(
     """(b): coder, executor and reviewer in a round-robin group chat, streamed turn by turn."""
     from moot.agents import (
         AssistantAgent,
+        UserProxyAgent,
+    )
+    from moot.groupchat import (
         CodeRunEvent,
         GroupChat,
         GroupChatManager,
         MessageEvent,
         TerminationEvent,
-        UserProxyAgent,
     )
 
     transcript = Transcript(out)
@@ -558,7 +564,7 @@ def _summary(outcomes: Sequence[TaskOutcome], out: Output) -> None:
 
 
 def _run_demo(args: argparse.Namespace, out: Output) -> ExitCode:
-    from moot.agents import ModelError
+    from moot.models import ModelError
 
     if args.max_tokens < 16:
         raise UsageError(f"--max-tokens must be at least 16, got {args.max_tokens}")

@@ -71,9 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["worker"]:  # the worker has its own options (and --help): hand them over
-        from moot.runtime.worker import main as worker_main
+        from moot.runtime.nats import run_worker
 
-        worker_main(args[1:])
+        run_worker(args[1:])
         return 0
     saved = structlog.get_config()
     try:

@@ -14,8 +14,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from moot.models._local import LOCAL_MODEL_NAME, LocalModelClient
+
 from ._errors import ExitCode, MissingError
-from ._local_model import LOCAL_MODEL_NAME, LocalModelClient
 
 if TYPE_CHECKING:
     from ._output import Output

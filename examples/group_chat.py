@@ -16,11 +16,13 @@ import os
 
 from moot.agents import (
     AssistantAgent,
+    UserProxyAgent,
+)
+from moot.groupchat import (
     GroupChat,
     GroupChatManager,
     LoopDetection,
     TokenBudget,
-    UserProxyAgent,
 )
 
 config_list = [

@@ -330,7 +330,7 @@ class DockerExecutor(Executor):
         elif not await image_exists(docker, self.image):
             raise ImageError(
                 f"The sandbox image {self.image} does not exist. Build it with "
-                "`python -m moot.executors.image` (or pass image=None to build the default).",
+                "`moot image build` (or pass image=None to build the default).",
                 image=self.image,
             )
 

@@ -6,7 +6,6 @@ excludes, runner source), so a cached build is one inspect and any change gives 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -273,35 +272,3 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
     async with await anyio.open_file(path, "rb") as handle:
         while chunk := await handle.read(1 << 20):
             yield chunk
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m moot.executors.image [--with PKG ...] [--if-missing]`: print the image tag."""
-    parser = argparse.ArgumentParser(
-        prog="python -m moot.executors.image",
-        description="Build moot's Docker sandbox image from Debian packages (no registry needed).",
-    )
-    parser.add_argument(
-        "--with",
-        dest="extra",
-        action="append",
-        default=[],
-        metavar="PKG",
-        help="an extra Debian package to install, e.g. python3-pandas (repeatable)",
-    )
-    parser.add_argument(
-        "--if-missing", action="store_true", help="reuse an image with the same recipe hash"
-    )
-    args = parser.parse_args(argv)
-    extra = [name for item in args.extra for name in item.replace(",", " ").split()]
-
-    def progress(line: str) -> None:
-        print(f"[moot image] {line}", flush=True)  # noqa: T201 - a CLI's progress line
-
-    try:
-        tag = anyio.run(lambda: build_image(extra, if_missing=args.if_missing, progress=progress))
-    except (DockerUnavailableError, ImageError) as exc:
-        print(f"[moot image] error: {exc}", flush=True)  # noqa: T201 - a CLI's error line
-        return 1
-    print(tag)  # noqa: T201 - the CLI's answer
-    return 0

@@ -1,4 +1,5 @@
-"""moot.runtime: the actor runtime (ids, mailboxes, routing, supervision, transports)."""
+"""moot.runtime: the actor core: ids, envelopes, bounded mailboxes, the runtime (routing,
+supervision, passivation, deadlines) and the transport seam. NATS lives in `moot.runtime.nats`."""
 
 from ._agent import Agent, AgentContext, AgentFactory, handler
 from ._clock import AsyncioClock, Clock, ManualClock, TimerHandle
@@ -26,9 +27,7 @@ from ._errors import (
 from ._ids import AgentId, TopicId
 from ._interceptors import DropMessage, Interceptor
 from ._mailbox import Mailbox, MailboxStatistics
-from ._nats_errors import NoRespondersError, PayloadTooLargeError, TransportUnavailableError
-from ._nats_transport import NatsTransport
-from ._runtime import AgentType, Runtime, RuntimeStatistics, State
+from ._runtime import AgentType, Runtime, RuntimeState, RuntimeStatistics
 from ._serialization import MessageCodec
 from ._state import InMemoryStateStore, StateStore
 from ._subscriptions import PrefixSubscription, Subscription, TypeSubscription
@@ -78,10 +77,7 @@ __all__ = [
     "MessageCodec",
     "MessageDroppedError",
     "MootError",
-    "NatsTransport",
     "NoHandlerError",
-    "NoRespondersError",
-    "PayloadTooLargeError",
     "PrefixSubscription",
     "RegistrationError",
     "Restart",
@@ -89,10 +85,10 @@ __all__ = [
     "RestartBudgetExceededError",
     "Resume",
     "Runtime",
+    "RuntimeState",
     "RuntimeStatistics",
     "RuntimeStoppedError",
     "SerializationError",
-    "State",
     "StateStore",
     "Stop",
     "Subscription",
@@ -102,7 +98,6 @@ __all__ = [
     "TopicId",
     "Transport",
     "TransportHost",
-    "TransportUnavailableError",
     "TypeSubscription",
     "UnknownMessageTypeError",
     "handler",

@@ -58,7 +58,7 @@ _INLINE_MAX_DEPTH = 24  # inline turns nested in one task (each adds stack frame
 _inline_depth: contextvars.ContextVar[int] = contextvars.ContextVar("moot_inline_depth", default=0)
 
 
-class State(enum.Enum):
+class RuntimeState(enum.Enum):
     """The runtime's lifecycle."""
 
     CREATED = "created"  # built; agent types may be registered; nothing runs yet
@@ -175,7 +175,7 @@ class Runtime:
         self.stop_timeout = stop_timeout
         self.escalations: list[SupervisionError] = []
         self._on_escalation = on_escalation
-        self._state = State.CREATED
+        self._state = RuntimeState.CREATED
         self._types: dict[str, AgentType] = {}
         self._subscriptions: list[Subscription] = []
         self._routes: dict[str, tuple[str, ...]] = {}
@@ -205,7 +205,7 @@ class Runtime:
     # ----------------------------------------------------------------- lifecycle
 
     @property
-    def state(self) -> State:
+    def state(self) -> RuntimeState:
         """Where the runtime is in its lifecycle."""
         return self._state
 
@@ -215,12 +215,12 @@ class Runtime:
         Raises:
             LifecycleError: the runtime is already running or has been stopped.
         """
-        if self._state is State.RUNNING:
+        if self._state is RuntimeState.RUNNING:
             raise LifecycleError("Cannot start a runtime that is already running.")
-        if self._state is not State.CREATED:
+        if self._state is not RuntimeState.CREATED:
             raise LifecycleError("Cannot start a runtime that has been stopped.")
         await self.transport.start(self)
-        self._state = State.RUNNING
+        self._state = RuntimeState.RUNNING
         self._ensure_reaper()
 
     async def stop(self, *, timeout: float | None = None) -> None:
@@ -228,12 +228,12 @@ class Runtime:
         cancel what is left (each pending request gets `RuntimeStoppedError`) and passivate every
         live agent so it can save its state. Idempotent.
         """
-        if self._state in (State.STOPPING, State.STOPPED):
+        if self._state in (RuntimeState.STOPPING, RuntimeState.STOPPED):
             return
-        if self._state is State.CREATED:
-            self._state = State.STOPPED
+        if self._state is RuntimeState.CREATED:
+            self._state = RuntimeState.STOPPED
             return
-        self._state = State.STOPPING
+        self._state = RuntimeState.STOPPING
         budget = self.stop_timeout if timeout is None else timeout
         if self._in_flight:
             self._drained = asyncio.Event()
@@ -256,7 +256,7 @@ class Runtime:
         for actor in list(self._actors.values()):
             if actor.agent is not None:
                 await self._save(actor)
-        self._state = State.STOPPED
+        self._state = RuntimeState.STOPPED
         await self.transport.aclose()
 
     async def __aenter__(self) -> Runtime:
@@ -509,7 +509,7 @@ class Runtime:
         fail_fast: bool,
         correlation_id: str | None,
     ) -> Envelope:
-        if self._state is not State.RUNNING:
+        if self._state is not RuntimeState.RUNNING:
             self._rejected += 1
             raise RuntimeStoppedError(
                 f"Cannot deliver a message: the runtime is {self._state.value}.",
@@ -627,7 +627,7 @@ class Runtime:
             and actor.agent is not None
             and not actor.stopped
             and not len(actor.mailbox)
-            and self._state is State.RUNNING
+            and self._state is RuntimeState.RUNNING
         )
 
     async def _send_inline(self, actor: _Actor, env: Envelope) -> Any:
@@ -1143,7 +1143,7 @@ class Runtime:
                 wake.set_result(None)
 
     def _ensure_reaper(self) -> None:
-        if self._reaper is None and self._idle and self._state is State.RUNNING:
+        if self._reaper is None and self._idle and self._state is RuntimeState.RUNNING:
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
 
     async def _reap(self) -> None:

@@ -42,13 +42,13 @@ def _structlog_through_logging() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def docker_image() -> str:
-    """The base sandbox image tag, built by the image CLI when missing.
+    """The base sandbox image tag, built by `moot image build` when missing.
 
     A missing Docker engine skips the test on a workstation and fails it under CI=true. The CLI
     runs as a subprocess, so this works from inside a running event loop too.
     """
     done = subprocess.run(
-        [sys.executable, "-m", "moot.executors.image", "--if-missing"],
+        [sys.executable, "-m", "moot.cli", "image", "build"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -10,10 +10,12 @@ import pytest
 
 from moot.agents import (
     AssistantAgent,
-    ModelClient,
-    ModelResponse,
     QueueInputProvider,
     UserProxyAgent,
+)
+from moot.models import (
+    ModelClient,
+    ModelResponse,
     client_from_llm_config,
 )
 from moot.runtime import Runtime

@@ -14,13 +14,15 @@ import pytest
 from moot.agents import (
     AssistantAgent,
     ConversableAgent,
+    QueueInputProvider,
+    UserProxyAgent,
+    register_function,
+)
+from moot.models import (
     MalformedResponseError,
     ProviderUnavailableError,
-    QueueInputProvider,
     RetryPolicy,
-    UserProxyAgent,
     client_from_llm_config,
-    register_function,
 )
 from moot.runtime import Runtime
 from moot.testing import RecordedRequest, Reply, ScriptedModelServer

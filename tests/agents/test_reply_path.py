@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from moot.agents import ConversableAgent, ModelClient, ModelResponse, Usage
+from moot.agents import ConversableAgent
+from moot.models import (
+    ModelClient,
+    ModelResponse,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

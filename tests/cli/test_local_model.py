@@ -15,10 +15,13 @@ import anyio
 import httpx
 import pytest
 
-from moot.agents import BadRequestError, ProviderUnavailableError
 from moot.cli import cached_model
-from moot.cli._local_model import LocalModelClient
 from moot.cli._serve import ModelServer
+from moot.models import (
+    BadRequestError,
+    LocalModelClient,
+    ProviderUnavailableError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -232,7 +232,7 @@ async def test_missing_image_is_a_typed_error(make_docker: DockerFactory) -> Non
         async with make_docker(image="moot-sandbox:does-not-exist"):
             pass
     assert info.value.image == "moot-sandbox:does-not-exist"
-    assert "python -m moot.executors.image" in str(info.value)
+    assert "moot image build" in str(info.value)
 
 
 async def test_unreachable_engine_says_how_to_fix_it(tmp_path: anyio.Path) -> None:

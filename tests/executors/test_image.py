@@ -36,7 +36,7 @@ async def test_existing_image_is_reused_after_one_inspect(docker_image: str) -> 
 @pytest.mark.docker
 def test_cli_prints_the_tag(docker_image: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "moot.executors.image", "--if-missing"],
+        [sys.executable, "-m", "moot.cli", "image", "build"],
         capture_output=True,
         text=True,
         check=True,

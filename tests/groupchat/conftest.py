@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from moot.agents._group_state import GroupChatState
+from moot.groupchat import GroupChatState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -12,8 +12,13 @@ from typing import Any
 import pytest
 
 from moot.agents import (
-    ChatEvent,
+    AgentConfigError,
     ConversableAgent,
+    ScriptedInputProvider,
+    UserProxyAgent,
+)
+from moot.groupchat import (
+    ChatEvent,
     ExternalStop,
     GroupChat,
     GroupChatError,
@@ -24,15 +29,13 @@ from moot.agents import (
     MaxTurns,
     MessageEvent,
     RoundRobin,
-    ScriptedInputProvider,
     ScriptedPolicy,
     SourceMatch,
     SpeakerSelectedEvent,
     TerminationEvent,
     TextMention,
-    Timeout,
+    TimeLimit,
     ToolCallEvent,
-    UserProxyAgent,
     handoff_tool,
 )
 from moot.runtime import Runtime
@@ -264,8 +267,8 @@ async def test_external_stop_and_timeout() -> None:
     result = await GroupChatManager(group, termination=stop).a_run("go")
     assert result.stop_reason.detail == "the user pressed stop"
     assert result.turns == 3
-    result = await GroupChatManager(group, termination=Timeout(0)).a_run("go")
-    assert result.stop_reason.condition == "Timeout"
+    result = await GroupChatManager(group, termination=TimeLimit(0)).a_run("go")
+    assert result.stop_reason.condition == "TimeLimit"
     assert result.turns == 0
 
 
@@ -467,7 +470,7 @@ async def test_nested_chat_answers_with_its_summary() -> None:
         "role": "user",
         "name": "writer",
     }
-    with pytest.raises(GroupChatError, match="at least one"):
+    with pytest.raises(AgentConfigError, match="at least one"):
         register_nested_chats(writer, [], trigger=None)
 
 
@@ -558,9 +561,9 @@ async def test_nested_chat_options() -> None:
     group = GroupChat([other], max_round=2, speaker_selection_method="round_robin")
     result = await GroupChatManager(group).a_run("v1")
     assert result.chat_history[1]["content"] == "1 nested chat(s) skipped"
-    with pytest.raises(GroupChatError, match="no recipient"):
+    with pytest.raises(AgentConfigError, match="no recipient"):
         register_nested_chats(other, [{"message": "x"}], trigger=None)
-    with pytest.raises(GroupChatError, match="summary_from_nested_chats"):
+    with pytest.raises(AgentConfigError, match="summary_from_nested_chats"):
         register_nested_chats(
             other, [{"recipient": expert}], trigger=None, reply_func_from_nested_chats="other"
         )

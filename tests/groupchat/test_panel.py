@@ -15,6 +15,9 @@ import anyio.to_thread
 
 from moot.agents import (
     AssistantAgent,
+    UserProxyAgent,
+)
+from moot.groupchat import (
     CostBudget,
     GroupChat,
     GroupChatManager,
@@ -22,7 +25,6 @@ from moot.agents import (
     MaxMessages,
     TokenBudget,
     TokenUsageEvent,
-    UserProxyAgent,
     handoff_tool,
 )
 from moot.runtime import Runtime

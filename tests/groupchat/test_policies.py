@@ -7,19 +7,19 @@ from typing import Any
 
 import pytest
 
-from moot.agents import (
+from moot.groupchat import (
     CallablePolicy,
+    GroupChatState,
     Handoffs,
-    Manual,
+    ManualPolicy,
     NoSpeaker,
-    Random,
+    RandomPolicy,
     RoundRobin,
     ScriptedPolicy,
     SpeakerSelectionError,
     TransitionGraph,
 )
-from moot.agents._group_state import GroupChatState
-from moot.agents._policies import FunctionCallFilter, next_in_order
+from moot.groupchat._policies import FunctionCallFilter, next_in_order
 
 MakeChat = Callable[..., GroupChatState]
 
@@ -47,7 +47,7 @@ async def test_round_robin_cycles(make_chat: MakeChat) -> None:
 
 
 async def test_random_is_seedable_per_chat(make_chat: MakeChat) -> None:
-    policy = Random(seed=7)
+    policy = RandomPolicy(seed=7)
 
     async def draw(chat_id: str) -> list[Any]:
         chat = make_chat(chat_id=chat_id)
@@ -81,7 +81,7 @@ async def test_manual_by_number_name_and_fallback(make_chat: MakeChat) -> None:
         prompts.append(prompt)
         return next(answers)
 
-    policy = Manual(ask, fallback=ScriptedPolicy(["planner", "planner"]))
+    policy = ManualPolicy(ask, fallback=ScriptedPolicy(["planner", "planner"]))
     chat = make_chat()
     assert await policy.select(chat, ALL) == "coder"
     assert "1: planner" in prompts[0]
@@ -95,9 +95,9 @@ async def test_manual_uses_the_chats_input_provider(make_chat: MakeChat) -> None
     async def ask(prompt: str) -> str:
         return "3"
 
-    assert await Manual().select(make_chat(ask_human=ask), ALL) == "reviewer"
+    assert await ManualPolicy().select(make_chat(ask_human=ask), ALL) == "reviewer"
     with pytest.raises(SpeakerSelectionError, match="human input provider"):
-        await Manual().select(make_chat(), ALL)
+        await ManualPolicy().select(make_chat(), ALL)
 
 
 class _Agent:
@@ -178,7 +178,7 @@ async def test_disallowed_and_repeat_rules(make_chat: MakeChat) -> None:
 
 
 async def test_repeats_forbidden_never_repeat(make_chat: MakeChat) -> None:
-    policy = TransitionGraph(allow_repeat=False, then=Random(seed=1))
+    policy = TransitionGraph(allow_repeat=False, then=RandomPolicy(seed=1))
     chat = make_chat(last_speaker="planner")
     for _ in range(200):
         name = await policy.select(chat, ALL)

@@ -10,22 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from moot.agents import (
+from moot.groupchat import (
     GroupChatError,
+    GroupChatState,
     LLMSelector,
     NoSpeaker,
     ScriptedPolicy,
     TransitionGraph,
-    client_from_llm_config,
     parse_names,
 )
-from moot.agents._group_state import GroupChatState
+from moot.models import client_from_llm_config
 from moot.testing import Reply, ScriptedModelServer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-    from moot.agents._model_types import ModelClient
+    from moot.models import ModelClient
 
 ALL = ("planner", "coder", "reviewer", "executor")
 

@@ -7,23 +7,25 @@ from collections.abc import Callable
 
 import pytest
 
-from moot.agents import (
+from moot.groupchat import (
     CostBudget,
     ExternalStop,
+    GroupChatState,
     HandoffTermination,
     LoopDetection,
     MaxMessages,
     MaxTurns,
     MessagePredicate,
-    ModelResponse,
     SourceMatch,
     StopHandle,
     TextMention,
-    Timeout,
+    TimeLimit,
     TokenBudget,
+)
+from moot.models import (
+    ModelResponse,
     Usage,
 )
-from moot.agents._group_state import GroupChatState
 
 MakeChat = Callable[..., GroupChatState]
 
@@ -104,9 +106,9 @@ async def test_token_and_dollar_budgets(make_chat: MakeChat) -> None:
 def test_timeout_uses_the_chats_clock(make_chat: MakeChat) -> None:
     now = [100.0]
     chat = GroupChatState("t", ("a",), clock=lambda: now[0])
-    assert Timeout(5).check(chat) is None
+    assert TimeLimit(5).check(chat) is None
     now[0] = 105.0
-    reason = Timeout(5).check(chat)
+    reason = TimeLimit(5).check(chat)
     assert reason is not None
     assert "limit of 5" in reason.detail
 

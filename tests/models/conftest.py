@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moot.agents import RetryPolicy
+from moot.models import RetryPolicy
 from moot.testing import FakeClock
 
 

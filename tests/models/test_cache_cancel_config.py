@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from moot.agents import (
+from moot.models import (
     ConnectionPool,
     DiskCache,
     InMemoryCache,

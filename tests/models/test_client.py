@@ -7,7 +7,7 @@ from typing import Any
 
 import pydantic
 
-from moot.agents import (
+from moot.models import (
     LLMConfig,
     ModelConfig,
     OpenAIClient,

@@ -7,7 +7,7 @@ import socket
 import anyio
 import pytest
 
-from moot.agents import (
+from moot.models import (
     AuthenticationError,
     BadRequestError,
     MalformedResponseError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from moot.agents import (
+from moot.models import (
     ModelConfig,
     ModelTimeoutError,
     OpenAIClient,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from moot.agents import (
+from moot.models import (
     BadRequestError,
     MalformedResponseError,
     ModelConfig,

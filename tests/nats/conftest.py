@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from moot.runtime import NatsTransport, Runtime
+from moot.runtime import Runtime
+from moot.runtime.nats import NatsTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

@@ -1,6 +1,6 @@
 """Worker processes over a real broker: chats finish, survive `kill -9` and a broker restart.
 
-Workers run `python -m moot.runtime.worker --agents chat_app:setup`; the test process is the
+Workers run `python -m moot.runtime.nats --agents chat_app:setup`; the test process is the
 client, hosting the `collector` agent that receives each finished transcript.
 """
 
@@ -21,10 +21,10 @@ from moot.runtime import (
     DeadlineExceededError,
     DeliveryError,
     Envelope,
-    NatsTransport,
     Runtime,
     handler,
 )
+from moot.runtime.nats import NatsTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -60,7 +60,7 @@ async def spawn_worker(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "moot.runtime.worker",
+                "moot.runtime.nats",
                 "--nats",
                 nats_server.url,
                 "--agents",

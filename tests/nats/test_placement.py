@@ -8,8 +8,15 @@ from typing import TYPE_CHECKING
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moot.runtime import Agent, AgentId, Envelope, NatsTransport, Runtime, handler
-from moot.runtime._nats_placement import (
+from moot.runtime import (
+    Agent,
+    AgentId,
+    Envelope,
+    Runtime,
+    handler,
+)
+from moot.runtime.nats import NatsTransport
+from moot.runtime.nats._placement import (
     Membership,
     decode_token,
     encode_token,

@@ -20,13 +20,15 @@ from moot.runtime import (
     Envelope,
     HandlerError,
     NoHandlerError,
-    NoRespondersError,
-    PayloadTooLargeError,
     Runtime,
     TopicId,
     TypeSubscription,
     UnknownMessageTypeError,
     handler,
+)
+from moot.runtime.nats import (
+    NoRespondersError,
+    PayloadTooLargeError,
 )
 
 if TYPE_CHECKING:

@@ -25,9 +25,9 @@ from moot.runtime import (
     MessageDroppedError,
     RegistrationError,
     Runtime,
+    RuntimeState,
     RuntimeStoppedError,
     SerializationError,
-    State,
     UnknownMessageTypeError,
     handler,
 )
@@ -45,7 +45,7 @@ async def test_illegal_transitions_read_as_sentences() -> None:
         await rt.start()
     await rt.stop()
     await rt.stop()  # idempotent
-    assert rt.state is State.STOPPED
+    assert rt.state is RuntimeState.STOPPED
     with pytest.raises(LifecycleError, match=r"Cannot start a runtime that has been stopped\."):
         await rt.start()
 

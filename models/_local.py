@@ -16,20 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from moot.agents import (
-    BadRequestError,
-    ModelClient,
-    ModelError,
-    ModelResponse,
-    ModelTimeoutError,
-    ProviderUnavailableError,
-    Usage,
-)
+from ._errors import BadRequestError, ModelError, ModelTimeoutError, ProviderUnavailableError
+from ._types import ModelClient, ModelResponse, Usage
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-    from moot.agents import TokenCallback
+    from ._types import TokenCallback
 
 LOCAL_MODEL_NAME = "qwen2.5-coder-0.5b-instruct"
 DEFAULT_MAX_TOKENS = 512
@@ -175,7 +168,7 @@ class LocalModelClient(ModelClient):
 
     def _load(self) -> Engine:
         if self._engine is None:
-            from ._model_store import cached_model
+            from moot.cli import cached_model
 
             path = self.model_path or cached_model()
             if path is None or not path.is_file():

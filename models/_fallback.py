@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ._llm_config import LLMConfig
-from ._model_cache import DiskCache, ResponseCache
-from ._model_client import OpenAIClient
-from ._model_errors import ModelError
-from ._model_http import ConnectionPool
-from ._model_types import ModelClient, ModelResponse, TokenCallback
+from ._cache import DiskCache, ResponseCache
+from ._config import LLMConfig
+from ._errors import ModelError
+from ._http import ConnectionPool
+from ._openai import OpenAIClient
+from ._types import ModelClient, ModelResponse, TokenCallback
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

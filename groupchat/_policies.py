@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from ._group_state import (
+from ._state import (
     HANDOFF_PREFIX,
     GroupChatState,
     NoSpeaker,
@@ -75,7 +75,7 @@ class RoundRobin(SpeakerPolicy):
         return NoSpeaker("no participant may speak") if name is None else name
 
 
-class Random(SpeakerPolicy):
+class RandomPolicy(SpeakerPolicy):
     """A uniformly random candidate. With `seed`, each chat draws the same sequence on every run
     (the chat id is mixed into the seed, so concurrent chats do not share one generator)."""
 
@@ -91,7 +91,7 @@ class Random(SpeakerPolicy):
         return choice
 
     def __repr__(self) -> str:
-        return f"Random(seed={self.seed!r})"
+        return f"RandomPolicy(seed={self.seed!r})"
 
 
 class ScriptedPolicy(SpeakerPolicy):
@@ -121,7 +121,7 @@ class ScriptedPolicy(SpeakerPolicy):
         return f"ScriptedPolicy({list(self.names)!r})"
 
 
-class Manual(SpeakerPolicy):
+class ManualPolicy(SpeakerPolicy):
     """A human picks, by number or name, through the chat's human input provider (or `ask`).
 
     An empty answer or "q" hands the choice to `fallback`; so do `max_attempts` answers that name
@@ -147,7 +147,7 @@ class Manual(SpeakerPolicy):
         if ask is None:
             raise SpeakerSelectionError(
                 "manual speaker selection needs a human input provider: give the manager one,"
-                " or pass `ask=` to Manual"
+                " or pass `ask=` to ManualPolicy"
             )
         menu = "\n".join(f"{i}: {name}" for i, name in enumerate(candidates, start=1))
         prompt = (

@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from moot.models import BadRequestError
+
 from ._events import SpeakerSelectedEvent
-from ._group_state import GroupChatError, GroupChatState, NoSpeaker
-from ._model_errors import BadRequestError
 from ._policies import RoundRobin, Selection, SpeakerPolicy, describe
+from ._state import GroupChatError, GroupChatState, NoSpeaker
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from ._model_types import ModelClient, ModelResponse
+    from moot.models import ModelClient, ModelResponse
 
 log = structlog.get_logger("moot.agents.groupchat")
 

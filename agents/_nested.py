@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._group_state import GroupChatError
+from ._errors import AgentConfigError
 
 if TYPE_CHECKING:
     from ._conversable import ConversableAgent, Trigger
@@ -32,20 +32,20 @@ def register_nested_chats(
     message being answered; a callable `message` gets `(recipient, messages, sender, config)`.
 
     Raises:
-        GroupChatError: the queue is empty or an entry has no recipient.
+        AgentConfigError: the queue is empty or an entry has no recipient.
     """
     queue = [dict(entry) for entry in chat_queue]
     if not queue:
-        raise GroupChatError("register_nested_chats needs at least one chat in the queue")
+        raise AgentConfigError("register_nested_chats needs at least one chat in the queue")
     for number, entry in enumerate(queue):
         if "recipient" not in entry:
-            raise GroupChatError(f"nested chat #{number} has no recipient")
+            raise AgentConfigError(f"nested chat #{number} has no recipient")
     if callable(reply_func_from_nested_chats):
         custom = reply_func_from_nested_chats
     elif reply_func_from_nested_chats == "summary_from_nested_chats":
         custom = None
     else:
-        raise GroupChatError(
+        raise AgentConfigError(
             "reply_func_from_nested_chats must be 'summary_from_nested_chats' or a callable;"
             f" got {reply_func_from_nested_chats!r}"
         )

@@ -13,7 +13,7 @@ import abc
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._group_state import GroupChatState, StopReason, content_text, handoff_target
+from ._state import GroupChatState, StopReason, content_text, handoff_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -198,7 +198,7 @@ class CostBudget(Termination):
         return None
 
 
-class Timeout(Termination):
+class TimeLimit(Termination):
     """Ends at the first message after `seconds` of wall-clock time since the run began."""
 
     def __init__(self, seconds: float) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import structlog
 
-from ._model_errors import ModelError, ModelTimeoutError
+from ._errors import ModelError, ModelTimeoutError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

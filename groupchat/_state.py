@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from moot.models import Usage
 from moot.runtime import MootError
 
-from ._model_types import Usage
-
 if TYPE_CHECKING:
+    from moot.models import ModelClient, ModelResponse
+
     from ._events import ChatEvent, EventSink
-    from ._model_types import ModelClient, ModelResponse
 
 HANDOFF_PREFIX = "transfer_to_"
 

@@ -17,7 +17,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from ._ids import AgentId
+from moot.runtime import AgentId
 
 _SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
 

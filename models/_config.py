@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ._model_errors import LLMConfigError
+from ._errors import LLMConfigError
 from ._pricing import Price
 
 _API_TYPE_ALIASES = {"open_ai": "openai", "aoai": "azure", "azure_openai": "azure"}

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from ._group_state import StopReason
-    from ._groupchat import GroupChatResult
-    from ._model_types import Usage
+    from moot.models import Usage
+
+    from ._manager import GroupChatResult
+    from ._state import StopReason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from ._model_types import ToolCall
+from ._types import ToolCall
 
 
 def _arguments_text(value: Any) -> Any:

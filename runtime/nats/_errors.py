@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import (
+from moot.runtime import (
+    AgentId,
     AgentNotFoundError,
     AgentStoppedError,
     DeadlineExceededError,
@@ -29,7 +30,6 @@ from ._errors import (
     SerializationError,
     UnknownMessageTypeError,
 )
-from ._ids import AgentId
 
 
 class PayloadTooLargeError(SerializationError):

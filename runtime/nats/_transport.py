@@ -28,30 +28,34 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ._deadletters import DeadLetterReason
-from ._envelope import Envelope, Kind
-from ._errors import (
+from moot.runtime import (
+    AgentId,
+    DeadLetterReason,
     DeadlineExceededError,
+    Envelope,
+    Kind,
     LifecycleError,
     MootError,
     RuntimeStoppedError,
     SerializationError,
+    TopicId,
+    Transport,
+    TransportHost,
 )
-from ._ids import AgentId, TopicId
-from ._nats_errors import (
+
+from ._errors import (
     NoRespondersError,
     PayloadTooLargeError,
     TransportUnavailableError,
     error_from_wire,
     error_to_wire,
 )
-from ._nats_placement import Membership, agent_tokens, lease_key, rendezvous_name
-from ._transport import Transport, TransportHost
+from ._placement import Membership, agent_tokens, lease_key, rendezvous_name
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Mapping
 
-    from ._clock import Clock
+    from moot.runtime import Clock
 
 log = structlog.get_logger("moot.runtime.nats")
 

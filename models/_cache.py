@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._model_types import ModelResponse, ToolCall, Usage
+from ._types import ModelResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -10,13 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from moot.agents import ChatParticipant, Turn, TurnReply
 from moot.runtime import AgentContext, Envelope, handler
 
 from ._events import EventSink
-from ._participant import ChatParticipant, Turn, TurnReply
 
 if TYPE_CHECKING:
-    from ._groupchat import GroupChatManager
+    from ._manager import GroupChatManager
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

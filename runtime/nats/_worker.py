@@ -1,6 +1,6 @@
-"""`python -m moot.runtime.worker`: a worker process that hosts agents over NATS.
+"""`python -m moot.runtime.nats`: a worker process that hosts agents over NATS.
 
-    python -m moot.runtime.worker --nats nats://127.0.0.1:4222 --agents myapp.agents:setup
+    python -m moot.runtime.nats --nats nats://127.0.0.1:4222 --agents myapp.agents:setup
 
 `setup` is a callable that takes the `Runtime` and registers agent types, message types and
 subscriptions (the same function the client calls, so both sides agree on names). The worker
@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from ._nats_transport import NatsTransport
-from ._runtime import Runtime
+from moot.runtime import Runtime
+
+from ._transport import NatsTransport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -47,7 +48,7 @@ def load_setup(spec: str) -> Callable[[Runtime], object]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m moot.runtime.worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m moot.runtime.nats", description=__doc__)
     parser.add_argument("--nats", required=True, action="append", help="server URL (repeatable)")
     parser.add_argument("--agents", required=True, help="module:setup that registers agents")
     parser.add_argument("--prefix", default="moot", help="subject, stream and bucket prefix")
@@ -84,12 +85,8 @@ async def serve(args: argparse.Namespace) -> None:
         await stop.wait()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def run_worker(argv: Sequence[str] | None = None) -> None:
     """Entry point: parse arguments, log to stderr, serve."""
     args = parse_args(argv)
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     asyncio.run(serve(args))
-
-
-if __name__ == "__main__":
-    main()

@@ -22,16 +22,25 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
-from moot.runtime import HandlerError
-
-from ._agent_errors import AgentError
-from ._chat import (
+from moot.agents import (
+    AgentError,
+    CloseChat,
+    ConversableAgent,
+    InputRequest,
+    Turn,
+    TurnReply,
+    default_is_termination_msg,
+)
+from moot.agents._chat import (
     new_chat_id,
     print_message,
     run_sync,
     runtime_scope,
 )
-from ._conversable import ConversableAgent, default_is_termination_msg
+from moot.models import ModelResponse, Usage
+from moot.runtime import HandlerError
+
+from ._actor import ManagerParticipant, RunGroupChat
 from ._events import (
     ChatEvent,
     CodeRunEvent,
@@ -41,22 +50,11 @@ from ._events import (
     ToolCallEvent,
     event_channel,
 )
-from ._group_actor import ManagerParticipant, RunGroupChat
-from ._group_state import (
-    HANDOFF_PREFIX,
-    GroupChatError,
-    GroupChatState,
-    NoSpeaker,
-    StopReason,
-)
-from ._human_input import InputRequest
-from ._model_types import ModelResponse, Usage
-from ._participant import CloseChat, Turn, TurnReply
 from ._policies import (
     CallablePolicy,
     FunctionCallFilter,
-    Manual,
-    Random,
+    ManualPolicy,
+    RandomPolicy,
     RoundRobin,
     SpeakerPolicy,
     TransitionGraph,
@@ -67,15 +65,19 @@ from ._selector import (
     LLMSelector,
     selected_event,
 )
+from ._state import (
+    HANDOFF_PREFIX,
+    GroupChatError,
+    GroupChatState,
+    NoSpeaker,
+    StopReason,
+)
 from ._terminations import MaxMessages, MessagePredicate, Termination
 
 if TYPE_CHECKING:
+    from moot.agents import ChatState, InputProvider
+    from moot.models import LLMConfig, ModelClient
     from moot.runtime import AgentContext, AgentId, Runtime
-
-    from ._chat import ChatState
-    from ._human_input import InputProvider
-    from ._llm_config import LLMConfig
-    from ._model_types import ModelClient
 
 log = structlog.get_logger("moot.agents.groupchat")
 
@@ -311,8 +313,8 @@ class GroupChat:
         methods: dict[str, SpeakerPolicy] = {
             "auto": self._restrict(self._selector()),
             "round_robin": self._restrict(RoundRobin()),
-            "random": self._restrict(Random()),
-            "manual": self._restrict(Manual(fallback=self._selector())),
+            "random": self._restrict(RandomPolicy()),
+            "manual": self._restrict(ManualPolicy(fallback=self._selector())),
         }
         if callable(method):
             return CallablePolicy(method, methods=methods)

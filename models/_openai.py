@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pydantic
 
-from ._model_cache import ResponseCache, cache_key
-from ._model_errors import (
+from ._cache import ResponseCache, cache_key
+from ._errors import (
     AuthenticationError,
     BadRequestError,
     MalformedResponseError,
@@ -24,15 +24,15 @@ from ._model_errors import (
     RateLimitError,
     StreamInterruptedError,
 )
-from ._model_http import ConnectionPool
-from ._model_types import ModelClient, ModelResponse, TokenCallback, ToolCall, Usage
-from ._model_wire import StreamAssembly, WireChunk, WireCompletion, WireUsage
+from ._http import ConnectionPool
 from ._pricing import price_for
 from ._rate_limit import RateLimit, RateLimits, default_rate_limits
 from ._retry import RetryPolicy
+from ._types import ModelClient, ModelResponse, TokenCallback, ToolCall, Usage
+from ._wire import StreamAssembly, WireChunk, WireCompletion, WireUsage
 
 if TYPE_CHECKING:
-    from ._llm_config import ModelConfig
+    from ._config import ModelConfig
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 600.0  # seconds per attempt, as the OpenAI SDK

@@ -1,0 +1,65 @@
+"""moot.models: the model seam and its clients (OpenAI-compatible HTTP, embedded llama.cpp),
+with the wrappers composed around them: retry, rate limits, cache, fallback, usage and pricing."""
+
+from ._cache import DiskCache, InMemoryCache, ResponseCache, cache_key
+from ._config import LLMConfig, ModelConfig
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    LLMConfigError,
+    MalformedResponseError,
+    ModelError,
+    ModelTimeoutError,
+    ProviderUnavailableError,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from ._fallback import FallbackClient, client_from_llm_config
+from ._http import ConnectionPool
+from ._local import Engine, LlamaEngine, LocalModelClient
+from ._openai import OpenAIClient
+from ._pricing import Price, price_for
+from ._rate_limit import RateLimit, RateLimits, RateLimitStatistics, default_rate_limits
+from ._retry import RetryPolicy
+from ._types import ModelClient, ModelResponse, TokenCallback, ToolCall, Usage
+from ._usage import ModelUsage, UsageSummary, UsageTracker
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConnectionPool",
+    "DiskCache",
+    "Engine",
+    "FallbackClient",
+    "InMemoryCache",
+    "LLMConfig",
+    "LLMConfigError",
+    "LlamaEngine",
+    "LocalModelClient",
+    "MalformedResponseError",
+    "ModelClient",
+    "ModelConfig",
+    "ModelError",
+    "ModelResponse",
+    "ModelTimeoutError",
+    "ModelUsage",
+    "OpenAIClient",
+    "Price",
+    "ProviderUnavailableError",
+    "RateLimit",
+    "RateLimitError",
+    "RateLimitStatistics",
+    "RateLimits",
+    "ResponseCache",
+    "RetryPolicy",
+    "StreamInterruptedError",
+    "TokenCallback",
+    "ToolCall",
+    "Usage",
+    "UsageSummary",
+    "UsageTracker",
+    "cache_key",
+    "client_from_llm_config",
+    "default_rate_limits",
+    "price_for",
+]
