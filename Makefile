@@ -43,6 +43,7 @@ lint: install
 
 types: install
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests
 
 # When this machine has compiled llama-cpp-python before (`moot model install-runtime` keeps the
 # wheel), install it so the embedded model's own test runs too; nothing is compiled here.

@@ -16,7 +16,7 @@ import re
 import sys
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -452,7 +452,7 @@ class GroupChatManager(ConversableAgent):
         chat_id: str | None = None,
         runtime: Runtime | None = None,
         buffer: int = 64,
-    ) -> AsyncIterator[ChatEvent]:
+    ) -> AsyncGenerator[ChatEvent, None]:
         """Run one group chat and yield its events as they happen; the last is a
         `TerminationEvent` carrying the result. Leaving the loop early cancels the chat."""
         sink, receive = event_channel(buffer)

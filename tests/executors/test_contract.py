@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from .conftest import DockerFactory
 
 LIMIT = 4_000
-OpenExecutor = Callable[..., AbstractAsyncContextManager[Executor]]
+OpenExecutor = Callable[..., Executor]
 
 
 @pytest.fixture(
@@ -44,7 +43,7 @@ def open_executor(request: pytest.FixtureRequest) -> OpenExecutor:
     """A function that builds an unstarted executor of the parametrized kind."""
     if request.param == "local":
 
-        def local(**options: Any) -> AbstractAsyncContextManager[Executor]:
+        def local(**options: Any) -> Executor:
             return LocalExecutor(timeout=options.get("timeout", 10), output_limit=LIMIT)
 
         return local
@@ -52,7 +51,7 @@ def open_executor(request: pytest.FixtureRequest) -> OpenExecutor:
 
     mode = "fork" if request.param == "docker-fork" else "spawn"
 
-    def docker(**options: Any) -> AbstractAsyncContextManager[Executor]:
+    def docker(**options: Any) -> Executor:
         return make_docker(output_limit=LIMIT, mode=mode, **options)
 
     return docker

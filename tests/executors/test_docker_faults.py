@@ -6,7 +6,7 @@ import json
 import os
 import socket
 import subprocess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiodocker
 import anyio
@@ -197,7 +197,7 @@ async def test_reaper_removes_leftovers_of_dead_processes_only(
     try:
         for name, owner in owners.items():
             labels = {"moot.executor": "1", "moot.pool": "reaper-test", "moot.owner": owner}
-            config = {"Image": docker_image, "Cmd": ["true"], "Labels": labels}
+            config: dict[str, Any] = {"Image": docker_image, "Cmd": ["true"], "Labels": labels}
             created[name] = await docker.containers.create(config)
         assert await reap_leftovers(docker) >= 2
         left = await docker.containers.list(

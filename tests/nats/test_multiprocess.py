@@ -29,9 +29,10 @@ from moot.runtime.nats import NatsTransport
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from conftest import NatsServer, RuntimeMaker
+    from nats_helpers import NatsServer, RuntimeMaker
 
 HERE = Path(__file__).resolve().parent
+HELPERS = HERE.parent / "_helpers"  # chat_app lives there, for the workers and for us
 WORKER_FLAGS = ["--heartbeat", "0.2", "--member-ttl", "1.0", "--ack-wait", "2.0"]
 WORKER_FLAGS += ["--reconnect-wait", "0.1", "--stop-timeout", "2"]
 
@@ -68,7 +69,7 @@ async def spawn_worker(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator
                 *WORKER_FLAGS,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
-                env={**os.environ, "PYTHONPATH": str(HERE)},
+                env={**os.environ, "PYTHONPATH": str(HELPERS)},
             )
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 30)

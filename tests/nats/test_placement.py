@@ -24,7 +24,7 @@ from moot.runtime.nats._placement import (
 )
 
 if TYPE_CHECKING:
-    from conftest import RuntimeMaker
+    from nats_helpers import RuntimeMaker
 
 printable = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1)
 

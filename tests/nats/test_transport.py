@@ -34,7 +34,7 @@ from moot.runtime.nats import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from conftest import RuntimeMaker
+    from nats_helpers import RuntimeMaker
 
 
 Heard = asyncio.Queue[tuple[str, str]]
