@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 import structlog
+from nats_helpers import NatsServer, require_nats_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 
 def _configure_structlog() -> None:
@@ -62,3 +64,15 @@ def docker_image() -> str:
             pytest.fail(f"CI=true but no Docker engine answers: {message}")
         pytest.skip(f"no Docker engine answers (set CI=true to make this a failure): {message}")
     return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A running nats-server with JetStream on 127.0.0.1 (its own store), stopped after the test."""
+    require_nats_server()
+    server = NatsServer(tmp_path / "jetstream")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from moot.runtime import Runtime
 from moot.runtime.nats import NatsTransport
@@ -96,3 +99,13 @@ def fast_transport(url: str, **overrides: Any) -> NatsTransport:
 
 
 RuntimeMaker = Callable[..., Awaitable[Runtime]]
+
+
+def require_nats_server() -> None:
+    """Skip without the binary on a workstation; under CI=true a missing service is a failure."""
+    if os.path.exists(NATS_SERVER):
+        return
+    message = f"nats-server not found at {NATS_SERVER} (install Debian's nats-server package)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -1,8 +1,5 @@
-"""Fixtures for the NATS transport tests: a real `nats-server -js` on a free loopback port.
-
-Each test gets its own server with a temporary JetStream store. Without the binary the tests
-skip, except under `CI=true`, where a missing service is a failure.
-"""
+"""Fixtures for the NATS transport tests: runtimes on the suite's `nats_server` fixture (a real
+`nats-server -js` on a free loopback port, one per test, defined in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +7,12 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from nats_helpers import NATS_SERVER, NatsServer, RuntimeMaker, fast_transport
+from nats_helpers import NatsServer, RuntimeMaker, fast_transport
 
 from moot.runtime import Runtime
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
-    from pathlib import Path
+    from collections.abc import AsyncIterator, Callable
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -24,27 +20,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if str(item.path).startswith(here):
             item.add_marker(pytest.mark.nats)
-
-
-def _require_binary() -> None:
-    if os.path.exists(NATS_SERVER):
-        return
-    message = f"nats-server not found at {NATS_SERVER} (install Debian's nats-server package)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A running nats-server with JetStream on 127.0.0.1, stopped after the test."""
-    _require_binary()
-    server = NatsServer(tmp_path / "jetstream")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
