@@ -1,4 +1,6 @@
-"""moot.testing: fakes to test moot programs without a real LLM, starting with a scripted server."""
+"""moot.testing: fakes for testing moot programs without an LLM, a broker or real time:
+`ScriptedModelServer` (a real OpenAI-compatible HTTP server on loopback), `LoopbackNetwork`
+(runtimes joined in one process through the codec) and the fake clock."""
 
 from ._clock import FakeClock
 from ._loopback import LoopbackNetwork, LoopbackTransport
