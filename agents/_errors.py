@@ -1,16 +1,10 @@
-"""The agents' branch of moot's error tree (the model client's errors live in `_model_errors`).
-
-MootError
-└── AgentError                                  an agent or chat cannot do what was asked
-    ├── EventLoopRunningError (RuntimeError)    a sync chat call made inside a running loop
-    ├── AgentConfigError (ValueError)           a constructor argument or config is unusable
-    ├── ToolRegistrationError (ValueError)      a function cannot become a tool
-    └── HumanInputError                         the input provider could not give an answer
+"""The agents' errors: `AgentError` and its branch; the whole tree is drawn once, in
+`moot.runtime._errors`.
 """
 
 from __future__ import annotations
 
-from moot.runtime import MootError
+from moot.runtime import ConfigError, MootError
 
 
 class AgentError(MootError):
@@ -21,7 +15,7 @@ class EventLoopRunningError(AgentError, RuntimeError):
     """A blocking entry point (`initiate_chat`, `generate_reply`, ...) was called inside a loop."""
 
 
-class AgentConfigError(AgentError, ValueError):
+class AgentConfigError(AgentError, ConfigError):
     """An agent argument (human_input_mode, code_execution_config, ...) has an unusable value."""
 
 

@@ -5,7 +5,7 @@ results.write_json(Path("results.json")); write_report(results, Path("report.htm
 """
 
 from ._config import BenchConfig, LatencyDistribution
-from ._errors import BenchConfigError, BenchEnvironmentError, BenchError
+from ._errors import BenchConfigError, BenchEnvironmentError, BenchError, BenchRunError
 from ._report import render_report, write_report
 from ._results import BenchResults, Point, Series, machine, versions
 from ._run import run_bench
@@ -18,6 +18,7 @@ __all__ = [
     "BenchEnvironmentError",
     "BenchError",
     "BenchResults",
+    "BenchRunError",
     "LatencyDistribution",
     "LatencySummary",
     "Point",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from ._errors import BenchConfigError
 from ._stats import LatencySummary
 
 if TYPE_CHECKING:
@@ -150,7 +151,9 @@ class BenchResults:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchResults:
         if data.get("schema") != SCHEMA:
-            raise ValueError(f"not a moot bench results file (schema {data.get('schema')!r})")
+            raise BenchConfigError(
+                f"not a moot bench results file (schema {data.get('schema')!r})", setting="schema"
+            )
         return cls(
             config=dict(data["config"]),
             series=tuple(Series.from_dict(s) for s in data["series"]),

@@ -15,7 +15,7 @@ import anyio
 from moot.runtime import Agent, AgentId, Envelope, Runtime, TopicId, TypeSubscription, handler
 
 from ._config import LatencyDistribution
-from ._errors import BenchEnvironmentError
+from ._errors import BenchEnvironmentError, BenchRunError
 from ._stats import Recorder
 
 if TYPE_CHECKING:
@@ -376,7 +376,7 @@ class ExecutorRuns(Workload):
             finally:
                 self._free.append(session)
         if result.exit_code != 0:
-            raise RuntimeError(f"exit code {result.exit_code}: {result.stderr[-200:]}")
+            raise BenchRunError(f"exit code {result.exit_code}: {result.stderr[-200:]}")
         recorder.latency(self.metric, time.perf_counter() - due)
         return 1
 

@@ -1,8 +1,13 @@
-"""What the `moot` command exits with, and the one error type its commands raise to get there."""
+"""What the `moot` command exits with, and the one error type its commands raise to get there.
+
+`CliError` is a `MootError`; the whole tree is drawn once, in `moot.runtime._errors`.
+"""
 
 from __future__ import annotations
 
 import enum
+
+from moot.runtime import MootError
 
 
 class ExitCode(enum.IntEnum):
@@ -15,7 +20,7 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  # Ctrl-C
 
 
-class CliError(Exception):
+class CliError(MootError):
     """A failure the command line reports as one clear message (and a hint) with an exit code."""
 
     def __init__(

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from moot.runtime import MootError
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 
-class ModelStoreError(Exception):
+class ModelStoreError(MootError):
     """The model could not be fetched, or what was fetched is not the pinned model."""
 
 

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from moot.models import BadRequestError
 from moot.models._local import LOCAL_MODEL_NAME, LocalModelClient
 
 from ._errors import ExitCode, MissingError
@@ -34,7 +35,7 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
         if name.strip().lower() == "content-length":
             length = int(value.strip())
     if length > MAX_BODY:
-        raise ValueError("request body too large")
+        raise BadRequestError("request body too large", status=413)
     body = await reader.readexactly(length) if length else b""
     return method, path, body
 
@@ -80,7 +81,7 @@ class ModelServer:
     async def _complete(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         messages = request["messages"]
         if not isinstance(messages, list):
-            raise TypeError("messages must be a list")
+            raise BadRequestError("messages must be a list", status=400)
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         stream = bool(request.get("stream"))

@@ -6,6 +6,7 @@ from ._docker import DockerExecutor, Mount, parse_bytes, reap_leftovers
 from ._errors import (
     DockerUnavailableError,
     ExecutorClosedError,
+    ExecutorConfigError,
     ExecutorError,
     ImageError,
     LeaseTimeoutError,
@@ -28,6 +29,7 @@ __all__ = [
     "Executor",
     "ExecutorActor",
     "ExecutorClosedError",
+    "ExecutorConfigError",
     "ExecutorError",
     "ExecutorSession",
     "FunctionExecutor",

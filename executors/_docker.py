@@ -28,6 +28,7 @@ import structlog
 from ._base import Executor, ExecutorSession, WorkDir, safe_relative_path
 from ._errors import (
     ExecutorClosedError,
+    ExecutorConfigError,
     ImageError,
     LeaseTimeoutError,
     SandboxError,
@@ -75,7 +76,7 @@ def parse_bytes(value: int | str) -> int:
     """Bytes from an int or a Docker-style size such as "512m" or "1g".
 
     Raises:
-        ValueError: the size cannot be parsed or is not positive.
+        ExecutorConfigError: the size cannot be parsed or is not positive.
     """
     if isinstance(value, int):
         size = value
@@ -83,9 +84,12 @@ def parse_bytes(value: int | str) -> int:
         text = value.strip().lower().removesuffix("b")
         scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
         number = text[:-1] if scale != 1 else text
-        size = int(float(number) * scale)
+        try:
+            size = int(float(number) * scale)
+        except ValueError:
+            raise ExecutorConfigError(f"not a size: {value!r} (try '512m')") from None
     if size <= 0:
-        raise ValueError(f"size must be positive, got {value!r}")
+        raise ExecutorConfigError(f"size must be positive, got {value!r}")
     return size
 
 
@@ -242,10 +246,14 @@ class DockerExecutor(Executor):
         docker_url: str | None = None,
     ) -> None:
         if mode not in ("spawn", "fork"):
-            raise ValueError(f"mode must be 'spawn' or 'fork', got {mode!r}")
+            raise ExecutorConfigError(
+                f"mode must be 'spawn' or 'fork', got {mode!r}", setting="mode"
+            )
         self.pool_size = pool_size if pool_size is not None else max(2, os.cpu_count() or 2)
         if self.pool_size < 1:
-            raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+            raise ExecutorConfigError(
+                f"pool_size must be at least 1, got {pool_size}", setting="pool_size"
+            )
         self.image = image
         self.timeout = timeout
         self.memory = parse_bytes(memory)

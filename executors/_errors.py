@@ -1,22 +1,18 @@
-"""The executors' branch of moot's error tree.
-
-MootError
-└── ExecutorError                           code could not be run as asked
-    ├── ExecutorClosedError (RuntimeError)  the executor is closed or closed mid-job
-    ├── LeaseTimeoutError (TimeoutError)    no sandbox slot became free before the deadline
-    ├── SandboxError                        the container or engine failed during a job
-    ├── UnsafePathError (ValueError)        a `# filename:` path escapes the work dir
-    ├── DockerUnavailableError              no Docker engine answers
-    └── ImageError                          the sandbox image is missing or cannot be built
+"""The executors' errors: `ExecutorError` and its branch; the whole tree is drawn once, in
+`moot.runtime._errors`.
 """
 
 from __future__ import annotations
 
-from moot.runtime import MootError
+from moot.runtime import ConfigError, MootError
 
 
 class ExecutorError(MootError):
     """Base of every error an executor raises on purpose."""
+
+
+class ExecutorConfigError(ExecutorError, ConfigError):
+    """An executor setting (pool size, mode, a size such as "512m") has an unusable value."""
 
 
 class ExecutorClosedError(ExecutorError, RuntimeError):

@@ -2,6 +2,14 @@
 (round robin, random, manual, LLM-chosen, transition graph, handoffs, your callable) until a
 termination condition holds; the events it streams; the errors it raises."""
 
+from ._errors import (
+    AgentNameConflictError,
+    GroupChatConfigError,
+    GroupChatError,
+    NoEligibleSpeakerError,
+    SpeakerSelectionError,
+    UndefinedNextAgentError,
+)
 from ._events import (
     ChatEvent,
     CodeRunEvent,
@@ -24,10 +32,8 @@ from ._policies import (
 )
 from ._selector import LLMSelector, parse_names
 from ._state import (
-    GroupChatError,
     GroupChatState,
     NoSpeaker,
-    SpeakerSelectionError,
     StopReason,
     handoff_tool,
 )
@@ -50,6 +56,7 @@ from ._terminations import (
 )
 
 __all__ = [
+    "AgentNameConflictError",
     "AllOf",
     "AnyOf",
     "CallablePolicy",
@@ -58,6 +65,7 @@ __all__ = [
     "CostBudget",
     "ExternalStop",
     "GroupChat",
+    "GroupChatConfigError",
     "GroupChatError",
     "GroupChatManager",
     "GroupChatResult",
@@ -71,6 +79,7 @@ __all__ = [
     "MaxTurns",
     "MessageEvent",
     "MessagePredicate",
+    "NoEligibleSpeakerError",
     "NoSpeaker",
     "RandomPolicy",
     "RoundRobin",
@@ -89,6 +98,7 @@ __all__ = [
     "TokenUsageEvent",
     "ToolCallEvent",
     "TransitionGraph",
+    "UndefinedNextAgentError",
     "handoff_tool",
     "parse_names",
 ]

@@ -41,6 +41,7 @@ from moot.models import ModelResponse, Usage
 from moot.runtime import HandlerError
 
 from ._actor import ManagerParticipant, RunGroupChat
+from ._errors import AgentNameConflictError, GroupChatError, UndefinedNextAgentError
 from ._events import (
     ChatEvent,
     CodeRunEvent,
@@ -67,7 +68,6 @@ from ._selector import (
 )
 from ._state import (
     HANDOFF_PREFIX,
-    GroupChatError,
     GroupChatState,
     NoSpeaker,
     StopReason,
@@ -133,7 +133,8 @@ class GroupChat:
     Transitions and `allow_repeat_speaker` restrict every method except a callable's own picks.
 
     Raises:
-        GroupChatError: duplicate names, an unknown method, or inconsistent transitions.
+        AgentNameConflictError: two agents share a name.
+        GroupChatError: an unknown method, or inconsistent transitions.
     """
 
     def __init__(
@@ -159,7 +160,9 @@ class GroupChat:
         names = [agent.name for agent in self.agents]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise GroupChatError(f"agent names must be unique in a group chat: {duplicates}")
+            raise AgentNameConflictError(
+                f"agent names must be unique in a group chat: {duplicates}", names=duplicates
+            )
         if max_round < 1:
             raise GroupChatError(f"max_round must be at least 1, got {max_round}")
         method = speaker_selection_method
@@ -211,7 +214,11 @@ class GroupChat:
     def next_agent(
         self, agent: ConversableAgent, agents: Sequence[ConversableAgent] | None = None
     ) -> ConversableAgent:
-        """The participant after `agent` in order, among `agents` (default: everyone)."""
+        """The participant after `agent` in order, among `agents` (default: everyone).
+
+        Raises:
+            UndefinedNextAgentError: none of `agents` is in the group.
+        """
         pool = list(agents) if agents is not None else self.agents
         names = self.agent_names
         start = names.index(agent.name) + 1 if agent.name in names else 0
@@ -219,7 +226,10 @@ class GroupChat:
             candidate = self.agents[(start + offset) % len(names)]
             if candidate in pool:
                 return candidate
-        return pool[0]
+        raise UndefinedNextAgentError(
+            "none of the agents offered as next speaker is in the group",
+            names=[a.name for a in pool],
+        )
 
     def append(self, message: Mapping[str, Any], speaker: ConversableAgent) -> None:
         """Add a message to the shared `messages` list under the speaker's name."""
@@ -378,7 +388,9 @@ class GroupChatManager(ConversableAgent):
             model_client=model_client,
         )
         if groupchat.agent_by_name(name) is not None:
-            raise GroupChatError(f"the manager's name {name!r} is also a participant's name")
+            raise AgentNameConflictError(
+                f"the manager's name {name!r} is also a participant's name", names=[name]
+            )
         self.groupchat = groupchat
         self.silent = silent
         self._termination_predicate = is_termination_msg or default_is_termination_msg

@@ -19,11 +19,11 @@ from typing import Any
 
 import structlog
 
+from ._errors import GroupChatConfigError, SpeakerSelectionError
 from ._state import (
     HANDOFF_PREFIX,
     GroupChatState,
     NoSpeaker,
-    SpeakerSelectionError,
     content_text,
     handoff_target,
 )
@@ -228,7 +228,9 @@ class TransitionGraph(SpeakerPolicy):
         then: SpeakerPolicy | None = None,
     ) -> None:
         if allowed is not None and disallowed is not None:
-            raise ValueError("give either allowed or disallowed transitions, not both")
+            raise GroupChatConfigError(
+                "give either allowed or disallowed transitions, not both", setting="disallowed"
+            )
         self.allowed = None if allowed is None else {k: frozenset(v) for k, v in allowed.items()}
         self.disallowed = (
             None if disallowed is None else {k: frozenset(v) for k, v in disallowed.items()}

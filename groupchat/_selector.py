@@ -19,9 +19,10 @@ import structlog
 
 from moot.models import BadRequestError
 
+from ._errors import GroupChatConfigError, GroupChatError
 from ._events import SpeakerSelectedEvent
 from ._policies import RoundRobin, Selection, SpeakerPolicy, describe
-from ._state import GroupChatError, GroupChatState, NoSpeaker
+from ._state import GroupChatState, NoSpeaker
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -147,7 +148,9 @@ class LLMSelector(SpeakerPolicy):
         fallback: SpeakerPolicy | None = None,
     ) -> None:
         if max_retries < 0:
-            raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
+            raise GroupChatConfigError(
+                f"max_retries must be 0 or more, got {max_retries}", setting="max_retries"
+            )
         self.client = client
         self.structured_output = structured_output
         self.max_retries = max_retries

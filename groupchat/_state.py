@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from moot.models import Usage
-from moot.runtime import MootError
 
 if TYPE_CHECKING:
     from moot.models import ModelClient, ModelResponse
@@ -22,14 +21,6 @@ if TYPE_CHECKING:
     from ._events import ChatEvent, EventSink
 
 HANDOFF_PREFIX = "transfer_to_"
-
-
-class GroupChatError(MootError):
-    """A group chat cannot be built or run as configured."""
-
-
-class SpeakerSelectionError(GroupChatError, ValueError):
-    """A policy named a speaker that is not a candidate (a bug in the policy or its config)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

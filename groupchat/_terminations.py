@@ -13,6 +13,7 @@ import abc
 import re
 from typing import TYPE_CHECKING, Any
 
+from ._errors import GroupChatConfigError
 from ._state import GroupChatState, StopReason, content_text, handoff_target
 
 if TYPE_CHECKING:
@@ -93,7 +94,9 @@ class MaxMessages(Termination):
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
-            raise ValueError(f"MaxMessages needs a limit of at least 1, got {limit}")
+            raise GroupChatConfigError(
+                f"MaxMessages needs a limit of at least 1, got {limit}", setting="limit"
+            )
         self.limit = limit
 
     def check(self, chat: GroupChatState) -> StopReason | None:
@@ -110,7 +113,9 @@ class MaxTurns(Termination):
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
-            raise ValueError(f"MaxTurns needs a limit of at least 1, got {limit}")
+            raise GroupChatConfigError(
+                f"MaxTurns needs a limit of at least 1, got {limit}", setting="limit"
+            )
         self.limit = limit
 
     def check(self, chat: GroupChatState) -> StopReason | None:
@@ -133,7 +138,7 @@ class TextMention(Termination):
         self, text: str = "TERMINATE", *, sources: Sequence[str] | None = None, at_end: bool = False
     ) -> None:
         if not text:
-            raise ValueError("TextMention needs a non-empty text")
+            raise GroupChatConfigError("TextMention needs a non-empty text", setting="text")
         self.text = text
         self.sources = None if sources is None else frozenset(sources)
         self.at_end = at_end
@@ -278,7 +283,9 @@ class LoopDetection(Termination):
 
     def __init__(self, repeats: int = 3, *, ping_pong: bool = True) -> None:
         if repeats < 2:
-            raise ValueError(f"LoopDetection needs repeats of at least 2, got {repeats}")
+            raise GroupChatConfigError(
+                f"LoopDetection needs repeats of at least 2, got {repeats}", setting="repeats"
+            )
         self.repeats = repeats
         self.ping_pong = ping_pong
 

@@ -86,8 +86,9 @@ class ModelConfig(BaseModel):
     @model_validator(mode="after")
     def _check_azure(self) -> ModelConfig:
         if self.api_type == "azure" and (not self.base_url or not self.api_version):
-            raise ValueError(
-                "an azure config needs base_url (the resource endpoint) and api_version"
+            raise LLMConfigError(
+                "an azure config needs base_url (the resource endpoint) and api_version",
+                setting="api_version",
             )
         return self
 

@@ -1,25 +1,16 @@
-"""The model client's branch of moot's error tree; each error carries model, base_url and status.
+"""The model client's errors; each `ModelError` carries model, base_url and status.
 
-MootError
-├── LLMConfigError (ValueError)            an llm_config / config_list that cannot be used
-└── ModelError                             a model call failed (after any retries)
-    ├── AuthenticationError                401/403: the key is missing, wrong or not allowed
-    ├── BadRequestError (ValueError)       400/404/422: the request itself is wrong; never retried
-    ├── RateLimitError                     429: too many requests; `retry_after` in seconds
-    ├── ModelTimeoutError (TimeoutError)   no answer in time (per attempt or overall deadline)
-    ├── ProviderUnavailableError           5xx, connection refused or reset
-    ├── MalformedResponseError             the answer is not the JSON the API promises
-    └── StreamInterruptedError             the stream stopped before `[DONE]`
+The whole tree is drawn once, in `moot.runtime._errors`.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from moot.runtime import MootError
+from moot.runtime import ConfigError, MootError
 
 
-class LLMConfigError(MootError, ValueError):
+class LLMConfigError(ConfigError):
     """An `llm_config` or `config_list` entry is missing a field or has a wrong value."""
 
 

@@ -8,7 +8,7 @@ import structlog
 
 from ._cache import DiskCache, ResponseCache
 from ._config import LLMConfig
-from ._errors import ModelError
+from ._errors import LLMConfigError, ModelError
 from ._http import ConnectionPool
 from ._openai import OpenAIClient
 from ._types import ModelClient, ModelResponse, TokenCallback
@@ -35,7 +35,7 @@ class FallbackClient(ModelClient):
         self, clients: Sequence[ModelClient], *, pool: ConnectionPool | None = None
     ) -> None:
         if not clients:
-            raise ValueError("FallbackClient needs at least one client")
+            raise LLMConfigError("FallbackClient needs at least one client", setting="clients")
         self.clients = tuple(clients)
         self._pool = pool
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import anyio.lowlevel
 import httpx
 
+from ._errors import LLMConfigError
+
 if TYPE_CHECKING:
     import ssl
 
@@ -35,7 +37,7 @@ class ConnectionPool:
 
     def __init__(self, *, shards: int = 8, limits: httpx.Limits = DEFAULT_LIMITS) -> None:
         if shards < 1:
-            raise ValueError("a ConnectionPool needs at least one shard")
+            raise LLMConfigError("a ConnectionPool needs at least one shard", setting="shards")
         self._shards = shards
         self._limits = limits
         self._loop: object | None = None

@@ -17,6 +17,7 @@ from ._cache import ResponseCache, cache_key
 from ._errors import (
     AuthenticationError,
     BadRequestError,
+    LLMConfigError,
     MalformedResponseError,
     ModelError,
     ModelTimeoutError,
@@ -439,4 +440,7 @@ def _response_format(value: Mapping[str, Any] | type[Any]) -> dict[str, Any]:
         }
     if isinstance(value, Mapping):
         return dict(value)
-    raise TypeError(f"response_format must be a mapping or a pydantic model class, not {value!r}")
+    raise LLMConfigError(
+        f"response_format must be a mapping or a pydantic model class, not {value!r}",
+        setting="response_format",
+    )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import structlog
 
-from ._errors import ModelError, ModelTimeoutError
+from ._errors import LLMConfigError, ModelError, ModelTimeoutError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -38,11 +38,11 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+            raise LLMConfigError("max_attempts must be at least 1", setting="max_attempts")
         if self.base_delay < 0 or self.max_delay < 0 or self.retry_after_cap < 0:
-            raise ValueError("delays must not be negative")
+            raise LLMConfigError("delays must not be negative", setting="base_delay")
         if self.deadline is not None and self.deadline <= 0:
-            raise ValueError("deadline must be positive or None")
+            raise LLMConfigError("deadline must be positive or None", setting="deadline")
 
     def delay_for(self, attempt: int, error: ModelError) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""

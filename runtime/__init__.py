@@ -8,6 +8,7 @@ from ._envelope import Envelope, Handler, Kind
 from ._errors import (
     AgentNotFoundError,
     AgentStoppedError,
+    ConfigError,
     DeadlineExceededError,
     DeliveryError,
     HandlerError,
@@ -52,6 +53,7 @@ __all__ = [
     "AgentType",
     "AsyncioClock",
     "Clock",
+    "ConfigError",
     "DeadLetter",
     "DeadLetterLog",
     "DeadLetterReason",

@@ -1,24 +1,71 @@
-"""moot's error tree. Every error the runtime raises is a `MootError`; each names its condition.
+"""moot's one error tree: every error any moot package raises on purpose is a `MootError`.
+
+This drawing is the only one; each package's `_errors` module points here. A name in parentheses
+is a second base: a builtin that callers (AutoGen users especially) already catch, or
+`ConfigError`, which every configuration error of every package also is.
 
     MootError
+    ├── ConfigError (ValueError)               an argument or setting that cannot be used (.setting)
+    │   └── LLMConfigError                     models: an llm_config / config_list entry
     ├── InvalidIdError (ValueError)            an agent or topic id that cannot be used
     ├── RegistrationError (ValueError)         bad or duplicate agent type / subscription
     ├── LifecycleError (RuntimeError)          an illegal state transition ("Cannot start ...")
     ├── SerializationError (TypeError)         a message that cannot cross a wire
-    │   └── UnknownMessageTypeError            the receiving side has no such type registered
+    │   ├── UnknownMessageTypeError            the receiving side has no such type registered
+    │   └── PayloadTooLargeError               runtime.nats: larger than the broker's max_payload
     ├── DeliveryError                          the message was not handled by its recipient
     │   ├── AgentNotFoundError                 no such agent type is registered
     │   ├── NoHandlerError                     the agent has no handler for the message type
     │   ├── MailboxFullError                   fail-fast send to a full mailbox
     │   ├── AgentStoppedError                  the agent stopped before handling the message
     │   ├── RuntimeStoppedError                send/publish on a runtime that is not running
-    │   └── MessageDroppedError                an interceptor dropped the message
+    │   ├── MessageDroppedError                an interceptor dropped the message
+    │   ├── NoRespondersError                  runtime.nats: no process listens for the recipient
+    │   └── TransportUnavailableError          runtime.nats: the broker is unreachable or refused
     ├── HandlerError                           the handler raised; the original is `__cause__`
     ├── DeadlineExceededError (TimeoutError)   no reply before the deadline
-    └── SupervisionError
-        └── RestartBudgetExceededError         too many restarts in the period: escalated
+    ├── SupervisionError
+    │   └── RestartBudgetExceededError         too many restarts in the period: escalated
+    ├── DropMessage                            an interceptor's signal to drop (not an error)
+    ├── ModelError                             models: a model call failed (after any retries)
+    │   ├── AuthenticationError                401/403: the key is missing, wrong or not allowed
+    │   ├── BadRequestError (ValueError)       400/404/422: the request itself is wrong
+    │   ├── RateLimitError                     429: too many requests; `retry_after` in seconds
+    │   ├── ModelTimeoutError (TimeoutError)   no answer in time (per attempt or overall)
+    │   ├── ProviderUnavailableError           5xx, connection refused or reset
+    │   ├── MalformedResponseError             the answer is not the JSON the API promises
+    │   └── StreamInterruptedError             the stream stopped before `[DONE]`
+    ├── AgentError                             agents: an agent or chat cannot do what was asked
+    │   ├── EventLoopRunningError (RuntimeError)   a sync chat call inside a running loop
+    │   ├── AgentConfigError (ConfigError)     a constructor argument or llm_config is unusable
+    │   ├── ToolRegistrationError (ValueError) a function cannot become a tool
+    │   └── HumanInputError                    the input provider could not give an answer
+    ├── GroupChatError (ValueError)            groupchat: cannot be built or run as configured
+    │   ├── GroupChatConfigError (ConfigError) a GroupChat / policy / termination setting
+    │   ├── AgentNameConflictError             two agents of the group share a name
+    │   ├── UndefinedNextAgentError            the next-speaker candidates are not in the group
+    │   ├── NoEligibleSpeakerError             nobody may speak next
+    │   └── SpeakerSelectionError              a policy named someone who may not speak now
+    ├── ExecutorError                          executors: code could not be run as asked
+    │   ├── ExecutorConfigError (ConfigError)  an executor setting (pool size, mode, sizes)
+    │   ├── ExecutorClosedError (RuntimeError) the executor is closed or closed mid-job
+    │   ├── LeaseTimeoutError (TimeoutError)   no sandbox slot became free before the deadline
+    │   ├── SandboxError                       the container or engine failed during a job
+    │   ├── UnsafePathError (ValueError)       a `# filename:` path escapes the work dir
+    │   ├── DockerUnavailableError             no Docker engine answers
+    │   └── ImageError                         the sandbox image is missing or cannot be built
+    ├── ModelStoreError                        cli: the embedded model cannot be fetched
+    │   └── ModelVerificationError             the fetched bytes are not the pinned model
+    ├── CliError                               cli: one clear message and an exit code
+    │   ├── UsageError                         an unknown command or impossible parameters
+    │   └── MissingError                       Docker, a model or a package is missing
+    └── BenchError                             bench: the harness could not run
+        ├── BenchConfigError (ConfigError)     an unknown scenario or impossible parameter
+        ├── BenchEnvironmentError              a scenario needs a missing engine or image
+        └── BenchRunError                      an operation of a scenario failed
 
-Executors and model clients extend the tree from their own modules.
+`tests/test_errors.py` imports every `moot.*` module and fails on an exception class outside
+this tree or missing from this drawing.
 """
 
 from __future__ import annotations
@@ -31,6 +78,18 @@ if TYPE_CHECKING:
 
 class MootError(Exception):
     """Base of every error moot raises on purpose."""
+
+
+class ConfigError(MootError, ValueError):
+    """An argument or setting has a value moot cannot use; `setting` names it when known.
+
+    Every package's configuration error (`LLMConfigError`, `AgentConfigError`, ...) is one, so
+    one `except ConfigError` (or AutoGen's `except ValueError`) catches them all.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class InvalidIdError(MootError, ValueError):

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._errors import MootError
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from ._envelope import Envelope, Handler
 
 
-class DropMessage(Exception):
+class DropMessage(MootError):
     """Raised by an interceptor to drop the message it was given."""
 
     def __init__(self, reason: str) -> None:

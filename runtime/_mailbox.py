@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ._clock import AsyncioClock, Clock
-from ._errors import AgentStoppedError, DeadlineExceededError, MailboxFullError
+from ._errors import AgentStoppedError, ConfigError, DeadlineExceededError, MailboxFullError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,7 +52,9 @@ class Mailbox(Generic[T]):
         clock: Clock | None = None,
     ) -> None:
         if capacity < 1:
-            raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+            raise ConfigError(
+                f"mailbox capacity must be at least 1, got {capacity}", setting="capacity"
+            )
         self.capacity = capacity
         self.clock = clock or _LOOP_CLOCK
         self.agent_id = agent_id

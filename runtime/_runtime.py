@@ -32,6 +32,7 @@ from ._errors import (
     LifecycleError,
     MailboxFullError,
     MessageDroppedError,
+    MootError,
     NoHandlerError,
     RegistrationError,
     RestartBudgetExceededError,
@@ -1180,7 +1181,7 @@ class Runtime:
                 self._reaper_wake = None
 
 
-class _NoHandler(Exception):
+class _NoHandler(MootError):
     pass
 
 

@@ -1,14 +1,8 @@
-"""Errors of the NATS transport, and how moot errors cross the wire as typed errors.
+"""The NATS transport's errors, and how moot errors cross the wire as typed errors.
 
-    MootError
-    ├── SerializationError
-    │   └── PayloadTooLargeError               the encoded message exceeds the server's max_payload
-    └── DeliveryError
-        ├── NoRespondersError                  no process listens for the recipient right now
-        └── TransportUnavailableError          the broker is unreachable or refused the message
-
-A remote failure comes back as the same class the remote runtime raised (`HandlerError` with
-the remote exception's repr as its message, `NoHandlerError`, `AgentStoppedError`, ...).
+Its classes hang under `SerializationError` and `DeliveryError`; the whole tree is drawn once,
+in `moot.runtime._errors`. A remote failure comes back as the same class the remote runtime
+raised (`HandlerError` with the remote exception's repr as its message, `NoHandlerError`, ...).
 """
 
 from __future__ import annotations

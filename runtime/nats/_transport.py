@@ -30,6 +30,7 @@ import structlog
 
 from moot.runtime import (
     AgentId,
+    ConfigError,
     DeadLetterReason,
     DeadlineExceededError,
     Envelope,
@@ -122,9 +123,11 @@ class NatsTransport(Transport):
         max_redeliveries: int = 50,
     ) -> None:
         if not prefix or not prefix.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"prefix must be letters, digits, '_' or '-'; got {prefix!r}")
+            raise ConfigError(
+                f"prefix must be letters, digits, '_' or '-'; got {prefix!r}", setting="prefix"
+            )
         if not 0 < heartbeat < member_ttl:
-            raise ValueError("need 0 < heartbeat < member_ttl")
+            raise ConfigError("need 0 < heartbeat < member_ttl", setting="heartbeat")
         self.servers = servers
         self.prefix = prefix
         self.node = os.urandom(6).hex()

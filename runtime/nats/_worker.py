@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from moot.runtime import Runtime
+from moot.runtime import ConfigError, Runtime
 
 from ._transport import NatsTransport
 
@@ -33,16 +33,16 @@ def load_setup(spec: str) -> Callable[[Runtime], object]:
     """Import `module:attr` and return the callable it names.
 
     Raises:
-        ValueError: the spec is not `module:attr` or does not name a callable.
+        ConfigError: the spec is not `module:attr` or does not name a callable.
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"--agents wants 'module:callable', got {spec!r}")
+        raise ConfigError(f"--agents wants 'module:callable', got {spec!r}", setting="--agents")
     target = importlib.import_module(module_name)
     for part in attr.split("."):
         target = getattr(target, part)
     if not callable(target):
-        raise ValueError(f"{spec} is not callable")
+        raise ConfigError(f"{spec} is not callable", setting="--agents")
     setup: Callable[[Runtime], object] = target
     return setup
 
