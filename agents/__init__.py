@@ -4,12 +4,25 @@ UserProxyAgent, two-agent and nested chats, tools, human input and code executio
 `GroupChat` and `GroupChatManager` live in `moot.groupchat`; they are also reachable here, as in
 AutoGen's flat namespace, through a lazy attribute (the group chat builds on the agents, so this
 package never imports it at load time).
+
+A chat driver (the two-agent loop here, the group chat manager in `moot.groupchat`) speaks the
+participant protocol (`Say`, `Turn`, `TurnReply`, `Summarize`, `CloseChat` sent to a
+`ChatParticipant`) and uses its helpers: `new_chat_id`, `runtime_scope` (the caller's runtime or
+a private one), `run_sync` (the blocking form of an async entry point) and `print_message`
+(AutoGen's console output).
 """
 
 from typing import Any
 
 from ._assistant import AssistantAgent
-from ._chat import ChatResult, ChatState, new_chat_id
+from ._chat import (
+    ChatResult,
+    ChatState,
+    new_chat_id,
+    print_message,
+    run_sync,
+    runtime_scope,
+)
 from ._conversable import ConversableAgent, default_is_termination_msg, register_function
 from ._errors import (
     AgentConfigError,
@@ -75,6 +88,9 @@ __all__ = [
     "default_is_termination_msg",
     "gather_usage_summary",
     "new_chat_id",
+    "print_message",
     "register_function",
     "register_nested_chats",
+    "run_sync",
+    "runtime_scope",
 ]

@@ -4,7 +4,7 @@ results = await run_bench(BenchConfig(scenarios=("chats",), concurrency=(1, 8)))
 results.write_json(Path("results.json")); write_report(results, Path("report.html"))
 """
 
-from ._config import BenchConfig, LatencyDistribution
+from ._config import SCENARIOS, BenchConfig, LatencyDistribution
 from ._errors import BenchConfigError, BenchEnvironmentError, BenchError, BenchRunError
 from ._report import render_report, write_report
 from ._results import BenchResults, Point, Series, machine, versions
@@ -13,6 +13,7 @@ from ._stats import LatencySummary, Recorder, summarize
 from ._stub import StubModelClient, TimedExecutor
 
 __all__ = [
+    "SCENARIOS",
     "BenchConfig",
     "BenchConfigError",
     "BenchEnvironmentError",

@@ -20,8 +20,7 @@ from moot.models import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    from moot.executors import CodeBlock, CodeResult
-    from moot.executors._base import WorkDir
+    from moot.executors import CodeBlock, CodeResult, WorkDir
     from moot.models import TokenCallback
 
     from ._config import LatencyDistribution

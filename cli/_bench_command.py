@@ -146,8 +146,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     Raises:
         UsageError: unknown scenario or impossible parameters.
     """
-    from moot.bench import BenchConfig, BenchConfigError
-    from moot.bench._config import SCENARIOS
+    from moot.bench import SCENARIOS, BenchConfig, BenchConfigError
 
     names = list(args.scenarios) or ["runtime"]
     if "all" in names:

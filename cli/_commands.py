@@ -194,7 +194,7 @@ def _run_image_build(args: argparse.Namespace, out: Output) -> ExitCode:
 def _run_model_fetch(args: argparse.Namespace, out: Output) -> ExitCode:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    from ._model_store import ModelStoreError, ModelVerificationError, fetch_model
+    from moot.models import ModelStoreError, ModelVerificationError, fetch_model
 
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -238,7 +238,7 @@ def _run_install_runtime(args: argparse.Namespace, out: Output) -> ExitCode:
 
 
 def _run_model_path(args: argparse.Namespace, out: Output) -> ExitCode:
-    from ._model_store import cached_model, model_path
+    from moot.models import cached_model, model_path
 
     found = cached_model()
     out.result({"path": str(model_path()), "cached": found is not None})

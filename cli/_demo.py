@@ -320,9 +320,7 @@ def choose_model(out: Output, max_tokens: int) -> ModelChoice:
             hint="`make demo` builds it once (about 12 minutes on 2 cores) and caches the wheel;"
             " or set MOOT_BASE_URL / OPENAI_API_KEY to use a server",
         )
-    from moot.models._local import LOCAL_MODEL_NAME, LocalModelClient
-
-    from ._model_store import ModelStoreError, fetch_model
+    from moot.models import LOCAL_MODEL_NAME, LocalModelClient, ModelStoreError, fetch_model
 
     try:
         path = fetch_model(say=lambda line: out.say(f"[dim]\\[moot model][/] {escape(line)}"))

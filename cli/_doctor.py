@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from ._model_store import QWEN_CODER_05B, cached_model, model_path
+from moot.models import QWEN_CODER_05B, cached_model, model_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -14,8 +14,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from moot.models import BadRequestError
-from moot.models._local import LOCAL_MODEL_NAME, LocalModelClient
+from moot.models import LOCAL_MODEL_NAME, BadRequestError, LocalModelClient
 
 from ._errors import ExitCode, MissingError
 
@@ -144,7 +143,7 @@ class ModelServer:
 
 def serve(port: int, out: Output) -> ExitCode:
     """Run the server until Ctrl-C."""
-    from ._model_store import cached_model
+    from moot.models import cached_model
 
     if cached_model() is None:
         raise MissingError("the embedded model is not cached", hint="run `moot model fetch`")

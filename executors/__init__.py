@@ -1,7 +1,7 @@
 """moot.executors: run the code agents write, locally, in pooled Docker sandboxes, or faked."""
 
 from ._actor import ExecutorActor, ReleaseSession, RunCode, register_executor
-from ._base import Executor, ExecutorSession, safe_relative_path
+from ._base import Executor, ExecutorSession, WorkDir, safe_relative_path
 from ._docker import DockerExecutor, Mount, parse_bytes, reap_leftovers
 from ._errors import (
     DockerUnavailableError,
@@ -42,6 +42,7 @@ __all__ = [
     "RunCode",
     "SandboxError",
     "UnsafePathError",
+    "WorkDir",
     "build_image",
     "extract_code_blocks",
     "format_results",

@@ -30,8 +30,6 @@ from moot.agents import (
     Turn,
     TurnReply,
     default_is_termination_msg,
-)
-from moot.agents._chat import (
     new_chat_id,
     print_message,
     run_sync,

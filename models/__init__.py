@@ -1,5 +1,6 @@
 """moot.models: the model seam and its clients (OpenAI-compatible HTTP, embedded llama.cpp),
-with the wrappers composed around them: retry, rate limits, cache, fallback, usage and pricing."""
+with the wrappers composed around them: retry, rate limits, cache, fallback, usage and pricing;
+and the store that fetches and verifies the embedded model's weights."""
 
 from ._cache import DiskCache, InMemoryCache, ResponseCache, cache_key
 from ._config import LLMConfig, ModelConfig
@@ -16,7 +17,18 @@ from ._errors import (
 )
 from ._fallback import FallbackClient, client_from_llm_config
 from ._http import ConnectionPool
-from ._local import Engine, LlamaEngine, LocalModelClient
+from ._local import LOCAL_MODEL_NAME, Engine, LlamaEngine, LocalModelClient
+from ._model_store import (
+    QWEN_CODER_05B,
+    ModelSpec,
+    ModelStoreError,
+    ModelVerificationError,
+    cached_model,
+    fetch_model,
+    join_chunks,
+    model_path,
+    models_dir,
+)
 from ._openai import OpenAIClient
 from ._pricing import Price, price_for
 from ._rate_limit import RateLimit, RateLimits, RateLimitStatistics, default_rate_limits
@@ -25,6 +37,8 @@ from ._types import ModelClient, ModelResponse, TokenCallback, ToolCall, Usage
 from ._usage import ModelUsage, UsageSummary, UsageTracker
 
 __all__ = [
+    "LOCAL_MODEL_NAME",
+    "QWEN_CODER_05B",
     "AuthenticationError",
     "BadRequestError",
     "ConnectionPool",
@@ -41,8 +55,11 @@ __all__ = [
     "ModelConfig",
     "ModelError",
     "ModelResponse",
+    "ModelSpec",
+    "ModelStoreError",
     "ModelTimeoutError",
     "ModelUsage",
+    "ModelVerificationError",
     "OpenAIClient",
     "Price",
     "ProviderUnavailableError",
@@ -59,7 +76,12 @@ __all__ = [
     "UsageSummary",
     "UsageTracker",
     "cache_key",
+    "cached_model",
     "client_from_llm_config",
     "default_rate_limits",
+    "fetch_model",
+    "join_chunks",
+    "model_path",
+    "models_dir",
     "price_for",
 ]

@@ -168,7 +168,7 @@ class LocalModelClient(ModelClient):
 
     def _load(self) -> Engine:
         if self._engine is None:
-            from moot.cli import cached_model
+            from ._model_store import cached_model
 
             path = self.model_path or cached_model()
             if path is None or not path.is_file():

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from moot.cli import ModelSpec, main
+from moot.cli import main
+from moot.models import ModelSpec
 from moot.testing import RecordedRequest, Rule
 
 if TYPE_CHECKING:

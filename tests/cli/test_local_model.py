@@ -15,12 +15,12 @@ import anyio
 import httpx
 import pytest
 
-from moot.cli import cached_model
 from moot.cli._serve import ModelServer
 from moot.models import (
     BadRequestError,
     LocalModelClient,
     ProviderUnavailableError,
+    cached_model,
 )
 
 if TYPE_CHECKING:

