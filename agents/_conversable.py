@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import itertools
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -65,7 +64,6 @@ DEFAULT_SUMMARY_PROMPT = (
 _TERMINATE_RE = re.compile(r"\bTERMINATE\W*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TYPE_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
-_serials = itertools.count(1)
 
 
 def default_is_termination_msg(message: Mapping[str, Any]) -> bool:
@@ -281,7 +279,9 @@ class ConversableAgent:
         self._chats: dict[str, ChatState] = {}
         self._usage = UsageTracker()
         safe = _TYPE_UNSAFE.sub("_", name)[:48]
-        self._actor_type = f"moot.agent.{safe}.{next(_serials)}"
+        # Unique per agent object: the runtime's registration holds this agent, so its id
+        # cannot be reused by another agent while the type is registered.
+        self._actor_type = f"moot.agent.{safe}.{id(self):x}"
         # Registered last first: human/termination, tools, code, model is the order they run.
         builtins: tuple[tuple[Callable[..., Any], QuickReply | None], ...] = (
             (self._model_reply, None),

@@ -9,8 +9,7 @@ from ._errors import BenchConfigError, BenchEnvironmentError, BenchError, BenchR
 from ._report import render_report, write_report
 from ._results import BenchResults, Point, Series, machine, versions
 from ._run import run_bench
-from ._stats import LatencySummary, Recorder, summarize
-from ._stub import StubModelClient, TimedExecutor
+from ._stats import LatencySummary, summarize
 
 __all__ = [
     "SCENARIOS",
@@ -23,10 +22,7 @@ __all__ = [
     "LatencyDistribution",
     "LatencySummary",
     "Point",
-    "Recorder",
     "Series",
-    "StubModelClient",
-    "TimedExecutor",
     "machine",
     "render_report",
     "run_bench",

@@ -75,7 +75,7 @@ class StubModelClient(ModelClient):
             finish_reason="stop",
             model="stub",
             usage=Usage(
-                prompt_tokens=prompt, completion_tokens=completion, total=prompt + completion
+                prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
             ),
         )
 

@@ -1,11 +1,10 @@
 """moot.cli: the `moot` command line (demo, bench, doctor, image, model, worker)."""
 
 from ._errors import CliError, ExitCode
-from ._main import build_parser, main
+from ._main import main
 
 __all__ = [
     "CliError",
     "ExitCode",
-    "build_parser",
     "main",
 ]

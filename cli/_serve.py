@@ -134,7 +134,7 @@ class ModelServer:
                     "usage": {
                         "prompt_tokens": usage.prompt_tokens,
                         "completion_tokens": usage.completion_tokens,
-                        "total_tokens": usage.total,
+                        "total_tokens": usage.total_tokens,
                     },
                 },
             )

@@ -2,7 +2,7 @@
 
 from ._actor import ExecutorActor, ReleaseSession, RunCode, register_executor
 from ._base import Executor, ExecutorSession, WorkDir, safe_relative_path
-from ._docker import DockerExecutor, Mount, parse_bytes, reap_leftovers
+from ._docker import DockerExecutor, Mount, reap_leftovers
 from ._errors import (
     DockerUnavailableError,
     ExecutorClosedError,
@@ -50,7 +50,6 @@ __all__ = [
     "image_tag",
     "normalize_language",
     "open_docker",
-    "parse_bytes",
     "reap_leftovers",
     "register_executor",
     "safe_relative_path",

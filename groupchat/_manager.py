@@ -829,7 +829,7 @@ class GroupChatManager(ConversableAgent):
         if tokens != before[0] or cost != before[1]:
             delta = ModelResponse(
                 content=None,
-                usage=Usage(total=tokens - before[0]),
+                usage=Usage(total_tokens=tokens - before[0]),
                 cost=cost - before[1],
             )
             await run.chat.record_usage(speaker, delta)

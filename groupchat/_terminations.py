@@ -186,8 +186,10 @@ class TokenBudget(Termination):
         self.max_tokens = max_tokens
 
     def check(self, chat: GroupChatState) -> StopReason | None:
-        if chat.usage.total >= self.max_tokens:
-            return self._stop(f"used {chat.usage.total} tokens of a budget of {self.max_tokens}")
+        if chat.usage.total_tokens >= self.max_tokens:
+            return self._stop(
+                f"used {chat.usage.total_tokens} tokens of a budget of {self.max_tokens}"
+            )
         return None
 
 

@@ -2,7 +2,7 @@
 with the wrappers composed around them: retry, rate limits, cache, fallback, usage and pricing;
 and the store that fetches and verifies the embedded model's weights."""
 
-from ._cache import DiskCache, InMemoryCache, ResponseCache, cache_key
+from ._cache import DiskCache, InMemoryCache, ResponseCache
 from ._config import LLMConfig, ModelConfig
 from ._errors import (
     AuthenticationError,
@@ -17,7 +17,7 @@ from ._errors import (
 )
 from ._fallback import FallbackClient, client_from_llm_config
 from ._http import ConnectionPool
-from ._local import LOCAL_MODEL_NAME, Engine, LlamaEngine, LocalModelClient
+from ._local import LOCAL_MODEL_NAME, Engine, LocalModelClient
 from ._model_store import (
     QWEN_CODER_05B,
     ModelSpec,
@@ -25,13 +25,11 @@ from ._model_store import (
     ModelVerificationError,
     cached_model,
     fetch_model,
-    join_chunks,
     model_path,
-    models_dir,
 )
 from ._openai import OpenAIClient
 from ._pricing import Price, price_for
-from ._rate_limit import RateLimit, RateLimits, RateLimitStatistics, default_rate_limits
+from ._rate_limit import RateLimit, RateLimits, RateLimitStatistics
 from ._retry import RetryPolicy
 from ._types import ModelClient, ModelResponse, TokenCallback, ToolCall, Usage
 from ._usage import ModelUsage, UsageSummary, UsageTracker
@@ -48,7 +46,6 @@ __all__ = [
     "InMemoryCache",
     "LLMConfig",
     "LLMConfigError",
-    "LlamaEngine",
     "LocalModelClient",
     "MalformedResponseError",
     "ModelClient",
@@ -75,13 +72,9 @@ __all__ = [
     "Usage",
     "UsageSummary",
     "UsageTracker",
-    "cache_key",
     "cached_model",
     "client_from_llm_config",
-    "default_rate_limits",
     "fetch_model",
-    "join_chunks",
     "model_path",
-    "models_dir",
     "price_for",
 ]

@@ -277,7 +277,7 @@ class LocalModelClient(ModelClient):
             content=text,
             finish_reason="stop" if stopped or count < job.max_tokens else "length",
             model=LOCAL_MODEL_NAME,
-            usage=Usage(prompt_tokens=prompt, completion_tokens=count, total=prompt + count),
+            usage=Usage(prompt_tokens=prompt, completion_tokens=count, total_tokens=prompt + count),
         )
 
     def _count(self, text: str) -> int:

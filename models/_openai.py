@@ -246,12 +246,12 @@ class OpenAIClient(ModelClient):
                 response = await self._stream(payload, on_token, attempt_timeout)
             else:
                 response = await self._post(payload, attempt_timeout)
-            if response.usage.total:  # a server that reports no usage keeps the estimate
+            if response.usage.total_tokens:  # a server that reports no usage keeps the estimate
                 self._limits.settle(
                     self._base_url,
                     self.config.model,
                     estimated=estimate,
-                    actual=response.usage.total,
+                    actual=response.usage.total_tokens,
                 )
             return response
 
@@ -311,7 +311,7 @@ class OpenAIClient(ModelClient):
             tool_calls=tool_calls,
             finish_reason=finish_reason,
             model=model or self.config.model,
-            usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total=total),
+            usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total),
             cost=self._price.cost(prompt, completion) if self._price else 0.0,
         )
 

@@ -20,13 +20,13 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    total: int = 0
+    total_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
-            total=self.total + other.total,
+            total_tokens=self.total_tokens + other.total_tokens,
         )
 
 

@@ -135,13 +135,13 @@ class _Tally:
         self.calls += 1
         self.prompt_tokens += usage.prompt_tokens
         self.completion_tokens += usage.completion_tokens
-        self.total_tokens += usage.total
+        self.total_tokens += usage.total_tokens
         self.cost += response.cost
         if not response.cached:
             self.paid_calls += 1
             self.paid_prompt_tokens += usage.prompt_tokens
             self.paid_completion_tokens += usage.completion_tokens
-            self.paid_total_tokens += usage.total
+            self.paid_total_tokens += usage.total_tokens
             self.paid_cost += response.cost
 
     def including_cached(self) -> ModelUsage:

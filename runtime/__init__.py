@@ -2,7 +2,7 @@
 supervision, passivation, deadlines) and the transport seam. NATS lives in `moot.runtime.nats`."""
 
 from ._agent import Agent, AgentContext, AgentFactory, handler
-from ._clock import AsyncioClock, Clock, ManualClock, TimerHandle
+from ._clock import Clock, ManualClock, TimerHandle
 from ._deadletters import DeadLetter, DeadLetterLog, DeadLetterReason, DeadLetterSink
 from ._envelope import Envelope, Handler, Kind
 from ._errors import (
@@ -36,7 +36,6 @@ from ._supervision import (
     Directive,
     Escalate,
     Restart,
-    RestartBudget,
     Resume,
     Stop,
     SupervisorStrategy,
@@ -51,7 +50,6 @@ __all__ = [
     "AgentNotFoundError",
     "AgentStoppedError",
     "AgentType",
-    "AsyncioClock",
     "Clock",
     "ConfigError",
     "DeadLetter",
@@ -83,7 +81,6 @@ __all__ = [
     "PrefixSubscription",
     "RegistrationError",
     "Restart",
-    "RestartBudget",
     "RestartBudgetExceededError",
     "Resume",
     "Runtime",

@@ -7,13 +7,12 @@ with `python -m moot.runtime.nats --nats URL --agents module:setup` (or `moot wo
 
 from ._errors import NoRespondersError, PayloadTooLargeError, TransportUnavailableError
 from ._transport import NatsTransport
-from ._worker import load_setup, run_worker
+from ._worker import run_worker
 
 __all__ = [
     "NatsTransport",
     "NoRespondersError",
     "PayloadTooLargeError",
     "TransportUnavailableError",
-    "load_setup",
     "run_worker",
 ]

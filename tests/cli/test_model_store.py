@@ -13,10 +13,10 @@ from moot.models import (
     ModelVerificationError,
     cached_model,
     fetch_model,
-    join_chunks,
     model_path,
 )
-from moot.models import models_dir as current_models_dir
+from moot.models._model_store import join_chunks
+from moot.models._model_store import models_dir as current_models_dir
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -134,7 +134,7 @@ async def test_token_and_dollar_budgets_end_the_panel(tmp_path: Path) -> None:
         assert reason is not None
         assert reason.condition == "TokenBudget"
         assert manager.last_result is not None
-        assert manager.last_result.usage.total >= 500
+        assert manager.last_result.usage.total_tokens >= 500
         assert manager.last_result.turns == 2  # 101 + 150 per turn: 251, 502
 
         executor, manager = _panel(server, tmp_path, termination=CostBudget(0.004))

@@ -106,7 +106,7 @@ async def test_one_clear_answer_costs_one_call(
         "name": "user",
         "content": "Write a sort function.",
     }
-    assert chat.usage.total > 0
+    assert chat.usage.total_tokens > 0
 
 
 async def test_structured_answer(server: ScriptedModelServer, client: ModelClient) -> None:

@@ -89,7 +89,9 @@ def test_message_predicate(make_chat: MakeChat) -> None:
 async def test_token_and_dollar_budgets(make_chat: MakeChat) -> None:
     chat = make_chat()
     spend = ModelResponse(
-        content="x", usage=Usage(prompt_tokens=60, completion_tokens=40, total=100), cost=0.02
+        content="x",
+        usage=Usage(prompt_tokens=60, completion_tokens=40, total_tokens=100),
+        cost=0.02,
     )
     await chat.record_usage("planner", spend)
     assert TokenBudget(101).check(chat) is None

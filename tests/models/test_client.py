@@ -78,7 +78,7 @@ async def test_streaming_calls_the_token_callback_in_order(hello: list[dict[str,
     assert tokens == ["The", " answer", " is", " 42."]
     assert response.content == "The answer is 42."
     assert response.finish_reason == "stop"
-    assert response.usage == Usage(prompt_tokens=4, completion_tokens=4, total=8)
+    assert response.usage == Usage(prompt_tokens=4, completion_tokens=4, total_tokens=8)
     assert "".join(plain) == second.content == "sync callbacks work too"
     assert server.requests[0].body["stream"] is True
     assert server.requests[0].body["stream_options"] == {"include_usage": True}
@@ -159,13 +159,13 @@ async def test_usage_and_cost_use_the_price_table_or_the_config_price(
             from_config = await b.create(hello)
             unknown = await free.create(hello)
 
-    assert from_table.usage == Usage(prompt_tokens=1000, completion_tokens=500, total=1500)
+    assert from_table.usage == Usage(prompt_tokens=1000, completion_tokens=500, total_tokens=1500)
     assert price_for("gpt-4o-2024-08-06") == Price(prompt=0.0025, completion=0.01)
     assert from_table.cost == 0.0025 + 0.005
     assert from_config.cost == 0.01 + 0.01
     assert unknown.cost == 0.0
     assert from_table.usage + from_config.usage == Usage(
-        prompt_tokens=2000, completion_tokens=1000, total=3000
+        prompt_tokens=2000, completion_tokens=1000, total_tokens=3000
     )
 
 
