@@ -2,7 +2,7 @@
 supervision, passivation, deadlines) and the transport seam. NATS lives in `moot.runtime.nats`."""
 
 from ._agent import Agent, AgentContext, AgentFactory, handler
-from ._clock import Clock, ManualClock, TimerHandle
+from ._clock import Clock, TimerHandle
 from ._deadletters import DeadLetter, DeadLetterLog, DeadLetterReason, DeadLetterSink
 from ._envelope import Envelope, Handler, Kind
 from ._errors import (
@@ -73,7 +73,6 @@ __all__ = [
     "Mailbox",
     "MailboxFullError",
     "MailboxStatistics",
-    "ManualClock",
     "MessageCodec",
     "MessageDroppedError",
     "MootError",

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from moot.models import RetryPolicy
-from moot.testing import FakeClock
+from moot.testing import ManualClock
 
 
 @pytest.fixture
-def fake_time() -> FakeClock:
-    return FakeClock()
+def fake_time() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def retry(fake_time: FakeClock) -> RetryPolicy:
+def retry(fake_time: ManualClock) -> RetryPolicy:
     """Four attempts, recorded but not slept; jitter pinned to its ceiling."""
     return RetryPolicy(
         max_attempts=4,
@@ -24,7 +24,7 @@ def retry(fake_time: FakeClock) -> RetryPolicy:
         retry_after_cap=10.0,
         sleep=fake_time.sleep,
         random=lambda: 1.0,
-        clock=fake_time.clock,
+        clock=fake_time.now,
     )
 
 

@@ -22,7 +22,7 @@ from moot.models import (
     client_from_llm_config,
 )
 from moot.runtime import MootError
-from moot.testing import FakeClock, Reply, Responder, ScriptedModelServer
+from moot.testing import ManualClock, Reply, Responder, ScriptedModelServer
 
 
 def _client(server: ScriptedModelServer, retry: RetryPolicy) -> OpenAIClient:
@@ -30,7 +30,7 @@ def _client(server: ScriptedModelServer, retry: RetryPolicy) -> OpenAIClient:
 
 
 async def test_429_then_success_waits_as_long_as_retry_after_says(
-    hello: list[dict[str, str]], retry: RetryPolicy, fake_time: FakeClock
+    hello: list[dict[str, str]], retry: RetryPolicy, fake_time: ManualClock
 ) -> None:
     script: list[Responder] = [
         Reply(status=429, retry_after=3),
@@ -46,7 +46,7 @@ async def test_429_then_success_waits_as_long_as_retry_after_says(
 
 
 async def test_500_is_retried_with_exponential_backoff_then_succeeds(
-    hello: list[dict[str, str]], retry: RetryPolicy, fake_time: FakeClock
+    hello: list[dict[str, str]], retry: RetryPolicy, fake_time: ManualClock
 ) -> None:
     script: list[Responder] = [Reply(status=500), Reply(status=503), "recovered"]
     async with ScriptedModelServer(script) as server, _client(server, retry) as client:
@@ -80,7 +80,7 @@ async def test_retries_stop_after_max_attempts_with_the_typed_error(
 async def test_client_errors_are_never_retried(
     hello: list[dict[str, str]],
     retry: RetryPolicy,
-    fake_time: FakeClock,
+    fake_time: ManualClock,
     status: int,
     error_type: type[ModelError],
 ) -> None:
@@ -183,7 +183,7 @@ def _closed_loopback_port() -> int:
 
 
 async def test_provider_down_falls_back_to_the_next_config(
-    hello: list[dict[str, str]], retry: RetryPolicy, fake_time: FakeClock
+    hello: list[dict[str, str]], retry: RetryPolicy, fake_time: ManualClock
 ) -> None:
     dead = f"http://127.0.0.1:{_closed_loopback_port()}/v1"
     async with ScriptedModelServer(["from the backup"]) as server:

@@ -15,7 +15,7 @@ from moot.models import (
     RateLimits,
     RetryPolicy,
 )
-from moot.testing import FakeClock, ScriptedModelServer
+from moot.testing import ManualClock, ScriptedModelServer
 
 
 def test_full_jitter_draws_below_the_exponential_ceiling() -> None:
@@ -40,7 +40,7 @@ def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
 
 
 async def test_no_retry_is_started_that_would_end_past_the_deadline(
-    fake_time: FakeClock,
+    fake_time: ManualClock,
 ) -> None:
     policy = RetryPolicy(
         max_attempts=10,
@@ -49,7 +49,7 @@ async def test_no_retry_is_started_that_would_end_past_the_deadline(
         deadline=10.0,
         sleep=fake_time.sleep,
         random=lambda: 1.0,
-        clock=fake_time.clock,
+        clock=fake_time.now,
     )
     calls = 0
 
@@ -79,10 +79,10 @@ async def test_deadline_cancels_a_slow_attempt_with_a_typed_error() -> None:
 
 
 async def test_rate_limiter_holds_requests_to_the_limit_across_clients(
-    hello: list[dict[str, str]], fake_time: FakeClock
+    hello: list[dict[str, str]], fake_time: ManualClock
 ) -> None:
     limits = RateLimits(
-        RateLimit(requests_per_minute=2), clock=fake_time.clock, sleep=fake_time.sleep
+        RateLimit(requests_per_minute=2), clock=fake_time.now, sleep=fake_time.sleep
     )
     async with ScriptedModelServer(default="ok") as server:
         config = ModelConfig(model="scripted", base_url=server.base_url)
@@ -99,8 +99,8 @@ async def test_rate_limiter_holds_requests_to_the_limit_across_clients(
     assert (stats.acquired, stats.waited, stats.wait_seconds) == (4, 2, 60.0)
 
 
-async def test_token_budget_counts_prompt_and_max_tokens(fake_time: FakeClock) -> None:
-    limits = RateLimits(clock=fake_time.clock, sleep=fake_time.sleep)
+async def test_token_budget_counts_prompt_and_max_tokens(fake_time: ManualClock) -> None:
+    limits = RateLimits(clock=fake_time.now, sleep=fake_time.sleep)
     big = [{"role": "user", "content": "x" * 400}]  # about 100 tokens
     async with ScriptedModelServer(default="ok") as server:
         config = ModelConfig(model="scripted", base_url=server.base_url, tokens_per_minute=600)
@@ -113,10 +113,10 @@ async def test_token_budget_counts_prompt_and_max_tokens(fake_time: FakeClock) -
     assert limits.statistics().acquired == 2
 
 
-async def test_rate_limiter_is_per_base_url_and_model(fake_time: FakeClock) -> None:
+async def test_rate_limiter_is_per_base_url_and_model(fake_time: ManualClock) -> None:
     limits = RateLimits(
         per_model={"a": RateLimit(requests_per_minute=1)},
-        clock=fake_time.clock,
+        clock=fake_time.now,
         sleep=fake_time.sleep,
     )
     for model in ("a", "b", "b", "a"):
@@ -126,18 +126,18 @@ async def test_rate_limiter_is_per_base_url_and_model(fake_time: FakeClock) -> N
 
 
 async def test_cancelled_wait_gives_its_place_back() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     waiting = anyio.Event()
 
     async def blocked_sleep(seconds: float) -> None:
         waiting.set()
         await anyio.sleep_forever()
 
-    limits = RateLimits(RateLimit(requests_per_minute=1), clock=clock.clock, sleep=blocked_sleep)
+    limits = RateLimits(RateLimit(requests_per_minute=1), clock=clock.now, sleep=blocked_sleep)
     await limits.acquire("u", "m")
     async with anyio.create_task_group() as tg:
         tg.start_soon(limits.acquire, "u", "m")
         await waiting.wait()
         tg.cancel_scope.cancel()
-    clock.now += 60.0  # one minute later exactly one request fits again
+    clock.advance(60.0)  # one minute later exactly one request fits again
     await limits.acquire("u", "m")  # without the refund this would wait another minute

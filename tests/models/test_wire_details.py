@@ -15,11 +15,11 @@ from moot.models import (
     RateLimitError,
     RetryPolicy,
 )
-from moot.testing import FakeClock, Reply, Responder, ScriptedModelServer
+from moot.testing import ManualClock, Reply, Responder, ScriptedModelServer
 
 
 async def test_retry_after_ms_and_http_dates_are_understood(
-    hello: list[dict[str, str]], retry: RetryPolicy, fake_time: FakeClock
+    hello: list[dict[str, str]], retry: RetryPolicy, fake_time: ManualClock
 ) -> None:
     soon = email.utils.formatdate(time.time() + 120, usegmt=True)
     script: list[Responder] = [

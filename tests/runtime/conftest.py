@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 from rt_helpers import Worker
 
-from moot.runtime import ManualClock, Runtime
+from moot.runtime import Runtime
+from moot.testing import ManualClock
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

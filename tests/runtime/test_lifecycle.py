@@ -20,7 +20,6 @@ from moot.runtime import (
     InMemoryStateStore,
     Interceptor,
     LifecycleError,
-    ManualClock,
     MessageCodec,
     MessageDroppedError,
     RegistrationError,
@@ -31,6 +30,7 @@ from moot.runtime import (
     UnknownMessageTypeError,
     handler,
 )
+from moot.testing import ManualClock
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -12,8 +12,8 @@ from moot.runtime import (
     DeadlineExceededError,
     Mailbox,
     MailboxFullError,
-    ManualClock,
 )
+from moot.testing import ManualClock
 
 ID = AgentId("box", "1")
 

@@ -17,12 +17,12 @@ from moot.runtime import (
     HandlerError,
     InvalidIdError,
     MailboxFullError,
-    ManualClock,
     NoHandlerError,
     Runtime,
     RuntimeStoppedError,
     handler,
 )
+from moot.testing import ManualClock
 
 W = AgentId("worker", "a")
 

@@ -18,7 +18,6 @@ from moot.runtime import (
     Agent,
     AgentId,
     Envelope,
-    ManualClock,
     MootError,
     Restart,
     Resume,
@@ -28,6 +27,7 @@ from moot.runtime import (
     TypeSubscription,
     handler,
 )
+from moot.testing import ManualClock
 
 
 @dataclass

@@ -16,7 +16,6 @@ from moot.runtime import (
     DeadLetterReason,
     Envelope,
     Escalate,
-    ManualClock,
     Restart,
     RestartBudgetExceededError,
     Resume,
@@ -26,6 +25,7 @@ from moot.runtime import (
     SupervisorStrategy,
     handler,
 )
+from moot.testing import ManualClock
 
 
 @dataclass
