@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import re
@@ -42,7 +41,7 @@ from ._participant import (
     Turn,
     TurnReply,
 )
-from ._tools import Tool
+from ._tools import Tool, run_tool_calls, tool_call_id
 
 if TYPE_CHECKING:
     from moot.executors import Executor, ExecutorSession
@@ -807,22 +806,9 @@ class ConversableAgent:
         calls = message.get("tool_calls")
         if not calls or message.get("role") == "assistant":
             return False, None
-        results: list[str] = [""] * len(calls)
-
-        async def one(position: int, call: Mapping[str, Any]) -> None:
-            function = call.get("function") or {}
-            name = str(function.get("name", ""))
-            tool = self._function_map.get(name)
-            if tool is None:
-                results[position] = f"Error: function {name!r} not found"
-            else:
-                results[position] = await tool.call(function.get("arguments") or "{}")
-
-        async with asyncio.TaskGroup() as group:
-            for position, call in enumerate(calls):
-                group.create_task(one(position, call))
+        results = await run_tool_calls(self._function_map, calls)
         responses = [
-            {"tool_call_id": call.get("id"), "role": "tool", "content": text}
+            {"tool_call_id": tool_call_id(call), "role": "tool", "content": text}
             for call, text in zip(calls, results, strict=True)
         ]
         return True, {"role": "tool", "tool_responses": responses, "content": "\n\n".join(results)}

@@ -1,8 +1,9 @@
 """Functions as tools: a JSON schema from type hints (via pydantic), and safe execution.
 
-Execution never raises for the model's mistakes: an unknown name, arguments that are not JSON or
-do not validate, and exceptions inside the function all become an "Error: ..." text that goes
-back to the model as the tool's result.
+Execution never raises for the model's mistakes: an unknown or odd name, a malformed call,
+arguments that are not a JSON object, too large, too deeply nested or do not validate, and
+exceptions inside the function all become an "Error: ..." text that goes back to the model as
+the tool's result. The calls of one answer run concurrently, `MAX_CONCURRENT_TOOL_CALLS` at most.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, get_args, get_origin
 
@@ -20,6 +22,10 @@ import pydantic
 from ._errors import ToolRegistrationError
 
 ToolFunction = Callable[..., Any]
+
+MAX_CONCURRENT_TOOL_CALLS = 16  # tool calls of one answer that run at once; the rest wait
+MAX_ARGUMENT_CHARS = 1 << 20  # a tool's JSON arguments longer than this are refused unparsed
+MAX_ARGUMENT_DEPTH = 64  # arrays and objects nested deeper than this are refused unparsed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,12 +81,24 @@ class Tool:
         """Validate `arguments` (JSON text or a mapping), call the function, return its result as
         text; every failure is returned as an "Error: ..." text, never raised."""
         if isinstance(arguments, str):
+            if len(arguments) > MAX_ARGUMENT_CHARS:
+                return (
+                    f"Error: the arguments for {self.name} are {len(arguments)} characters long,"
+                    f" over the limit of {MAX_ARGUMENT_CHARS}"
+                )
+            if _nests_deeper_than(arguments, MAX_ARGUMENT_DEPTH):
+                return (
+                    f"Error: the arguments for {self.name} nest deeper than"
+                    f" {MAX_ARGUMENT_DEPTH} levels"
+                )
             try:
                 parsed = json.loads(arguments) if arguments.strip() else {}
             except ValueError as exc:
                 return f"Error: the arguments for {self.name} are not valid JSON: {exc}"
-        else:
+        elif isinstance(arguments, Mapping):
             parsed = dict(arguments)
+        else:
+            parsed = arguments
         if not isinstance(parsed, dict):
             return f"Error: the arguments for {self.name} must be a JSON object"
         try:
@@ -101,6 +119,68 @@ class Tool:
         except Exception as exc:
             return f"Error: {type(exc).__name__}: {exc}"
         return _as_text(result)
+
+
+async def run_tool_calls(tools: Mapping[str, Tool], calls: Sequence[Any]) -> list[str]:
+    """Run the tool calls of one answer, at most `MAX_CONCURRENT_TOOL_CALLS` at once: one result
+    text per call, in order; a bad call (malformed, unknown tool, bad arguments) gets an error."""
+    results = [""] * len(calls)
+    room = asyncio.Semaphore(MAX_CONCURRENT_TOOL_CALLS)
+
+    async def one(position: int, call: Any) -> None:
+        async with room:
+            results[position] = await _run_tool_call(tools, call)
+
+    async with asyncio.TaskGroup() as group:
+        for position, call in enumerate(calls):
+            group.create_task(one(position, call))
+    return results
+
+
+def tool_call_id(call: Any) -> Any:
+    """The id of a tool call entry, or None when the entry is not a mapping."""
+    return call.get("id") if isinstance(call, Mapping) else None
+
+
+async def _run_tool_call(tools: Mapping[str, Tool], call: Any) -> str:
+    function = call.get("function") if isinstance(call, Mapping) else None
+    if not isinstance(function, Mapping):
+        return "Error: a tool call needs a 'function' object with a name and arguments"
+    name = function.get("name")
+    tool = tools.get(name) if isinstance(name, str) else None
+    if tool is None:
+        shown = str(name)[:100]
+        return f"Error: function {shown!r} not found"
+    arguments = function.get("arguments")
+    return await tool.call("{}" if arguments is None or arguments == "" else arguments)
+
+
+_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
+
+
+def _nests_deeper_than(text: str, limit: int) -> bool:
+    """True when arrays and objects in `text` (outside strings) nest deeper than `limit`, found
+    by one scan before `json.loads` could recurse. (TODO: `moot.models.loads_bounded` once it
+    lands on main.)"""
+    depth, escaped_at, in_string = 0, -1, False
+    for match in _JSON_STRUCTURE.finditer(text):
+        char, at = match.group(), match.start()
+        if in_string:
+            if at == escaped_at:
+                continue
+            if char == "\\":
+                escaped_at = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def _as_text(result: Any) -> str:
