@@ -72,16 +72,45 @@ def _json_answer(text: str) -> str | None:
         stripped = stripped[4:]
     if not stripped.lstrip().startswith("{"):
         return None
-    try:
-        data = json.loads(stripped)
-    except ValueError:
-        return None
+    data = _loads_shallow(stripped)
     if isinstance(data, dict):
         for key in _JSON_KEYS:
             value = data.get(key)
             if isinstance(value, str):
                 return value
     return None
+
+
+_MAX_ANSWER_DEPTH = 16  # a speaker answer is `{"speaker": "name"}`; deeper JSON is read as text
+_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
+
+
+def _loads_shallow(text: str) -> Any:
+    """The JSON value of `text`, or None when it is not JSON or nests deeper than
+    `_MAX_ANSWER_DEPTH` (checked by one scan first, so `json.loads` never recurses deeply).
+    TODO: `moot.models.loads_bounded` once it is on main."""
+    depth, escaped_at, in_string = 0, -1, False
+    for match in _JSON_STRUCTURE.finditer(text):
+        char, at = match.group(), match.start()
+        if in_string:
+            if at == escaped_at:
+                continue
+            if char == "\\":
+                escaped_at = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > _MAX_ANSWER_DEPTH:
+                return None
+        elif char in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def parse_names(text: str | None, candidates: Sequence[str]) -> tuple[str, ...]:
