@@ -63,3 +63,9 @@ def test_no_bare_top_level_packages_are_importable() -> None:
     for bare in ("runtime", "agents", "executors"):
         spec = importlib.util.find_spec(bare)
         assert spec is None or "site-packages" not in str(spec.origin), bare
+
+
+def test_no_namespace_exports_more_than_sixty_names() -> None:
+    for name in sorted(_packages_on_disk()):
+        exported = getattr(importlib.import_module(name), "__all__", [])
+        assert len(exported) <= 60, f"{name} exports {len(exported)} names; split it or trim it"
