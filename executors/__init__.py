@@ -1,7 +1,7 @@
 """moot.executors: run the code agents write, locally, in pooled Docker sandboxes, or faked."""
 
 from ._actor import ExecutorActor, ReleaseSession, RunCode, register_executor
-from ._base import Executor, ExecutorSession, WorkDir, safe_relative_path
+from ._base import Executor, ExecutorSession, WorkDir
 from ._docker import DockerExecutor, Mount, reap_leftovers
 from ._errors import (
     DockerUnavailableError,
@@ -17,8 +17,7 @@ from ._extract import extract_code_blocks
 from ._function import CodeFunction, FunctionExecutor
 from ._image import build_image, image_exists, image_tag, open_docker
 from ._local import LocalExecutor
-from ._runner import OutputCap
-from ._types import CodeBlock, CodeResult, format_results, normalize_language
+from ._types import CodeBlock, CodeResult, format_results
 
 __all__ = [
     "CodeBlock",
@@ -37,7 +36,6 @@ __all__ = [
     "LeaseTimeoutError",
     "LocalExecutor",
     "Mount",
-    "OutputCap",
     "ReleaseSession",
     "RunCode",
     "SandboxError",
@@ -48,9 +46,7 @@ __all__ = [
     "format_results",
     "image_exists",
     "image_tag",
-    "normalize_language",
     "open_docker",
     "reap_leftovers",
     "register_executor",
-    "safe_relative_path",
 ]

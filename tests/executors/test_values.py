@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 from moot.executors import (
     CodeBlock,
     CodeResult,
-    OutputCap,
     UnsafePathError,
     extract_code_blocks,
     format_results,
-    normalize_language,
-    safe_relative_path,
 )
+from moot.executors._base import safe_relative_path
+from moot.executors._runner import OutputCap
+from moot.executors._types import normalize_language
 
 
 def test_tagged_blocks_in_order_with_normalized_languages() -> None:
