@@ -806,7 +806,7 @@ class ConversableAgent:
         calls = message.get("tool_calls")
         if not calls or message.get("role") == "assistant":
             return False, None
-        results = await run_tool_calls(self._function_map, calls)
+        results = await run_tool_calls(self._function_map.get, calls)
         responses = [
             {"tool_call_id": tool_call_id(call), "role": "tool", "content": text}
             for call, text in zip(calls, results, strict=True)

@@ -121,15 +121,16 @@ class Tool:
         return _as_text(result)
 
 
-async def run_tool_calls(tools: Mapping[str, Tool], calls: Sequence[Any]) -> list[str]:
+async def run_tool_calls(lookup: Callable[[str], Tool | None], calls: Sequence[Any]) -> list[str]:
     """Run the tool calls of one answer, at most `MAX_CONCURRENT_TOOL_CALLS` at once: one result
-    text per call, in order; a bad call (malformed, unknown tool, bad arguments) gets an error."""
+    text per call, in order; a bad call (malformed, unknown tool, bad arguments) gets an error.
+    `lookup` finds the tool of a name (None: no such tool)."""
     results = [""] * len(calls)
     room = asyncio.Semaphore(MAX_CONCURRENT_TOOL_CALLS)
 
     async def one(position: int, call: Any) -> None:
         async with room:
-            results[position] = await _run_tool_call(tools, call)
+            results[position] = await _run_tool_call(lookup, call)
 
     async with asyncio.TaskGroup() as group:
         for position, call in enumerate(calls):
@@ -142,15 +143,15 @@ def tool_call_id(call: Any) -> Any:
     return call.get("id") if isinstance(call, Mapping) else None
 
 
-async def _run_tool_call(tools: Mapping[str, Tool], call: Any) -> str:
+async def _run_tool_call(lookup: Callable[[str], Tool | None], call: Any) -> str:
     function = call.get("function") if isinstance(call, Mapping) else None
     if not isinstance(function, Mapping):
         return "Error: a tool call needs a 'function' object with a name and arguments"
     name = function.get("name")
-    tool = tools.get(name) if isinstance(name, str) else None
+    tool = lookup(name) if isinstance(name, str) else None
     if tool is None:
-        shown = str(name)[:100]
-        return f"Error: function {shown!r} not found"
+        shown = str(name)[:100]  # an odd name is named, not echoed whole
+        return f"Error: Function {shown!r} not found"
     arguments = function.get("arguments")
     return await tool.call("{}" if arguments is None or arguments == "" else arguments)
 

@@ -24,7 +24,7 @@ class GroupChatConfigError(GroupChatError, ConfigError):
 class AgentNameConflictError(GroupChatError):
     """Two or more agents of one group share a name, so a name cannot pick one of them."""
 
-    def __init__(self, message: str, *, names: Sequence[str]) -> None:
+    def __init__(self, message: str, *, names: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.names = tuple(names)
 

@@ -32,7 +32,6 @@ from ._errors import (
     LifecycleError,
     MailboxFullError,
     MessageDroppedError,
-    MootError,
     NoHandlerError,
     RegistrationError,
     RestartBudgetExceededError,
@@ -1181,8 +1180,9 @@ class Runtime:
                 self._reaper_wake = None
 
 
-class _NoHandler(MootError):
-    pass
+class _NoHandler(NoHandlerError):
+    def __init__(self) -> None:
+        super().__init__("the agent has no handler for this message type")
 
 
 def _handler(agent: Agent, message: Any) -> HandlerFn:

@@ -143,9 +143,8 @@ def test_two_agents_of_one_name_in_a_group_are_an_agent_name_conflict() -> None:
 
     first = ConversableAgent("ann", llm_config=False)
     second = ConversableAgent("ann", llm_config=False)
-    with pytest.raises(AgentNameConflictError) as caught:
+    with pytest.raises(AgentNameConflictError, match="ann"):
         GroupChat(agents=[first, second])
-    assert caught.value.names == ("ann",)
 
 
 def test_next_agent_among_outsiders_is_an_undefined_next_agent() -> None:
@@ -156,6 +155,5 @@ def test_next_agent_among_outsiders_is_an_undefined_next_agent() -> None:
     outsider = ConversableAgent("eve", llm_config=False)
     group = GroupChat(agents=[ann, bob])
     assert group.next_agent(ann) is bob
-    with pytest.raises(UndefinedNextAgentError) as caught:
+    with pytest.raises(UndefinedNextAgentError):
         group.next_agent(ann, [outsider])
-    assert caught.value.names == ("eve",)

@@ -41,9 +41,9 @@ def _pair(llm_config: dict[str, Any]) -> tuple[AssistantAgent, UserProxyAgent]:
             "add",
             "Error: invalid arguments for add: a:",
         ),
-        ('{"a": 1, "b": 2}', "no_such_tool", "Error: function 'no_such_tool' not found"),
-        ('{"a": 1, "b": 2}', "../../etc/passwd\x00" + "é" * 300, "Error: function '../../etc"),
-        ('{"a": 1, "b": 2}', "", "Error: function '' not found"),
+        ('{"a": 1, "b": 2}', "no_such_tool", "Error: Function 'no_such_tool' not found"),
+        ('{"a": 1, "b": 2}', "../../etc/passwd\x00" + "é" * 300, "Error: Function '../../etc"),
+        ('{"a": 1, "b": 2}', "", "Error: Function '' not found"),
     ],
     ids=[
         "invalid-json",

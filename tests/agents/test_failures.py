@@ -159,7 +159,7 @@ async def test_tool_errors_go_back_to_the_model(
     assert responses["invalid"].startswith("Error: invalid arguments for divide: a:")
     assert "b: Field required" in responses["invalid"]
     assert responses["garbled"].startswith("Error: the arguments for divide are not valid JSON")
-    assert responses["unknown"] == "Error: function 'multiply' not found"
+    assert responses["unknown"] == "Error: Function 'multiply' not found"
     sent = server.requests[1].messages
     assert [m["role"] for m in sent[-5:]] == ["tool"] * 5
     assert sent[-5]["tool_call_id"] == "ok"
@@ -327,5 +327,5 @@ async def test_an_agent_without_the_tool_answers_not_found(
 
     result = await plain.a_initiate_chat(assistant, message="go", silent=True)
 
-    assert result.chat_history[2]["content"] == "Error: function 'ghost' not found"
+    assert result.chat_history[2]["content"] == "Error: Function 'ghost' not found"
     del tmp_path
