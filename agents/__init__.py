@@ -16,8 +16,10 @@ from typing import Any
 
 from ._assistant import AssistantAgent
 from ._chat import (
+    AsyncRunResponse,
     ChatResult,
     ChatState,
+    RunResponse,
     new_chat_id,
     print_message,
     run_sync,
@@ -42,9 +44,12 @@ from ._human_input import (
 )
 from ._nested import register_nested_chats
 from ._participant import ChatParticipant, CloseChat, Say, Summarize, Turn, TurnReply
+from ._sequential import a_initiate_chats, initiate_chats
+from ._streams import IOConsole, IOStream
 from ._tools import Tool
 from ._usage import gather_usage_summary
 from ._user_proxy import UserProxyAgent
+from ._utils import content_str, parse_tags_from_content
 
 _FROM_GROUPCHAT = frozenset({"GroupChat", "GroupChatManager"})
 
@@ -62,6 +67,7 @@ __all__ = [
     "AgentConfigError",
     "AgentError",
     "AssistantAgent",
+    "AsyncRunResponse",
     "ChatParticipant",
     "ChatResult",
     "ChatState",
@@ -73,10 +79,13 @@ __all__ = [
     "GroupChat",
     "GroupChatManager",
     "HumanInputError",
+    "IOConsole",
+    "IOStream",
     "InputProvider",
     "InputRequest",
     "PendingInput",
     "QueueInputProvider",
+    "RunResponse",
     "Say",
     "ScriptedInputProvider",
     "Summarize",
@@ -85,9 +94,13 @@ __all__ = [
     "Turn",
     "TurnReply",
     "UserProxyAgent",
+    "a_initiate_chats",
+    "content_str",
     "default_is_termination_msg",
     "gather_usage_summary",
+    "initiate_chats",
     "new_chat_id",
+    "parse_tags_from_content",
     "print_message",
     "register_function",
     "register_nested_chats",

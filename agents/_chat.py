@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import uuid
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
@@ -22,9 +21,10 @@ from moot.runtime import HandlerError, Runtime
 
 from ._errors import AgentConfigError, EventLoopRunningError
 from ._participant import CloseChat, Message, Say, Summarize, Turn, TurnReply
+from ._streams import IOStream
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 
     from moot.executors import ExecutorSession
     from moot.models import ModelClient
@@ -53,6 +53,97 @@ class ChatResult:
     summary: str
     cost: UsageSummary
     human_input: list[str]
+
+
+@dataclass(slots=True, kw_only=True)
+class RunResponse:
+    """A finished `run()` (AG2's): `messages`, `summary`, `cost`, `last_speaker`, `uuid`.
+
+    AG2 streams a run's events while it goes on; here the chat has finished when `run` returns,
+    and `process()` shows it afterwards.
+    """
+
+    messages: list[Message] = field(default_factory=list)
+    summary: str = ""
+    cost: UsageSummary = field(default_factory=UsageSummary)
+    last_speaker: str | None = None
+    chat_id: str = ""
+    context_variables: dict[str, Any] = field(default_factory=dict)
+    uuid: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @property
+    def events(self) -> list[Message]:
+        """The messages, in order."""
+        return list(self.messages)
+
+    def process(self, processor: Any = None) -> None:
+        """Show each message on the default `IOStream`; a `processor` with a
+        `process(response)` method (AG2's event processors) or a callable per message instead.
+        """
+        if processor is not None and hasattr(processor, "process"):
+            processor.process(self)
+            return
+        for message in self.messages:
+            if processor is not None:
+                processor(message)
+            else:
+                print_message(str(message.get("name", "")), "", message)
+
+
+class _Ready(Generic[T]):
+    """An awaitable that is already done (an async run response's values are known)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.value
+        yield  # makes this a generator, as `__await__` must be
+
+
+class AsyncRunResponse:
+    """A finished `a_run()`: as `RunResponse`, with AG2's awaitable fields (`await
+    response.summary`) and `await response.process()`."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: RunResponse) -> None:
+        self.result = result
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        return self.result.uuid
+
+    @property
+    def messages(self) -> _Ready[list[Message]]:
+        return _Ready(self.result.messages)
+
+    @property
+    def summary(self) -> _Ready[str]:
+        return _Ready(self.result.summary)
+
+    @property
+    def cost(self) -> _Ready[UsageSummary]:
+        return _Ready(self.result.cost)
+
+    @property
+    def last_speaker(self) -> _Ready[str | None]:
+        return _Ready(self.result.last_speaker)
+
+    @property
+    def context_variables(self) -> _Ready[dict[str, Any]]:
+        return _Ready(self.result.context_variables)
+
+    async def process(self, processor: Any = None) -> None:
+        """Show the run on the default `IOStream` (see `RunResponse.process`)."""
+        if processor is not None and hasattr(processor, "process"):
+            made = processor.process(self)
+            if asyncio.iscoroutine(made):
+                await made
+            return
+        self.result.process(processor)
 
 
 def new_chat_id() -> str:
@@ -350,7 +441,7 @@ _RULE = "-" * 80
 
 
 def print_message(sender: str, recipient: str, message: Message) -> None:
-    """Show a delivered message on stdout, as AutoGen's console output does."""
+    """Show a delivered message on the default `IOStream`, as AutoGen's console output does."""
     lines = [f"{sender} (to {recipient}):", ""]
     content = message.get("content")
     if message.get("tool_responses"):
@@ -366,4 +457,4 @@ def print_message(sender: str, recipient: str, message: Message) -> None:
             f"Arguments: {function.get('arguments')}"
         )
     lines += ["", _RULE]
-    sys.stdout.write("\n".join(lines) + "\n")
+    IOStream.get_default().print("\n".join(lines), flush=True)

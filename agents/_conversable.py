@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from moot.models import LLMConfig, UsageSummary, UsageTracker, client_from_llm_config
 from moot.runtime import AgentContext, AgentId, Runtime
 
+from . import _logging
 from ._chat import (
+    AsyncRunResponse,
     ChatResult,
     ChatState,
     Lease,
+    RunResponse,
     print_message,
     run_sync,
     run_two_agent_chat,
@@ -249,6 +252,10 @@ class ConversableAgent:
         self.input_provider: InputProvider = input_provider or ConsoleInputProvider()
         self.code_execution_config = code_execution_config
         self._code = CodeExecution.from_config(code_execution_config)
+        if _logging.logging_enabled():  # runtime_logging records the agents it sees built
+            _logging.log_new_agent(
+                self, {"name": name, "system_message": system_message, "llm_config": llm_config}
+            )
         self._llm: LLMConfig | None = None
         self._stream = False
         if llm_config is None or llm_config is False:
@@ -539,6 +546,8 @@ class ConversableAgent:
             received = self._record(state, turn.message, sent=False, sender=turn.sender)
             if not state.silent:
                 print_message(received.get("name", turn.sender), self.name, received)
+            if _logging.logging_enabled():
+                _logging.log_received(self, received, turn.sender)
         if not turn.request_reply:
             return _NO_REPLY
         reply = await self._reply_chain(state, state.messages, state.peer)
@@ -860,6 +869,8 @@ class ConversableAgent:
         )
         state.usage.add(response)
         self._usage.add(response)
+        if _logging.logging_enabled():  # runtime_logging records the call and its cost
+            _logging.log_agent_completion(self, self._model_messages_for(state, messages), response)
         if response.tool_calls:
             return True, response.to_message()
         if response.content is None:
@@ -1041,26 +1052,128 @@ class ConversableAgent:
 
     async def a_initiate_chats(
         self, chat_queue: Sequence[Mapping[str, Any]], *, runtime: Runtime | None = None
-    ) -> list[ChatResult]:
-        """Run chats one after another; each chat's message gets the earlier summaries as
-        carryover. Each entry holds `recipient`, `message` and `a_initiate_chat`'s options."""
-        results: list[ChatResult] = []
-        async with runtime_scope(runtime) as rt:
-            for entry in chat_queue:
-                options = dict(entry)
-                recipient = options.pop("recipient")
-                carryover = options.pop("carryover", [])
-                carryover = list(carryover) if isinstance(carryover, list) else [carryover]
-                carryover += [result.summary for result in results]
-                if carryover:
-                    options["carryover"] = carryover
-                results.append(await self.a_initiate_chat(recipient, runtime=rt, **options))
-        return results
+    ) -> list[ChatResult] | dict[Any, ChatResult]:
+        """Run a queue of chats, this agent being each entry's `sender` unless it names one.
+
+        Entries without `chat_id` run in order, each with the earlier summaries as carryover,
+        and give a list. With `chat_id`s (AutoGen's async form) chats run concurrently once
+        their `prerequisites` finished, and the results come as a dict by chat id.
+
+        Raises:
+            AgentConfigError: an entry has no recipient, or its chat ids or prerequisites are
+                inconsistent.
+        """
+        from ._sequential import run_by_prerequisites, run_in_order, wants_prerequisites
+
+        if wants_prerequisites(chat_queue):
+            return await run_by_prerequisites(chat_queue, sender=self, runtime=runtime)
+        return await run_in_order(chat_queue, sender=self, runtime=runtime)
 
     def initiate_chats(self, chat_queue: Sequence[Mapping[str, Any]]) -> list[ChatResult]:
-        """Blocking `a_initiate_chats`."""
+        """Run a queue of chats in order (blocking); see `a_initiate_chats`."""
+        from ._sequential import run_in_order
+
         return run_sync(
-            lambda: self.a_initiate_chats(chat_queue), "initiate_chats", "a_initiate_chats"
+            lambda: run_in_order(chat_queue, sender=self), "initiate_chats", "a_initiate_chats"
+        )
+
+    # ------------------------------------------------------------------ run (AG2's one call)
+
+    async def a_run(
+        self,
+        recipient: ConversableAgent | None = None,
+        clear_history: bool = True,
+        *,
+        message: str | Mapping[str, Any] | None = None,
+        max_turns: int | None = None,
+        summary_method: str | Callable[..., Any] | None = "last_msg",
+        summary_args: Mapping[str, Any] | None = None,
+        tools: Iterable[Any] | None = None,
+        user_input: bool = False,
+        msg_to: Literal["agent", "user"] = "agent",
+        runtime: Runtime | None = None,
+    ) -> AsyncRunResponse:
+        """Chat once and return an `AsyncRunResponse` (`await response.summary`,
+        `await response.process()`); without a recipient a user agent is made for the call,
+        which runs `tools` for this agent.
+
+        Raises:
+            AgentConfigError: a tool has no description.
+            ModelError: a model call failed for good.
+        """
+        from ._run import run_agent
+
+        return AsyncRunResponse(
+            await run_agent(
+                self,
+                recipient,
+                message=message,
+                clear_history=clear_history,
+                max_turns=max_turns,
+                summary_method=summary_method,
+                summary_args=summary_args,
+                tools=tools,
+                user_input=user_input,
+                msg_to=msg_to,
+                runtime=runtime,
+            )
+        )
+
+    def run(
+        self,
+        recipient: ConversableAgent | None = None,
+        clear_history: bool = True,
+        *,
+        message: str | Mapping[str, Any] | None = None,
+        max_turns: int | None = None,
+        summary_method: str | Callable[..., Any] | None = "last_msg",
+        summary_args: Mapping[str, Any] | None = None,
+        tools: Iterable[Any] | None = None,
+        user_input: bool = False,
+        msg_to: Literal["agent", "user"] = "agent",
+    ) -> RunResponse:
+        """Chat once and return a `RunResponse` (`messages`, `summary`, `process()`); blocking,
+        for plain scripts (see `a_run`)."""
+        from ._run import run_agent
+
+        return run_sync(
+            lambda: run_agent(
+                self,
+                recipient,
+                message=message,
+                clear_history=clear_history,
+                max_turns=max_turns,
+                summary_method=summary_method,
+                summary_args=summary_args,
+                tools=tools,
+                user_input=user_input,
+                msg_to=msg_to,
+                runtime=None,
+            ),
+            "run",
+            "a_run",
+        )
+
+    def register_nested_chats(
+        self,
+        chat_queue: Sequence[Mapping[str, Any]],
+        trigger: Trigger,
+        reply_func_from_nested_chats: str | Callable[..., Any] = "summary_from_nested_chats",
+        position: int = 2,
+        use_async: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Answer senders matching `trigger` by running `chat_queue` (see `_nested`).
+
+        Raises:
+            AgentConfigError: the queue is empty, an entry has no recipient, or `use_async`
+                is set and an entry has no chat_id.
+        """
+        from ._nested import register_nested_chats
+
+        del kwargs  # AutoGen passes reply-registration options through; moot needs none
+        register_nested_chats(
+            self, chat_queue, trigger, reply_func_from_nested_chats, position, use_async=use_async
         )
 
     async def a_send(

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._errors import HumanInputError
+from ._streams import IOStream
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -43,7 +43,8 @@ class InputProvider(abc.ABC):
 
 
 class ConsoleInputProvider(InputProvider):
-    """Reads a line from stdin on a daemon thread, so the event loop keeps running meanwhile.
+    """Reads a line from the default `IOStream` (stdin) on a daemon thread, so the event loop
+    keeps running meanwhile.
 
     Prompts from concurrent chats are asked one after another. A cancelled wait leaves the read
     pending; the line typed next is then discarded. End of input (stdin closed) answers "exit".
@@ -53,6 +54,7 @@ class ConsoleInputProvider(InputProvider):
         self._turn = threading.Lock()
 
     async def get_input(self, request: InputRequest) -> str:
+        stream = IOStream.get_default()  # the console, unless redirected with set_default
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[str] = loop.create_future()
 
@@ -69,10 +71,9 @@ class ConsoleInputProvider(InputProvider):
             error: BaseException | None = None
             with self._turn:
                 try:
-                    sys.stdout.write(request.prompt)
-                    sys.stdout.flush()
-                    text = sys.stdin.readline()
-                    text = "exit" if text == "" else text.rstrip("\r\n")
+                    text = stream.input(request.prompt)
+                except EOFError:  # stdin closed
+                    text = "exit"
                 except Exception as exc:  # reported to the waiting chat
                     error = HumanInputError(f"cannot read from stdin: {exc!r}")
             try:

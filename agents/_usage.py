@@ -1,8 +1,8 @@
-"""AutoGen's `gather_usage_summary`: the model usage of several agents, summed."""
+"""AutoGen's `gather_usage_summary`: the model usage of several agents, summed, in its dict."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moot.models import UsageSummary
 
@@ -12,9 +12,13 @@ if TYPE_CHECKING:
     from ._conversable import ConversableAgent
 
 
-def gather_usage_summary(agents: Iterable[ConversableAgent]) -> UsageSummary:
-    """The summed model usage of `agents` over all their chats so far."""
+def gather_usage_summary(agents: Iterable[ConversableAgent]) -> dict[str, dict[str, Any]]:
+    """The summed model usage of `agents` over all their chats so far, in AutoGen's shape:
+    `{"usage_including_cached_inference": {"total_cost": ..., "<model>": {"cost", "prompt_tokens",
+    "completion_tokens", "total_tokens"}}, "usage_excluding_cached_inference": {...}}`; with no
+    model calls each part is `{"total_cost": 0}`. `agent.get_total_usage()` gives the typed form.
+    """
     total = UsageSummary()
     for agent in agents:
         total = total + agent.get_total_usage()
-    return total
+    return total.as_dict()

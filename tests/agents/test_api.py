@@ -168,9 +168,11 @@ async def test_reflection_summary_and_usage(
     assert result.cost.calls == 2  # the reflection is a model call of this chat
     assert "Write the outcome" in server.requests[1].last_text
     totals = gather_usage_summary([assistant, user])
-    assert totals.calls == 2
-    assert totals.as_dict()["usage_including_cached_inference"]["total_cost"] == pytest.approx(
+    assert totals["usage_including_cached_inference"]["total_cost"] == pytest.approx(
         result.cost.total_cost
+    )
+    assert totals["usage_including_cached_inference"]["gpt-4o"]["total_tokens"] == (
+        result.cost.total_tokens
     )
 
 
