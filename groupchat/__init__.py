@@ -19,7 +19,8 @@ from ._events import (
     TokenUsageEvent,
     ToolCallEvent,
 )
-from ._manager import GroupChat, GroupChatManager, GroupChatResult
+from ._group import GroupChat
+from ._manager import GroupChatManager, GroupChatResult
 from ._policies import (
     CallablePolicy,
     Handoffs,

@@ -1,7 +1,7 @@
-"""`GroupChat` and `GroupChatManager`: AutoGen's classic group chat on moot's actors.
+"""`GroupChatManager`: AutoGen's classic group chat on moot's actors.
 
-`GroupChat` holds the settings (who takes part, how the next speaker is chosen, limits) and is
-shared by every chat that uses it. `GroupChatManager` is a `ConversableAgent`; each chat it runs
+`GroupChat` (in `_group`) holds the settings and is shared by every chat that uses it.
+`GroupChatManager` is a `ConversableAgent`; each chat it runs
 is its participant actor for that chat id, which asks the chosen speaker's participant actor for
 a `Turn` and sends each reply on to everyone else. Per-chat state (history, counters, usage)
 lives with the chat, so many chats run at once over the same agent objects.
@@ -24,9 +24,11 @@ import structlog
 
 from moot.agents import (
     AgentError,
+    ChatResult,
     CloseChat,
     ConversableAgent,
     InputRequest,
+    IOStream,
     Turn,
     TurnReply,
     default_is_termination_msg,
@@ -35,11 +37,11 @@ from moot.agents import (
     run_sync,
     runtime_scope,
 )
-from moot.models import ModelResponse, Usage
+from moot.models import ModelResponse, Usage, UsageSummary
 from moot.runtime import HandlerError
 
 from ._actor import ManagerParticipant, RunGroupChat
-from ._errors import AgentNameConflictError, GroupChatError, UndefinedNextAgentError
+from ._errors import AgentNameConflictError, GroupChatError
 from ._events import (
     ChatEvent,
     CodeRunEvent,
@@ -49,21 +51,7 @@ from ._events import (
     ToolCallEvent,
     event_channel,
 )
-from ._policies import (
-    CallablePolicy,
-    FunctionCallFilter,
-    ManualPolicy,
-    RandomPolicy,
-    RoundRobin,
-    SpeakerPolicy,
-    TransitionGraph,
-)
-from ._selector import (
-    SELECT_SPEAKER_MESSAGE_TEMPLATE,
-    SELECT_SPEAKER_PROMPT_TEMPLATE,
-    LLMSelector,
-    selected_event,
-)
+from ._selector import selected_event
 from ._state import (
     HANDOFF_PREFIX,
     GroupChatState,
@@ -77,15 +65,13 @@ if TYPE_CHECKING:
     from moot.models import LLMConfig, ModelClient
     from moot.runtime import AgentContext, AgentId, Runtime
 
+    from ._group import GroupChat
+
 log = structlog.get_logger("moot.agents.groupchat")
 
 Message = dict[str, Any]
-SelectionMethod = Literal["auto", "round_robin", "random", "manual"] | Callable[..., Any]
-_METHODS = ("auto", "round_robin", "random", "manual")
 _EXITCODE = re.compile(r"^exitcode: (-?\d+)")
 _TERMINATE_TAIL = re.compile(r"\bTERMINATE\W*$")
-
-INTRODUCTION = "Hello everyone. This group is here to work on the task together. Its members:"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +95,16 @@ class GroupChatResult:
                 return _TERMINATE_TAIL.sub("", content.strip()).strip()
         return ""
 
+    @property
+    def messages(self) -> list[Message]:
+        """The history (AutoGen's `RunResponse.messages`)."""
+        return self.chat_history
+
+    def process(self) -> None:
+        """Show the conversation on the default `IOStream` (AutoGen's `RunResponse.process`)."""
+        for message in self.chat_history:
+            print_message(str(message.get("name", "")), "chat_manager", message)
+
     def to_state(self) -> dict[str, Any]:
         """A JSON-ready snapshot that `GroupChatManager.load_state` continues from."""
         return {
@@ -120,217 +116,6 @@ class GroupChatResult:
                 "detail": self.stop_reason.detail,
             },
         }
-
-
-class GroupChat:
-    """Who takes part and how the next speaker is chosen; AutoGen's parameters and meanings.
-
-    `speaker_selection_method` is "auto" (the manager's model picks), "round_robin", "random",
-    "manual" (a human picks; empty input lets the model pick), a callable
-    `(last_speaker, groupchat) -> agent | method name | None`, or any `SpeakerPolicy`.
-    Transitions and `allow_repeat_speaker` restrict every method except a callable's own picks.
-
-    Raises:
-        AgentNameConflictError: two agents share a name.
-        GroupChatError: an unknown method, or inconsistent transitions.
-    """
-
-    def __init__(
-        self,
-        agents: Sequence[ConversableAgent],
-        messages: list[Message] | None = None,
-        max_round: int = 10,
-        admin_name: str = "Admin",
-        func_call_filter: bool = True,
-        speaker_selection_method: SelectionMethod | SpeakerPolicy = "auto",
-        max_retries_for_selecting_speaker: int = 2,
-        allow_repeat_speaker: bool | Sequence[ConversableAgent | str] | None = None,
-        allowed_or_disallowed_speaker_transitions: Mapping[Any, Sequence[Any]] | None = None,
-        speaker_transitions_type: Literal["allowed", "disallowed"] | None = None,
-        enable_clear_history: bool = False,
-        send_introductions: bool = False,
-        select_speaker_message_template: str = SELECT_SPEAKER_MESSAGE_TEMPLATE,
-        select_speaker_prompt_template: str | None = SELECT_SPEAKER_PROMPT_TEMPLATE,
-        select_speaker_auto_verbose: bool = False,
-        role_for_select_speaker_messages: str = "system",
-    ) -> None:
-        self.agents = list(agents)
-        names = [agent.name for agent in self.agents]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise AgentNameConflictError(
-                f"agent names must be unique in a group chat: {duplicates}", names=duplicates
-            )
-        if max_round < 1:
-            raise GroupChatError(f"max_round must be at least 1, got {max_round}")
-        method = speaker_selection_method
-        if isinstance(method, str) and method.lower() not in _METHODS:
-            raise GroupChatError(
-                f"speaker_selection_method must be one of {list(_METHODS)}, a callable or a"
-                f" SpeakerPolicy; got {method!r}"
-            )
-        if allowed_or_disallowed_speaker_transitions is not None and (
-            speaker_transitions_type not in ("allowed", "disallowed")
-        ):
-            raise GroupChatError(
-                "speaker_transitions_type must be 'allowed' or 'disallowed' when"
-                " allowed_or_disallowed_speaker_transitions is given"
-            )
-        self.messages: list[Message] = [] if messages is None else messages
-        self.max_round = max_round
-        self.admin_name = admin_name
-        self.func_call_filter = func_call_filter
-        self.speaker_selection_method = method
-        self.max_retries_for_selecting_speaker = max_retries_for_selecting_speaker
-        self.allow_repeat_speaker = True if allow_repeat_speaker is None else allow_repeat_speaker
-        self.allowed_or_disallowed_speaker_transitions = allowed_or_disallowed_speaker_transitions
-        self.speaker_transitions_type = speaker_transitions_type
-        self.enable_clear_history = enable_clear_history
-        self.send_introductions = send_introductions
-        self.select_speaker_message_template = select_speaker_message_template
-        self.select_speaker_prompt_template = select_speaker_prompt_template
-        self.select_speaker_auto_verbose = select_speaker_auto_verbose
-        self.role_for_select_speaker_messages = role_for_select_speaker_messages
-        self._policy: SpeakerPolicy | None = None
-        for name in self._transition_names():
-            if name not in names:
-                raise GroupChatError(f"the speaker transitions name {name!r}, not in the group")
-
-    # -- AutoGen's helpers -------------------------------------------------------------------
-
-    @property
-    def agent_names(self) -> list[str]:
-        return [agent.name for agent in self.agents]
-
-    def agent_by_name(self, name: str) -> ConversableAgent | None:
-        """The participant called `name`, or None."""
-        for agent in self.agents:
-            if agent.name == name:
-                return agent
-        return None
-
-    def next_agent(
-        self, agent: ConversableAgent, agents: Sequence[ConversableAgent] | None = None
-    ) -> ConversableAgent:
-        """The participant after `agent` in order, among `agents` (default: everyone).
-
-        Raises:
-            UndefinedNextAgentError: none of `agents` is in the group.
-        """
-        pool = list(agents) if agents is not None else self.agents
-        names = self.agent_names
-        start = names.index(agent.name) + 1 if agent.name in names else 0
-        for offset in range(len(names)):
-            candidate = self.agents[(start + offset) % len(names)]
-            if candidate in pool:
-                return candidate
-        raise UndefinedNextAgentError(
-            "none of the agents offered as next speaker is in the group",
-            names=[a.name for a in pool],
-        )
-
-    def append(self, message: Mapping[str, Any], speaker: ConversableAgent) -> None:
-        """Add a message to the shared `messages` list under the speaker's name."""
-        entry = dict(message)
-        entry["name"] = speaker.name
-        entry.setdefault("role", "user")
-        self.messages.append(entry)
-
-    def reset(self) -> None:
-        self.messages.clear()
-
-    def _roles(self, agents: Sequence[ConversableAgent]) -> str:
-        return "\n".join(f"{agent.name}: {agent.description}" for agent in agents)
-
-    def select_speaker_msg(self, agents: Sequence[ConversableAgent] | None = None) -> str:
-        """The selector's system message for `agents` (default: everyone)."""
-        pool = list(agents) if agents is not None else self.agents
-        return self.select_speaker_message_template.format(
-            roles=self._roles(pool), agentlist=str([agent.name for agent in pool])
-        )
-
-    def select_speaker_prompt(self, agents: Sequence[ConversableAgent] | None = None) -> str:
-        """The selector's closing question for `agents` (default: everyone)."""
-        pool = list(agents) if agents is not None else self.agents
-        template = self.select_speaker_prompt_template or ""
-        return template.format(agentlist=str([agent.name for agent in pool]))
-
-    def introductions_msg(self, agents: Sequence[ConversableAgent] | None = None) -> str:
-        """What the manager tells everyone first when `send_introductions` is on."""
-        pool = list(agents) if agents is not None else self.agents
-        return f"{INTRODUCTION}\n\n{self._roles(pool)}\n"
-
-    def for_chat(self, messages: list[Message]) -> GroupChat:
-        """A view of this group for one chat: same settings and agents, that chat's messages."""
-        view = copy.copy(self)
-        view.messages = messages
-        return view
-
-    # -- the policy --------------------------------------------------------------------------
-
-    @property
-    def policy(self) -> SpeakerPolicy:
-        """The speaker-selection policy these settings describe (built once)."""
-        if self._policy is None:
-            self._policy = self._build_policy()
-        return self._policy
-
-    def _transition_names(self) -> list[str]:
-        graph = self.allowed_or_disallowed_speaker_transitions or {}
-        out = []
-        for key, values in graph.items():
-            out.append(_name_of(key))
-            out.extend(_name_of(value) for value in values)
-        return out
-
-    def _restrict(self, inner: SpeakerPolicy) -> SpeakerPolicy:
-        graph = self.allowed_or_disallowed_speaker_transitions
-        repeat = self.allow_repeat_speaker
-        if graph is None and repeat is True:
-            policy = inner
-        else:
-            table = (
-                None
-                if graph is None
-                else {_name_of(k): [_name_of(v) for v in vs] for k, vs in graph.items()}
-            )
-            policy = TransitionGraph(
-                table if self.speaker_transitions_type == "allowed" else None,
-                disallowed=table if self.speaker_transitions_type == "disallowed" else None,
-                allow_repeat=repeat if isinstance(repeat, bool) else [_name_of(a) for a in repeat],
-                then=inner,
-            )
-        if self.func_call_filter:
-            policy = FunctionCallFilter(
-                {agent.name: agent.can_execute_function for agent in self.agents}, policy
-            )
-        return policy
-
-    def _selector(self) -> LLMSelector:
-        return LLMSelector(
-            max_retries=self.max_retries_for_selecting_speaker,
-            message_template=self.select_speaker_message_template,
-            prompt_template=self.select_speaker_prompt_template,
-            role_for_prompt=self.role_for_select_speaker_messages,
-        )
-
-    def _build_policy(self) -> SpeakerPolicy:
-        method = self.speaker_selection_method
-        if isinstance(method, SpeakerPolicy):
-            return self._restrict(method)
-        methods: dict[str, SpeakerPolicy] = {
-            "auto": self._restrict(self._selector()),
-            "round_robin": self._restrict(RoundRobin()),
-            "random": self._restrict(RandomPolicy()),
-            "manual": self._restrict(ManualPolicy(fallback=self._selector())),
-        }
-        if callable(method):
-            return CallablePolicy(method, methods=methods)
-        return methods[method.lower()]
-
-
-def _name_of(agent: Any) -> str:
-    return agent if isinstance(agent, str) else str(agent.name)
 
 
 class _GroupRun:
@@ -374,6 +159,13 @@ class GroupChatManager(ConversableAgent):
         model_client: ModelClient | None = None,
         finished_chats_kept: int = 256,
     ) -> None:
+        if isinstance(llm_config, Mapping) and (
+            llm_config.get("functions") or llm_config.get("tools")
+        ):
+            raise GroupChatError(
+                "a GroupChatManager makes no tool or function calls: remove 'functions' and"
+                " 'tools' from its llm_config"
+            )
         super().__init__(
             name,
             system_message=system_message,
@@ -416,7 +208,7 @@ class GroupChatManager(ConversableAgent):
 
     # -- public API --------------------------------------------------------------------------
 
-    async def a_run(
+    async def a_run(  # type: ignore[override]  # the group's own run: message first
         self,
         message: str | Mapping[str, Any] | None = None,
         *,
@@ -439,7 +231,7 @@ class GroupChatManager(ConversableAgent):
         async with runtime_scope(None) as rt:
             return await self._ask_run(rt, message, sender, chat_id, silent, None)
 
-    def run(
+    def run(  # type: ignore[override]  # the group's own run: message first
         self,
         message: str | Mapping[str, Any] | None = None,
         *,
@@ -525,9 +317,23 @@ class GroupChatManager(ConversableAgent):
         """Register the manager's and the participants' actor types on `rt` (once per runtime)."""
         if rt in self._attached:
             return
-        for agent in (self, *self.groupchat.agents):
+        selector = self.groupchat.selector_agent
+        for agent in (self, *self.groupchat.agents, *([selector] if selector else [])):
             await agent.attach(rt)
         self._attached.add(rt)
+
+    @property
+    def last_speaker(self) -> ConversableAgent | None:
+        """The participant who spoke last in the latest finished chat (None before any)."""
+        result = self.last_result
+        if result is None or result.last_speaker is None:
+            return None
+        return self.groupchat.agent_by_name(result.last_speaker)
+
+    def chat_messages_for_summary(self, agent: ConversableAgent | None = None) -> list[Message]:
+        """The group's messages, which a summary of a chat with the manager reads."""
+        del agent  # every participant's chat with the manager is the same conversation
+        return self.groupchat.messages
 
     def stop_reason(self, chat_id: str) -> StopReason | None:
         """Why a recently finished chat ended (None if unknown or still running)."""
@@ -566,43 +372,95 @@ class GroupChatManager(ConversableAgent):
         self._resume_from[chat_id] = tuple(dict(m) for m in state["messages"])
         return chat_id
 
+    # -- AutoGen's resume surface -------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget conversations and counters, and the group's `messages` (AutoGen's reset)."""
+        super().reset()
+        self.groupchat.reset()
+        self._pending_resume = ()
+
+    def messages_to_string(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """`messages` as the JSON text that `resume` and `messages_from_string` read back."""
+        return json.dumps([dict(message) for message in messages])
+
+    def messages_from_string(self, message_string: str) -> list[Message]:
+        """The messages saved by `messages_to_string`.
+
+        Raises:
+            GroupChatError: the text is not a JSON list of messages.
+        """
+        try:
+            loaded = json.loads(message_string)
+        except json.JSONDecodeError as exc:
+            raise GroupChatError(f"the saved messages are not valid JSON: {exc}") from None
+        if not isinstance(loaded, list) or not all(isinstance(m, dict) for m in loaded):
+            raise GroupChatError("the saved messages must be a JSON list of message objects")
+        return loaded
+
     def resume(
         self,
         messages: Sequence[Mapping[str, Any]] | str,
         remove_termination_string: str | Callable[[str], str] | None = None,
         silent: bool | None = False,
     ) -> tuple[ConversableAgent, Message]:
-        """Prepare the group to continue from `messages` (a list or its JSON text); returns
-        the last speaker and last message, to continue with
-        `last_agent.initiate_chat(manager, message=last_message, clear_history=False)`.
+        """Prepare the group to continue from `messages` (a list or its JSON text): every
+        participant's `chat_messages[manager]` and the group's `messages` get all but the last
+        message. Returns the last speaker (the manager itself when it, or `admin_name`, spoke
+        last; a message without a name counts as the manager's) and the last message, to go on
+        with `last_agent.initiate_chat(manager, message=last_message, clear_history=False)`.
 
         Raises:
-            GroupChatError: the messages are empty or name someone outside the group.
+            GroupChatError: the messages are empty, not messages, or name someone outside the
+                group.
         """
-        del silent
-        loaded: Sequence[Mapping[str, Any]] = (
-            json.loads(messages) if isinstance(messages, str) else messages
-        )
-        history = [dict(m) for m in loaded]
-        if not history:
-            raise GroupChatError("cannot resume from an empty list of messages")
-        for entry in history:
-            name = entry.get("name")
-            if name not in (None, self.name) and self.groupchat.agent_by_name(name) is None:
-                raise GroupChatError(f"the messages name {name!r}, who is not in the group")
-        last = history[-1]
+        history = self._resume_history(messages)
+        for agent in self.groupchat.agents:
+            agent.clear_history()
+        self.clear_history()
+        self.groupchat.reset()
+        earlier, last = history[:-1], history[-1]
+        for agent in self.groupchat.agents:
+            _seed(agent, self, _view(earlier, agent.name))
+            _seed(self, agent, _view(earlier, self.name))
+        self.groupchat.messages.extend(earlier)
+        self._pending_resume = tuple(earlier)
+        speaker = str(last.get("name"))
+        found = self.groupchat.agent_by_name(speaker)
+        previous: ConversableAgent = self if found is None else found
         content = last.get("content")
         if remove_termination_string is not None and isinstance(content, str):
             if callable(remove_termination_string):
                 last["content"] = remove_termination_string(content)
             else:
                 last["content"] = content.replace(remove_termination_string, "")
-        agent = self.groupchat.agent_by_name(str(last.get("name")))
-        if agent is None:
-            raise GroupChatError("the last message must come from a participant to resume")
-        self.groupchat.messages[:] = history[:-1]
-        self._pending_resume = tuple(history[:-1])
-        return agent, last
+        if self._termination_predicate(last):
+            log.warning("groupchat.resume_terminates", manager=self.name)
+        if not silent:
+            IOStream.get_default().print(
+                f"Prepared group chat with {len(history)} messages, the last speaker is {speaker}"
+            )
+        self.groupchat.send_introductions = False
+        return previous, last
+
+    def _resume_history(self, messages: Sequence[Mapping[str, Any]] | str) -> list[Message]:
+        loaded = self.messages_from_string(messages) if isinstance(messages, str) else messages
+        if not isinstance(loaded, list | tuple) or not all(isinstance(m, Mapping) for m in loaded):
+            raise GroupChatError("resume needs a list of message dicts or their JSON text")
+        history = [copy.deepcopy(dict(m)) for m in loaded]
+        if not history:
+            raise GroupChatError(
+                "cannot resume from an empty list of messages; start the chat with"
+                " initiate_chat instead"
+            )
+        allowed = {self.name, self.groupchat.admin_name}
+        for entry in history:
+            name = entry.get("name")
+            if name is None:
+                entry["name"] = self.name
+            elif name not in allowed and self.groupchat.agent_by_name(name) is None:
+                raise GroupChatError(f"the messages name {name!r}, who is not in the group")
+        return history
 
     async def a_resume(
         self,
@@ -612,6 +470,35 @@ class GroupChatManager(ConversableAgent):
     ) -> tuple[ConversableAgent, Message]:
         """`resume`, for async code (it does no I/O)."""
         return self.resume(messages, remove_termination_string, silent)
+
+    async def a_initiate_chat(
+        self,
+        recipient: ConversableAgent,
+        message: str | Mapping[str, Any] | Callable[..., Any] | None = None,
+        *,
+        runtime: Runtime | None = None,
+        **options: Any,
+    ) -> ChatResult:
+        """As `ConversableAgent.a_initiate_chat`; with the manager itself as `recipient` (after
+        a `resume` whose last speaker was the manager) the group goes on from `message`."""
+        if recipient is not self:
+            return await super().a_initiate_chat(recipient, message, runtime=runtime, **options)
+        if message is None or callable(message):
+            raise GroupChatError("the manager continues a resumed chat from a message it is given")
+        chat_id = new_chat_id()
+        if self._pending_resume:
+            self._resume_from[chat_id] = self._pending_resume
+            self._pending_resume = ()
+        silent = bool(options.get("silent", False))
+        async with runtime_scope(runtime) as rt:
+            result = await self._ask_run(rt, message, self.name, chat_id, silent, None)
+        return ChatResult(
+            chat_id=chat_id,
+            chat_history=result.chat_history,
+            summary=result.summary,
+            cost=UsageSummary(),
+            human_input=[],
+        )
 
     # -- running a chat (inside this manager's actor for the chat) ---------------------------
 
@@ -634,6 +521,8 @@ class GroupChatManager(ConversableAgent):
         chat_id = context.id.key
         if chat_id in self._live:
             raise GroupChatError(f"chat {chat_id!r} is already running")
+        if not self.groupchat.agents:
+            raise GroupChatError("a group chat needs at least one agent to start")
         await self._attach_all(rt)
         groupchat = self.groupchat
         names, descriptions, by_name = self._roster()
@@ -654,7 +543,7 @@ class GroupChatManager(ConversableAgent):
         run = _GroupRun(chat, silent=request.silent or self.silent)
         self._live[chat_id] = chat
         client: ModelClient | None = None
-        lease = self._model_lease  # the manager's own model (held while the runtime runs)
+        lease = groupchat.selection_lease(self)  # the selector's model (held by its agent)
         try:
             if lease is not None:
                 client = await lease.acquire()
@@ -833,6 +722,11 @@ class GroupChatManager(ConversableAgent):
                 cost=cost - before[1],
             )
             await run.chat.record_usage(speaker, delta)
+
+
+def _seed(agent: ConversableAgent, peer: ConversableAgent, messages: list[Message]) -> None:
+    """Make `messages` the agent's latest conversation with `peer` (its `chat_messages`)."""
+    agent._conversations[peer] = messages
 
 
 def _needs_usage(termination: Termination) -> bool:

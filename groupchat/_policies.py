@@ -125,8 +125,8 @@ class ManualPolicy(SpeakerPolicy):
     """A human picks, by number or name, through the chat's human input provider (or `ask`).
 
     An empty answer or "q" hands the choice to `fallback`; so do `max_attempts` answers that name
-    nobody. The default fallback is `RoundRobin`; `GroupChat(speaker_selection_method="manual")`
-    falls back to the LLM selector, as AutoGen does.
+    nobody. The default fallback is `RoundRobin`, which is also what
+    `GroupChat(speaker_selection_method="manual")` uses, as AutoGen's next agent in order.
     """
 
     def __init__(

@@ -175,6 +175,8 @@ class LLMSelector(SpeakerPolicy):
         prompt_template: str | None = SELECT_SPEAKER_PROMPT_TEMPLATE,
         role_for_prompt: str = "system",
         fallback: SpeakerPolicy | None = None,
+        multiple_template: str | None = None,
+        none_template: str | None = None,
     ) -> None:
         if max_retries < 0:
             raise GroupChatConfigError(
@@ -187,6 +189,8 @@ class LLMSelector(SpeakerPolicy):
         self.prompt_template = prompt_template
         self.role_for_prompt = role_for_prompt
         self.fallback = fallback or RoundRobin()
+        self.multiple_template = multiple_template  # the retry prompt after several names
+        self.none_template = none_template  # the retry prompt after no name
         self._refused: weakref.WeakSet[ModelClient] = weakref.WeakSet()
 
     def __repr__(self) -> str:
@@ -229,9 +233,10 @@ class LLMSelector(SpeakerPolicy):
             return candidates[0]  # nothing to ask
         client = self.client or chat.model_client
         if client is None:
-            raise GroupChatError(
-                "speaker_selection_method='auto' needs a model: give the GroupChatManager an"
-                " llm_config, or pass a client to LLMSelector"
+            raise GroupChatError(  # AutoGen's words, which its users match on
+                "The group chat's internal speaker selection agent does not have an LLM"
+                " configuration. Please provide a valid LLM config to the group chat's"
+                " GroupChatManager or set it with the select_speaker_auto_llm_config parameter."
             )
         messages = self.prompt(chat, candidates)
         shortlist: tuple[str, ...] = ()  # the first answer that named several candidates
@@ -265,6 +270,9 @@ class LLMSelector(SpeakerPolicy):
         candidates: Sequence[str],
     ) -> str:
         choices = ", ".join(candidates)
+        agentlist = str(list(candidates))
+        if named and self.multiple_template:
+            return self.multiple_template.replace("{agentlist}", agentlist)
         if named:
             return (
                 f"That names more than one participant ({', '.join(named)})."
@@ -276,6 +284,8 @@ class LLMSelector(SpeakerPolicy):
                 f"{', '.join(others)} may not speak now."
                 f" Reply with exactly one name from: {choices}."
             )
+        if self.none_template:
+            return self.none_template.replace("{agentlist}", agentlist)
         return f"That names no participant. Reply with exactly one name from: {choices}."
 
     async def _ask(

@@ -196,13 +196,11 @@ async def test_manual_selection_through_the_managers_input_provider() -> None:
     assert "not one of the choices" in provider.requests[3].prompt
 
 
-async def test_manual_with_empty_input_asks_the_model_and_needs_one() -> None:
-    provider = ScriptedInputProvider([""])
-    group = GroupChat([agent("a"), agent("b")], max_round=5, speaker_selection_method="manual")
-    manager = GroupChatManager(group, input_provider=provider)
-    with pytest.raises(GroupChatError, match="llm_config"):
-        await manager.a_run("go")
-    assert manager.last_result is None
+async def test_manual_with_empty_input_takes_the_next_agent_in_order() -> None:
+    provider = ScriptedInputProvider(["", "2"])
+    group = GroupChat([agent("a"), agent("b")], max_round=3, speaker_selection_method="manual")
+    result = await GroupChatManager(group, input_provider=provider).a_run("go")
+    assert names(result.chat_history) == ["user", "a", "b"]  # as AutoGen: no model is asked
 
 
 async def test_text_mention_and_is_termination_msg() -> None:
