@@ -16,6 +16,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from moot.agents import ConversableAgent, InputRequest, IOStream, run_sync
 
+from ._errors import (
+    AgentNameConflictError,
+    GroupChatConfigError,
+    NoEligibleSpeakerError,
+    UndefinedNextAgentError,
+)
 from ._policies import (
     CallablePolicy,
     FunctionCallFilter,
@@ -29,12 +35,6 @@ from ._selector import (
     SELECT_SPEAKER_MESSAGE_TEMPLATE,
     SELECT_SPEAKER_PROMPT_TEMPLATE,
     LLMSelector,
-)
-from ._errors import (
-    AgentNameConflictError,
-    GroupChatConfigError,
-    NoEligibleSpeakerError,
-    UndefinedNextAgentError,
 )
 from ._state import GroupChatState, NoSpeaker
 
