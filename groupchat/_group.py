@@ -197,9 +197,10 @@ class GroupChat:
             return True if transitions is None else None
         if isinstance(repeat, bool):
             return repeat
-        if not isinstance(repeat, list | tuple):  # AutoGen's exact message: users compare it
+        if not isinstance(repeat, list | tuple):
             raise GroupChatConfigError(
-                "GroupChat allow_repeat_speaker should be a bool or a list of Agents."
+                f"allow_repeat_speaker takes True, False, or a list of agents (the bool or a list"
+                f" of Agents AutoGen accepts); got {type(repeat).__name__}"
             )
         for each in repeat:
             self._member(each, "allow_repeat_speaker")

@@ -233,10 +233,10 @@ class LLMSelector(SpeakerPolicy):
             return candidates[0]  # nothing to ask
         client = self.client or chat.model_client
         if client is None:
-            raise GroupChatError(  # AutoGen's words, which its users match on
-                "The group chat's internal speaker selection agent does not have an LLM"
-                " configuration. Please provide a valid LLM config to the group chat's"
-                " GroupChatManager or set it with the select_speaker_auto_llm_config parameter."
+            raise GroupChatError(
+                "speaker_selection_method='auto' needs a model, and the speaker selector has no LLM"
+                " configuration: give the GroupChatManager an llm_config, or pass"
+                " select_speaker_auto_llm_config to the GroupChat"
             )
         messages = self.prompt(chat, candidates)
         shortlist: tuple[str, ...] = ()  # the first answer that named several candidates

@@ -98,7 +98,7 @@ def test_transitions_need_a_type_and_exclude_the_repeat_rule() -> None:
 def test_auto_without_a_model_fails_when_a_choice_needs_one() -> None:
     group = GroupChat([agent("a"), agent("b")])
     manager = GroupChatManager(group)  # built: a nested team may never run its own chat
-    with pytest.raises(GroupChatError, match="does not have an LLM configuration") as caught:
+    with pytest.raises(GroupChatError, match="has no LLM configuration") as caught:
         manager.run("go")
     assert isinstance(caught.value, ValueError)
     two = GroupChat([agent("a"), agent("b")], allow_repeat_speaker=False, max_round=4)
