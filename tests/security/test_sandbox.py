@@ -1,4 +1,4 @@
-"""The sandbox's hardening, checked from inside real containers."""
+"""The sandbox's hardening, checked from inside real containers (no network, root, host)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from moot.executors import CodeBlock, Mount
 
-from ._docker_helpers import pool_containers
+from ..executors._docker_helpers import pool_containers
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import aiodocker
     from anyio.abc import SocketStream
 
-    from .conftest import DockerFactory
+    from ..executors.conftest import DockerFactory
 
 pytestmark = pytest.mark.docker
 
