@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
 import json
 import os
 import posixpath
-import shutil
 import signal
 import stat
 import sys
@@ -28,6 +28,11 @@ JOB_UID = 10000
 WORK_DIR = "/work"
 SCRATCH_DIR = "/run/moot"
 TMP_DIR = "/tmp"
+SHM_DIR = "/dev/shm"
+MQUEUE_DIR = "/dev/mqueue"
+# Every place a job can write; a lease's reset empties each (a test keeps this list complete).
+JOB_WRITABLE = (WORK_DIR, TMP_DIR, SHM_DIR, MQUEUE_DIR)
+IPC_RMID = 0
 PROTOCOL = 1
 MAX_LINE = 1 << 30
 MAX_SNAPSHOT_ENTRIES = 10_000
@@ -405,7 +410,9 @@ class Runner:
                 self.job_cancel.set()
 
     async def reset(self, request: dict[str, Any]) -> None:
-        """Wipe the slot for its next lease: stop the job, kill the uid, empty the tmpfs dirs."""
+        """Wipe the slot for its next lease: kill every job process, empty every writable dir,
+        remove every SysV IPC object; `ok` is False (and the host replaces the container) if any
+        of it is left. (A fresh IPC namespace per lease would need CAP_SYS_ADMIN in here.)"""
         if self.job_cancel is not None:
             self.job_cancel.set()
         await self.idle.wait()
@@ -413,10 +420,14 @@ class Runner:
             self.warm.discard()
             self.warm = None
         kill_job_user()
-        ok = True
-        with as_job_user():
-            ok = _empty_dir(WORK_DIR) and ok
-            ok = _empty_dir(TMP_DIR) and ok
+        ok = not job_user_pids()
+        try:
+            with as_job_user():
+                for path in JOB_WRITABLE:
+                    ok = wipe_dir(path) and ok
+                ok = remove_sysv_ipc() and ok
+        except OSError:
+            ok = False
         for entry in os.listdir(SCRATCH_DIR):
             if entry.startswith("job-"):
                 with contextlib.suppress(OSError):
@@ -597,21 +608,49 @@ class Runner:
         return future
 
 
-def _empty_dir(path: str) -> bool:
-    ok = True
+def wipe_dir(root: str) -> bool:
+    """Remove everything inside `root` (call as the job uid), opening dirs a job locked; empty?
+
+    Iterative, so a job's deeply nested tree cannot exhaust the stack; whatever cannot be removed
+    makes the answer False and the host replaces the container instead.
+    """
+    pending, made = [root], []
     try:
-        entries = list(os.scandir(path))
+        while pending:
+            for entry in list(os.scandir(pending.pop())):
+                if entry.is_dir(follow_symlinks=False):
+                    os.chmod(entry.path, 0o700)
+                    pending.append(entry.path)
+                    made.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+        for path in reversed(made):
+            os.rmdir(path)
+        return not os.listdir(root)
     except OSError:
         return False
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:
-            ok = False
-    return ok
+
+
+def sysv_ipc_ids(kind: str) -> list[int]:
+    """Ids of the live SysV IPC objects of `kind` (shm, msg or sem) in this IPC namespace."""
+    with open(f"/proc/sysvipc/{kind}") as handle:
+        rows = handle.read().splitlines()[1:]
+    return [int(row.split()[1]) for row in rows if row.strip()]
+
+
+def remove_sysv_ipc() -> bool:
+    """Remove every SysV shared memory segment, message queue and semaphore set; all gone?
+
+    Call as the job uid: jobs create them under that uid, and their creator may always remove them.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    for ident in sysv_ipc_ids("shm"):
+        libc.shmctl(ident, IPC_RMID, None)
+    for ident in sysv_ipc_ids("msg"):
+        libc.msgctl(ident, IPC_RMID, None)
+    for ident in sysv_ipc_ids("sem"):
+        libc.semctl(ident, 0, IPC_RMID)
+    return not any(sysv_ipc_ids(kind) for kind in ("shm", "msg", "sem"))
 
 
 def main() -> None:
