@@ -16,6 +16,7 @@ from ._errors import (
 from ._extract import extract_code_blocks
 from ._function import CodeFunction, FunctionExecutor
 from ._image import build_image, image_exists, image_tag, open_docker
+from ._keys import key_dir_name
 from ._local import LocalExecutor
 from ._types import CodeBlock, CodeResult, format_results
 
@@ -46,6 +47,7 @@ __all__ = [
     "format_results",
     "image_exists",
     "image_tag",
+    "key_dir_name",
     "open_docker",
     "reap_leftovers",
     "register_executor",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from moot.runtime import Agent, AgentContext, Envelope, handler
 
+from ._keys import key_dir_name
 from ._types import CodeBlock, CodeResult  # noqa: TC001 (pydantic resolves RunCode at runtime)
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class ExecutorActor(Agent):
         if self._session is None:
             work_dir = None
             if self.work_root is not None:
-                work_dir = self.work_root / _safe_key(self.id.key)
+                work_dir = self.work_root / key_dir_name(self.id.key)
             stack = AsyncExitStack()
             self._session = await stack.enter_async_context(self.executor.session(work_dir))
             self._stack = stack
@@ -87,7 +88,8 @@ def register_executor(
 ) -> AgentType:
     """Serve `executor` on `runtime` as actors of `agent_type`, one session per key.
 
-    With `work_root`, key K's code sees `work_root/K` as its work dir (files sync back there).
+    With `work_root`, key K's code sees `work_root / key_dir_name(K)` as its work dir (files sync
+    back there); different keys never share a dir.
     The caller owns `executor` (keep it open while the runtime runs).
 
     Raises:
@@ -99,9 +101,3 @@ def register_executor(
         lambda context: ExecutorActor(context, executor, root),
         idle_timeout=idle_timeout,
     )
-
-
-def _safe_key(key: str) -> str:
-    """A key as one path component: anything but letters, digits, '-', '_' and '.' becomes '_'."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in key).strip(".")
-    return cleaned or "_"
