@@ -11,6 +11,7 @@ from moot.executors import (
     DockerExecutor,
     DockerUnavailableError,
     Executor,
+    InvalidCodeError,
     LeaseTimeoutError,
     LocalExecutor,
     SandboxError,
@@ -207,6 +208,6 @@ async def run_code(session: ExecutorSession, text: str, *, timeout: float) -> st
         results = await session.run_blocks(blocks, timeout=timeout)
     except DockerUnavailableError as exc:
         raise docker_unavailable(exc) from exc
-    except (UnsafePathError, SandboxError, LeaseTimeoutError) as exc:
+    except (UnsafePathError, InvalidCodeError, SandboxError, LeaseTimeoutError) as exc:
         return f"exitcode: 1 (execution failed)\nCode output: {exc}"
     return format_results(results)

@@ -7,7 +7,7 @@ import posixpath
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Self
 
-from ._errors import UnsafePathError
+from ._errors import InvalidCodeError, UnsafePathError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -17,6 +17,31 @@ if TYPE_CHECKING:
     from ._types import CodeBlock, CodeResult
 
 WorkDir = str | os.PathLike[str]
+MAX_NAME_BYTES = 255  # NAME_MAX on Linux
+MAX_PATH_BYTES = 1024  # a work-dir-relative path, well inside PATH_MAX on any host
+DEFAULT_CODE_LIMIT = 4 << 20  # bytes of code in one block
+
+
+def check_code(code: str, limit: int = DEFAULT_CODE_LIMIT) -> bytes:
+    """A block's code as UTF-8, checked before anything runs.
+
+    Raises:
+        InvalidCodeError: the code is not encodable as UTF-8 (a lone surrogate) or over `limit`.
+    """
+    try:
+        encoded = code.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidCodeError(
+            f"Refusing the code: it is not encodable as UTF-8 ({exc.reason} at {exc.start}).",
+            reason="not_encodable",
+        ) from None
+    if len(encoded) > limit:
+        raise InvalidCodeError(
+            f"Refusing {len(encoded)} bytes of code: one block may hold at most {limit} bytes.",
+            reason="too_large",
+            size=len(encoded),
+        )
+    return encoded
 
 
 class ExecutorSession(ABC):
@@ -30,7 +55,8 @@ class ExecutorSession(ABC):
         """Run one block and return its result; a failing program is a result, not an error.
 
         Raises:
-            UnsafePathError: the block's `# filename:` escapes the work dir.
+            UnsafePathError: the block's `# filename:` escapes the work dir or is no valid path.
+            InvalidCodeError: the code is too large or not encodable; nothing ran.
             ExecutorClosedError: the executor was closed before or during the run.
             SandboxError: the sandbox itself failed (Docker only); the slot is replaced.
         """
@@ -41,7 +67,8 @@ class ExecutorSession(ABC):
         """Run blocks in order and stop after the first one that exits non-zero.
 
         Raises:
-            UnsafePathError: a block's `# filename:` escapes the work dir.
+            UnsafePathError: a block's `# filename:` escapes the work dir or is no valid path.
+            InvalidCodeError: a block's code is too large or not encodable.
             ExecutorClosedError: the executor was closed before or during a run.
             SandboxError: the sandbox itself failed (Docker only).
         """
@@ -91,12 +118,28 @@ class Executor(ABC):
 def safe_relative_path(path: str) -> str:
     """Normalize a work-dir-relative POSIX path, refusing absolute paths and `..` escapes.
 
+    Whitespace is kept (' a.txt' and 'a.txt' are two files); a backslash counts as a separator.
+
     Raises:
-        UnsafePathError: the path is empty, absolute, or leaves the work dir.
+        UnsafePathError: the path is empty, absolute, leaves the work dir, is not encodable as
+            UTF-8, or has a name over 255 bytes or more than 1,024 bytes in all.
     """
-    cleaned = path.strip().replace("\\", "/")
-    if not cleaned or "\x00" in cleaned:
+    cleaned = path.replace("\\", "/")
+    if not cleaned.strip() or "\x00" in cleaned:
         raise UnsafePathError(f"Refusing the empty or invalid file path {path!r}.", path=path)
+    try:
+        encoded = cleaned.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePathError(
+            f"Refusing the file path {path!r}: it is not encodable as UTF-8.", path=path
+        ) from None
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if len(encoded) > MAX_PATH_BYTES or longest > MAX_NAME_BYTES:
+        raise UnsafePathError(
+            f"Refusing a file path of {len(encoded)} bytes with a name of {longest} bytes: "
+            f"the limits are {MAX_PATH_BYTES} and {MAX_NAME_BYTES}.",
+            path=path,
+        )
     if cleaned.startswith("/") or posixpath.isabs(cleaned):
         raise UnsafePathError(
             f"Refusing the absolute file path {path!r}: files must stay inside the work dir.",

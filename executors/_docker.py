@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import itertools
 import json
 import os
@@ -25,7 +26,14 @@ import aiohttp
 import anyio
 import structlog
 
-from ._base import Executor, ExecutorSession, WorkDir, safe_relative_path
+from ._base import (
+    DEFAULT_CODE_LIMIT,
+    Executor,
+    ExecutorSession,
+    WorkDir,
+    check_code,
+    safe_relative_path,
+)
 from ._errors import (
     ExecutorClosedError,
     ExecutorConfigError,
@@ -33,9 +41,9 @@ from ._errors import (
     LeaseTimeoutError,
     SandboxError,
 )
-from ._files import read_outgoing, write_incoming
+from ._files import NotCopied, read_outgoing, write_incoming
 from ._image import RUNNER_PATH, build_image, image_exists, image_tag, open_docker
-from ._runner import JOB_UID, SCRATCH_DIR, TMP_DIR, WORK_DIR
+from ._runner import COPY_BACK_S, JOB_UID, SCRATCH_DIR, TMP_DIR, WORK_DIR
 from ._types import TIMEOUT_EXIT_CODE, CodeBlock, CodeResult, normalize_language
 
 if TYPE_CHECKING:
@@ -239,6 +247,7 @@ class DockerExecutor(Executor):
         mode: Literal["spawn", "fork"] = "spawn",
         output_limit: int = 64_000,
         file_limit: int | str = "32m",
+        code_limit: int | str = DEFAULT_CODE_LIMIT,
         work_dir_size: int | str = "256m",
         tmp_size: int | str = "64m",
         nofile: int = 1024,
@@ -265,6 +274,7 @@ class DockerExecutor(Executor):
         self.mode = mode
         self.output_limit = output_limit
         self.file_limit = parse_bytes(file_limit)
+        self.code_limit = parse_bytes(code_limit)
         self.work_dir_size = parse_bytes(work_dir_size)
         self.tmp_size = parse_bytes(tmp_size)
         self.nofile = nofile
@@ -607,7 +617,8 @@ class _DockerSession(ExecutorSession):
         """Run one block in the leased container; see `ExecutorSession.run`.
 
         Raises:
-            UnsafePathError: the block's `# filename:` escapes the work dir.
+            UnsafePathError: the block's `# filename:` escapes the work dir or is no valid path.
+            InvalidCodeError: the code is over `code_limit` or not encodable; the slot is kept.
             ExecutorClosedError: the executor closed before or during the run.
             SandboxError: the container failed; the slot is being replaced.
         """
@@ -616,6 +627,7 @@ class _DockerSession(ExecutorSession):
             raise ExecutorClosedError("Cannot run code: the session or its executor is closed.")
         language = normalize_language(block.language)
         filename = safe_relative_path(block.filename) if block.filename else None
+        check_code(block.code, executor.code_limit)
         if language is None:
             return CodeResult(exit_code=1, stdout="", stderr=f"unknown language {block.language}\n")
         limit = executor.timeout if timeout is None else timeout
@@ -623,6 +635,7 @@ class _DockerSession(ExecutorSession):
             scope = anyio.CancelScope()
             executor._jobs.add(scope)
             reply: dict[str, Any] | None = None
+            deadline = time.monotonic() + limit + COPY_BACK_S + WATCHDOG_GRACE_S
             try:
                 with scope:
                     reply = await self._run_locked(block.code, language, filename, limit)
@@ -634,7 +647,7 @@ class _DockerSession(ExecutorSession):
                 executor._jobs.discard(scope)
             if reply is None:
                 raise ExecutorClosedError("The DockerExecutor closed during the run.")
-            return await self._result(reply)
+            return await self._result(reply, deadline)
 
     async def _run_locked(
         self, code: str, language: str, filename: str | None, limit: float
@@ -659,11 +672,12 @@ class _DockerSession(ExecutorSession):
             "mode": executor.mode,
             "output_limit": executor.output_limit,
             "file_limit": executor.file_limit,
+            "copy_back": self.work_dir is not None,
             "files": files,
         }
         try:
             await sandbox.send(request)
-            reply = await sandbox.reply(request_id, timeout=limit + WATCHDOG_GRACE_S)
+            reply = await sandbox.reply(request_id, timeout=limit + COPY_BACK_S + WATCHDOG_GRACE_S)
         except SandboxError as exc:
             executor._replace(self._slot, sandbox, exc.reason)
             raise
@@ -689,26 +703,41 @@ class _DockerSession(ExecutorSession):
             except SandboxError as exc:
                 self._executor._replace(self._slot, sandbox, exc.reason)
 
-    async def _result(self, reply: dict[str, Any]) -> CodeResult:
-        changed: list[str] = []
-        incoming: list[tuple[str, bytes]] = []
-        for item in reply.get("files", ()):
-            path = str(item["path"])
-            changed.append(path)
-            if item.get("data") is not None:
-                incoming.append((path, base64.b64decode(item["data"])))
-        if self.work_dir is not None and incoming:
-            await anyio.to_thread.run_sync(write_incoming, self.work_dir, incoming, self._synced)
+    async def _result(self, reply: dict[str, Any], deadline: float) -> CodeResult:
+        """The run's result; changed files are written back by `deadline`, the rest reported."""
+        not_copied = NotCopied()
+        for reason, entry in dict(reply.get("skipped") or {}).items():
+            not_copied.add(str(reason), [str(p) for p in entry["examples"]], int(entry["count"]))
+        not_copied.scan_incomplete = not reply.get("scan_complete", True)
+        items = reply.get("files", ())
+        files = [str(item["path"]) for item in items]
+        if self.work_dir is not None:
+            incoming = [
+                (str(i["path"]), base64.b64decode(i["data"]))
+                for i in items
+                if i["data"] is not None
+            ]
+            files = await anyio.to_thread.run_sync(
+                functools.partial(
+                    write_incoming,
+                    self.work_dir,
+                    incoming,
+                    self._synced,
+                    deadline=deadline,
+                    not_copied=not_copied,
+                )
+            )
         exit_code = int(reply["exit_code"])
         timed_out = bool(reply.get("timed_out"))
         return CodeResult(
             exit_code=TIMEOUT_EXIT_CODE if timed_out else exit_code,
             stdout=str(reply.get("stdout", "")),
-            stderr=str(reply.get("stderr", "")),
+            stderr=str(reply.get("stderr", "")) + not_copied.note(),
             timed_out=timed_out,
             oom_killed=bool(reply.get("oom_killed")),
             duration_s=float(reply.get("duration_s", 0.0)),
-            files=tuple(changed),
+            files=tuple(files),
+            files_not_copied=not_copied.total,
         )
 
 

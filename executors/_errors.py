@@ -38,11 +38,21 @@ class SandboxError(ExecutorError):
 
 
 class UnsafePathError(ExecutorError, ValueError):
-    """A file path (from `# filename:` or the work dir) would land outside the work dir."""
+    """A file path (from `# filename:` or the work dir) would land outside the work dir, or is
+    no valid path (a name over 255 bytes, a path too long, not encodable)."""
 
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class InvalidCodeError(ExecutorError, ValueError):
+    """A block's code cannot be run as given (too large, or not encodable as UTF-8); nothing ran."""
+
+    def __init__(self, message: str, *, reason: str, size: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.size = size
 
 
 class DockerUnavailableError(ExecutorError):

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import os
 import stat
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
-from ._base import safe_relative_path
 from ._errors import UnsafePathError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
 log = structlog.get_logger("moot.executors.files")
 
@@ -70,35 +72,128 @@ def read_outgoing(
     return outgoing
 
 
+NOT_COPIED_BECAUSE = {
+    "over_count": "more files changed than one run copies back",
+    "over_bytes": "over the run's copy-back byte limit",
+    "unreadable": "not readable in the sandbox",
+    "deadline": "the run's deadline passed",
+    "refused": "the path leads out of the work dir (a symlink) or is no valid name",
+    "write_failed": "writing it on the host failed",
+}
+
+
+class NotCopied:
+    """Changed files that did not reach the host work dir, by reason, reported in the result."""
+
+    EXAMPLES = 5
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[str]] = {}
+        self.scan_incomplete = False
+
+    def add(self, reason: str, paths: Sequence[str], count: int | None = None) -> None:
+        """Count files left out for `reason`: `paths`, or `count` of which `paths` are examples."""
+        self.counts[reason] = self.counts.get(reason, 0) + (len(paths) if count is None else count)
+        kept = self.examples.setdefault(reason, [])
+        kept.extend(paths[: self.EXAMPLES])
+        del kept[self.EXAMPLES :]
+
+    @property
+    def total(self) -> int:
+        """How many changed files were left out."""
+        return sum(self.counts.values())
+
+    def note(self) -> str:
+        """One line for the model and the user: how many files, and why; empty when none."""
+        if not self.total and not self.scan_incomplete:
+            return ""
+        parts = []
+        for reason, count in self.counts.items():
+            examples = ", ".join(repr(path) for path in self.examples[reason])
+            parts.append(f"{count} {NOT_COPIED_BECAUSE.get(reason, reason)} (e.g. {examples})")
+        if self.scan_incomplete:
+            parts.append("the scan of the work dir stopped early, so more may be left")
+        return f"\n[moot: {self.total} changed files were not copied back: {'; '.join(parts)}]\n"
+
+
 def write_incoming(
-    root: Path, items: Iterable[tuple[str, bytes]], synced: dict[str, tuple[int, int]]
-) -> None:
-    """Write files a run produced into the host work dir, refusing paths that leave it."""
-    base = root.resolve()
-    for rel, data in items:
-        try:
-            clean = safe_relative_path(rel)
-            target = base / clean
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.parent.resolve().is_relative_to(base):
-                raise UnsafePathError(f"Refusing {rel!r}: a symlink leads out.", path=rel)
-            write_regular(target, data)
-            info = target.stat()
-            synced[clean] = (info.st_size, info.st_mtime_ns)
-        except (UnsafePathError, OSError) as exc:
-            log.warning("files.not_written", path=rel, error=str(exc))
+    root: Path,
+    items: Iterable[tuple[str, bytes]],
+    synced: dict[str, tuple[int, int]],
+    *,
+    deadline: float = float("inf"),
+    not_copied: NotCopied | None = None,
+) -> list[str]:
+    """Write files a run produced into the host work dir; the paths written.
 
-
-def write_regular(path: Path, data: bytes) -> None:
-    """Write bytes without following a symlink at the last component."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-    fd = os.open(path, flags, 0o644)
+    Paths are taken exactly (no stripping or rewriting), each directory is opened without
+    following symlinks, and writing stops at `deadline` (`time.monotonic()`); every file left
+    out is counted in `not_copied`.
+    """
+    skipped = not_copied if not_copied is not None else NotCopied()
+    written: list[str] = []
+    pending = list(items)
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for index, (rel, data) in enumerate(pending):
+            if time.monotonic() > deadline:
+                skipped.add("deadline", [path for path, _ in pending[index:]])
+                break
+            try:
+                info = _write_beneath(root_fd, _exact_parts(rel), data)
+            except UnsafePathError as exc:
+                log.warning("files.refused", path=rel, error=str(exc))
+                skipped.add("refused", [rel])
+                continue
+            except OSError as exc:
+                reason = "refused" if exc.errno in _NOT_A_PLAIN_PATH else "write_failed"
+                log.warning("files.not_written", path=rel, error=str(exc))
+                skipped.add(reason, [rel])
+                continue
+            synced[rel] = (info.st_size, info.st_mtime_ns)
+            written.append(rel)
+    finally:
+        os.close(root_fd)
+    return written
+
+
+# What opening a symlink, a non-directory or a special file with O_NOFOLLOW answers.
+_NOT_A_PLAIN_PATH = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENXIO, errno.EMLINK})
+
+
+def _exact_parts(rel: str) -> list[str]:
+    """The components of a sandbox-relative path, taken exactly; refuse anything not plain."""
+    parts = rel.split("/")
+    if not rel or "\x00" in rel or any(part in {"", ".", ".."} for part in parts):
+        raise UnsafePathError(f"Refusing the file path {rel!r} from the sandbox.", path=rel)
+    return parts
+
+
+def _write_beneath(root_fd: int, parts: list[str], data: bytes) -> os.stat_result:
+    """Create `parts` under the directory `root_fd`, never following a symlink on the way."""
+    fd = os.dup(root_fd)
+    try:
+        for part in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=fd)
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        out = os.open(parts[-1], flags, 0o644, dir_fd=fd)
     finally:
         os.close(fd)
+    try:
+        if not stat.S_ISREG(os.fstat(out).st_mode):
+            raise OSError(errno.ENXIO, "not a regular file")
+        os.ftruncate(out, 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out, view) :]
+        return os.fstat(out)
+    finally:
+        os.close(out)
 
 
 def _read_regular(path: Path) -> bytes:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
-from ._base import Executor, ExecutorSession, WorkDir, safe_relative_path
+from ._base import Executor, ExecutorSession, WorkDir, check_code, safe_relative_path
 from ._errors import ExecutorClosedError, UnsafePathError
 from ._files import scan
 from ._runner import OutputCap
@@ -109,12 +109,14 @@ class _LocalSession(ExecutorSession):
         """Run one block as a subprocess; see `ExecutorSession.run`.
 
         Raises:
-            UnsafePathError: the block's `# filename:` escapes the work dir.
+            UnsafePathError: the block's `# filename:` escapes the work dir or is no valid path.
+            InvalidCodeError: the code is over 4 MiB or not encodable as UTF-8.
             ExecutorClosedError: the executor is closed.
         """
         if self._executor.closed:
             raise ExecutorClosedError("Cannot run code: the LocalExecutor is closed.")
         language = normalize_language(block.language)
+        check_code(block.code)
         if block.filename:
             rel = safe_relative_path(block.filename)
             path = self.work_dir / rel

@@ -35,7 +35,9 @@ JOB_WRITABLE = (WORK_DIR, TMP_DIR, SHM_DIR, MQUEUE_DIR)
 IPC_RMID = 0
 PROTOCOL = 1
 MAX_LINE = 1 << 30
-MAX_SNAPSHOT_ENTRIES = 10_000
+MAX_SNAPSHOT_ENTRIES = 200_000  # entries a scan of /work looks at, at most
+MAX_COPY_FILES = 10_000  # changed files one run copies back, at most; the rest are reported
+COPY_BACK_S = 2.0  # after its timeout a job's files get this long to come back; the rest are left
 JOB_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORK_DIR,
@@ -91,7 +93,7 @@ def exit_status(status: int) -> int:
 
 def safe_join(base: str, relative: str) -> str:
     """Join a relative path under `base`, refusing absolute paths and `..` escapes."""
-    normal = posixpath.normpath(relative.replace("\\", "/"))
+    normal = posixpath.normpath(relative)
     if not relative or normal.startswith(("/", "../")) or normal in {".", ".."}:
         raise ValueError(f"unsafe path {relative!r}")
     return posixpath.join(base, normal)
@@ -171,16 +173,21 @@ def oom_kills() -> int:
     return 0
 
 
-def snapshot(root: str) -> dict[str, tuple[int, int]]:
-    """Size and mtime of every regular file under `root`, symlinks not followed."""
+def snapshot(root: str, deadline: float = float("inf")) -> tuple[dict[str, tuple[int, int]], bool]:
+    """Size and mtime of every regular file under `root`, symlinks not followed; and whether
+    the scan finished (it stops at `deadline` or after `MAX_SNAPSHOT_ENTRIES` entries)."""
     found: dict[str, tuple[int, int]] = {}
     stack = [root]
-    while stack and len(found) < MAX_SNAPSHOT_ENTRIES:
+    seen = 0
+    while stack:
+        if seen >= MAX_SNAPSHOT_ENTRIES or time.monotonic() > deadline:
+            return found, False
         current = stack.pop()
         try:
             entries = list(os.scandir(current))
         except OSError:
             continue
+        seen += len(entries)
         for entry in entries:
             try:
                 info = entry.stat(follow_symlinks=False)
@@ -190,7 +197,52 @@ def snapshot(root: str) -> dict[str, tuple[int, int]]:
                 stack.append(entry.path)
             elif stat.S_ISREG(info.st_mode):
                 found[posixpath.relpath(entry.path, root)] = (info.st_size, info.st_mtime_ns)
-    return found
+    return found, True
+
+
+class Skipped:
+    """Changed files that are not copied back, counted by reason with a few example paths."""
+
+    EXAMPLES = 5
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, dict[str, Any]] = {}
+
+    def add(self, reason: str, paths: list[str]) -> None:
+        if paths:
+            entry = self.reasons.setdefault(reason, {"count": 0, "examples": []})
+            entry["count"] += len(paths)
+            entry["examples"] = (entry["examples"] + paths)[: self.EXAMPLES]
+
+
+def collect_changes(
+    before: dict[str, tuple[int, int]], *, file_limit: int, copy_back: bool, deadline: float
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], bool]:
+    """The files of /work a job changed, read within the byte budget, the file cap and the
+    deadline (call as the job uid); what was left out, by reason; whether the scan finished."""
+    after, complete = snapshot(WORK_DIR, deadline)
+    changed = sorted(name for name, meta in after.items() if before.get(name) != meta)
+    skipped = Skipped()
+    skipped.add("over_count", changed[MAX_COPY_FILES:])
+    files: list[dict[str, Any]] = []
+    budget = file_limit
+    for index, name in enumerate(changed[:MAX_COPY_FILES]):
+        if time.monotonic() > deadline:
+            skipped.add("deadline", changed[index:MAX_COPY_FILES])
+            break
+        if not copy_back:
+            files.append({"path": name, "data": None})
+            continue
+        if after[name][0] > budget:
+            skipped.add("over_bytes", [name])
+            continue
+        data = read_file(posixpath.join(WORK_DIR, name), budget)
+        if data is None:
+            skipped.add("unreadable", [name])
+            continue
+        budget -= len(data)
+        files.append({"path": name, "data": base64.b64encode(data).decode()})
+    return files, skipped.reasons, complete
 
 
 def write_file(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -456,17 +508,11 @@ class Runner:
         file_limit = int(request["file_limit"])
         if language not in INTERPRETERS:
             return {"exit_code": 1, "stdout": "", "stderr": f"unknown language {language}\n"}
-        with as_job_user():
-            for item in request.get("files", ()):
-                target = safe_join(WORK_DIR, item["path"])
-                write_file(target, base64.b64decode(item["data"]))
-            before = snapshot(WORK_DIR)
-            if filename:
-                path = safe_join(WORK_DIR, filename)
-                write_file(path, code.encode())
-        if not filename:
-            path = posixpath.join(SCRATCH_DIR, f"job-{request['id']}{SUFFIXES[language]}")
-            write_file(path, code.encode())
+        try:
+            before, path = self._prepare(request, language, code, filename)
+        except (OSError, ValueError) as exc:  # e.g. a full /work: the job fails, the slot stays
+            message = f"moot: cannot prepare the job's files: {exc}\n"
+            return {"exit_code": 1, "stdout": "", "stderr": message}
         stdout, stderr = OutputCap(limit), OutputCap(limit)
         oom_before = oom_kills()
         started = time.monotonic()
@@ -500,17 +546,12 @@ class Runner:
             exit_code = 137
             stderr.feed(b"\nMemoryError: the job ran out of memory and was killed.\n")
         with as_job_user():
-            after = snapshot(WORK_DIR)
-            changed = sorted(name for name, meta in after.items() if before.get(name) != meta)
-            files = []
-            budget = file_limit
-            for name in changed:
-                data = read_file(posixpath.join(WORK_DIR, name), budget)
-                if data is None:
-                    files.append({"path": name, "data": None})
-                    continue
-                budget -= len(data)
-                files.append({"path": name, "data": base64.b64encode(data).decode()})
+            files, skipped, complete = collect_changes(
+                before,
+                file_limit=file_limit,
+                copy_back=bool(request.get("copy_back", True)),
+                deadline=started + timeout + COPY_BACK_S,
+            )
         if not filename:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -522,7 +563,26 @@ class Runner:
             "oom_killed": oom,
             "duration_s": duration,
             "files": files,
+            "skipped": skipped,
+            "scan_complete": complete,
         }
+
+    def _prepare(
+        self, request: dict[str, Any], language: str, code: str, filename: str | None
+    ) -> tuple[dict[str, tuple[int, int]], str]:
+        """Write the host's files and the code into place; /work as it was, and the code's path."""
+        with as_job_user():
+            for item in request.get("files", ()):
+                target = safe_join(WORK_DIR, item["path"])
+                write_file(target, base64.b64decode(item["data"]))
+            before, _ = snapshot(WORK_DIR, time.monotonic() + COPY_BACK_S)
+            if filename:
+                path = safe_join(WORK_DIR, filename)
+                write_file(path, code.encode())
+                return before, path
+        path = posixpath.join(SCRATCH_DIR, f"job-{request['id']}{SUFFIXES[language]}")
+        write_file(path, code.encode())
+        return before, path
 
     def _prewarm(self) -> None:
         """Start the next spawn-mode interpreter now, so the next job does not wait for it."""

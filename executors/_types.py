@@ -49,6 +49,7 @@ class CodeResult:
     oom_killed: bool = False
     duration_s: float = 0.0
     files: tuple[str, ...] = ()
+    files_not_copied: int = 0
 
     @property
     def output(self) -> str:

@@ -51,7 +51,8 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   ├── ExecutorClosedError (RuntimeError) the executor is closed or closed mid-job
     │   ├── LeaseTimeoutError (TimeoutError)   no sandbox slot became free before the deadline
     │   ├── SandboxError                       the container or engine failed during a job
-    │   ├── UnsafePathError (ValueError)       a `# filename:` path escapes the work dir
+    │   ├── UnsafePathError (ValueError)       a file path escapes the work dir or is no path
+    │   ├── InvalidCodeError (ValueError)      a block's code is too large or not encodable
     │   ├── DockerUnavailableError             no Docker engine answers
     │   └── ImageError                         the sandbox image is missing or cannot be built
     ├── ModelStoreError                        cli: the embedded model cannot be fetched

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,6 +11,8 @@ from hypothesis import strategies as st
 from moot.executors import (
     CodeBlock,
     CodeResult,
+    InvalidCodeError,
+    LocalExecutor,
     UnsafePathError,
     extract_code_blocks,
     format_results,
@@ -16,6 +20,9 @@ from moot.executors import (
 from moot.executors._base import safe_relative_path
 from moot.executors._runner import OutputCap
 from moot.executors._types import normalize_language
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_tagged_blocks_in_order_with_normalized_languages() -> None:
@@ -95,7 +102,10 @@ def test_format_results_matches_autogen() -> None:
     )
 
 
-@pytest.mark.parametrize("path", ["../x.py", "/etc/passwd", "a/../../x", "..", "", "  "])
+@pytest.mark.parametrize(
+    "path",
+    ["../x.py", "/etc/passwd", "a/../../x", "..", "", "  ", "a" * 256, "d/" * 600, "x\ud800.py"],
+)
 def test_unsafe_paths_are_refused(path: str) -> None:
     with pytest.raises(UnsafePathError) as info:
         safe_relative_path(path)
@@ -106,6 +116,23 @@ def test_unsafe_paths_are_refused(path: str) -> None:
 def test_safe_paths_are_normalized() -> None:
     assert safe_relative_path("a/./b/../c.py") == "a/c.py"
     assert safe_relative_path("fib.txt") == "fib.txt"
+    assert safe_relative_path(" lead.txt") == " lead.txt"  # kept exactly: no collision
+    assert safe_relative_path("é" * 126 + ".p") == "é" * 126 + ".p"  # 254 bytes: a legal name
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"), [("print('\ud800')", "not_encodable"), ("#" * ((4 << 20) + 1), "too_large")]
+)
+async def test_code_the_host_cannot_send_is_refused_before_it_runs(
+    tmp_path: Path, code: str, reason: str
+) -> None:
+    async with LocalExecutor() as executor, executor.session(tmp_path) as session:
+        with pytest.raises(InvalidCodeError) as info:
+            await session.run(CodeBlock(code, "python"))
+        after = await session.run(CodeBlock("print('ok')", "python"))
+    assert info.value.reason == reason
+    assert isinstance(info.value, ValueError)
+    assert after.stdout == "ok\n"
 
 
 def test_output_cap_keeps_head_and_tail_with_a_marker() -> None:
