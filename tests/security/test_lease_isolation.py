@@ -173,3 +173,18 @@ async def test_every_place_a_job_can_write_is_one_the_wipe_empties(
     async with make_docker(pool_size=1) as executor, executor.session() as session:
         result = await session.run(CodeBlock(FIND_WRITABLE, "python"))
     assert result.stdout.split() == ["/dev/mqueue", "/dev/shm", "/tmp", "/work"]
+
+
+ADD_KEY = r"""
+import ctypes, os, platform
+number = {"x86_64": 248, "aarch64": 217}[platform.machine()]
+libc = ctypes.CDLL(None, use_errno=True)
+made = libc.syscall(number, b"user", b"moot-leak", b"secret", 6, -3)  # the user keyring
+print(made, os.strerror(ctypes.get_errno()))
+"""
+
+
+async def test_kernel_keyrings_are_closed_to_jobs(make_docker: DockerFactory) -> None:
+    async with make_docker(pool_size=1) as executor, executor.session() as session:
+        result = await session.run(CodeBlock(ADD_KEY, "python"))
+    assert result.stdout == "-1 Operation not permitted\n"  # seccomp: no key survives a lease
