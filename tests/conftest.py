@@ -1,4 +1,6 @@
-"""Suite-wide setup: structlog routed through stdlib logging so pytest captures it per test."""
+"""Suite-wide setup: structlog routed through stdlib logging so pytest captures it per test, and
+the real services' fixtures (the sandbox image, Docker executors, nats-server), shared by every
+suite that needs them. Under CI=true a missing service fails a test; elsewhere it skips."""
 
 from __future__ import annotations
 
@@ -6,15 +8,20 @@ import logging
 import os
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import aiodocker
 import pytest
 import structlog
 from nats_helpers import NatsServer, require_nats_server
 
+from moot.executors import DockerExecutor
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
+
+    from docker_helpers import DockerFactory
 
 
 def _configure_structlog() -> None:
@@ -76,3 +83,32 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def make_docker(docker_image: str) -> DockerFactory:
+    """Build a `DockerExecutor` with small, fast test defaults; the test enters it."""
+
+    def factory(**overrides: Any) -> DockerExecutor:
+        options: dict[str, Any] = {
+            "image": docker_image,
+            "pool_size": 1,
+            "timeout": 10,
+            "memory": "256m",
+            "pids_limit": 64,
+            "lease_timeout": 30,
+        }
+        options.update(overrides)
+        return DockerExecutor(**options)
+
+    return factory
+
+
+@pytest.fixture
+async def docker(docker_image: str) -> AsyncIterator[aiodocker.Docker]:
+    """A raw engine client, for tests that act on containers from outside the executor."""
+    client = aiodocker.Docker()
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -26,7 +26,7 @@ from moot.executors import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .conftest import DockerFactory
+    from docker_helpers import DockerFactory
 
 LIMIT = 4_000
 OpenExecutor = Callable[..., Executor]

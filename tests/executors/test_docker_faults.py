@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import aiodocker
 import anyio
 import pytest
+from docker_helpers import exec_in, pool_containers
 
 from moot.executors import (
     CodeBlock,
@@ -25,10 +26,8 @@ from moot.executors import (
     reap_leftovers,
 )
 
-from ._docker_helpers import exec_in, pool_containers
-
 if TYPE_CHECKING:
-    from .conftest import DockerFactory
+    from docker_helpers import DockerFactory
 
 SLEEP = CodeBlock("import time\ntime.sleep(30)", "python")
 KILL_RUNNER = (

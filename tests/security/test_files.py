@@ -10,17 +10,15 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from docker_helpers import pool_containers
 
 from moot.executors import CodeBlock, InvalidCodeError, UnsafePathError
-
-from ..executors._docker_helpers import pool_containers
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import aiodocker
-
-    from ..executors.conftest import DockerFactory
+    from docker_helpers import DockerFactory
 
 pytestmark = pytest.mark.docker
 

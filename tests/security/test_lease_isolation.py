@@ -11,15 +11,13 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
+from docker_helpers import pool_containers
 
 from moot.executors import CodeBlock
 
-from ..executors._docker_helpers import pool_containers
-
 if TYPE_CHECKING:
     import aiodocker
-
-    from ..executors.conftest import DockerFactory
+    from docker_helpers import DockerFactory
 
 pytestmark = pytest.mark.docker
 

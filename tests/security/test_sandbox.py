@@ -7,18 +7,16 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from docker_helpers import pool_containers
 
 from moot.executors import CodeBlock, Mount
-
-from ..executors._docker_helpers import pool_containers
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import aiodocker
     from anyio.abc import SocketStream
-
-    from ..executors.conftest import DockerFactory
+    from docker_helpers import DockerFactory
 
 pytestmark = pytest.mark.docker
 

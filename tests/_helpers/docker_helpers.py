@@ -1,14 +1,18 @@
-"""Helpers for Docker tests: find a pool's containers through the engine (not through internals)."""
+"""Shared by the executor and sandbox security tests: find a pool's containers through the
+engine (not through internals), and the type of the suite's `make_docker` fixture."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from moot.executors import DockerExecutor
 
 if TYPE_CHECKING:
     import aiodocker
 
-    from moot.executors import DockerExecutor
+DockerFactory = Callable[..., DockerExecutor]
 
 
 async def pool_containers(
