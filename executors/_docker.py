@@ -41,9 +41,9 @@ from ._errors import (
     LeaseTimeoutError,
     SandboxError,
 )
-from ._files import NotCopied, read_outgoing, write_incoming
+from ._files import read_outgoing, write_incoming
 from ._image import RUNNER_PATH, build_image, image_exists, image_tag, open_docker
-from ._runner import COPY_BACK_S, JOB_UID, SCRATCH_DIR, TMP_DIR, WORK_DIR
+from ._runner import COPY_BACK_S, JOB_UID, SCRATCH_DIR, TMP_DIR, WORK_DIR, NotCopied
 from ._types import TIMEOUT_EXIT_CODE, CodeBlock, CodeResult, normalize_language
 
 if TYPE_CHECKING:
@@ -705,10 +705,7 @@ class _DockerSession(ExecutorSession):
 
     async def _result(self, reply: dict[str, Any], deadline: float) -> CodeResult:
         """The run's result; changed files are written back by `deadline`, the rest reported."""
-        not_copied = NotCopied()
-        for reason, entry in dict(reply.get("skipped") or {}).items():
-            not_copied.add(str(reason), [str(p) for p in entry["examples"]], int(entry["count"]))
-        not_copied.scan_incomplete = not reply.get("scan_complete", True)
+        not_copied = NotCopied.from_wire(reply.get("not_copied"))
         items = reply.get("files", ())
         files = [str(item["path"]) for item in items]
         if self.work_dir is not None:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 import structlog
 
 from ._errors import UnsafePathError
+from ._runner import NotCopied
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable
 
 log = structlog.get_logger("moot.executors.files")
 
@@ -70,51 +71,6 @@ def read_outgoing(
         outgoing.append({"path": rel, "data": base64.b64encode(data).decode()})
         synced[rel] = meta
     return outgoing
-
-
-NOT_COPIED_BECAUSE = {
-    "over_count": "more files changed than one run copies back",
-    "over_bytes": "over the run's copy-back byte limit",
-    "unreadable": "not readable in the sandbox",
-    "deadline": "the run's deadline passed",
-    "refused": "the path leads out of the work dir (a symlink) or is no valid name",
-    "write_failed": "writing it on the host failed",
-}
-
-
-class NotCopied:
-    """Changed files that did not reach the host work dir, by reason, reported in the result."""
-
-    EXAMPLES = 5
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self.examples: dict[str, list[str]] = {}
-        self.scan_incomplete = False
-
-    def add(self, reason: str, paths: Sequence[str], count: int | None = None) -> None:
-        """Count files left out for `reason`: `paths`, or `count` of which `paths` are examples."""
-        self.counts[reason] = self.counts.get(reason, 0) + (len(paths) if count is None else count)
-        kept = self.examples.setdefault(reason, [])
-        kept.extend(paths[: self.EXAMPLES])
-        del kept[self.EXAMPLES :]
-
-    @property
-    def total(self) -> int:
-        """How many changed files were left out."""
-        return sum(self.counts.values())
-
-    def note(self) -> str:
-        """One line for the model and the user: how many files, and why; empty when none."""
-        if not self.total and not self.scan_incomplete:
-            return ""
-        parts = []
-        for reason, count in self.counts.items():
-            examples = ", ".join(repr(path) for path in self.examples[reason])
-            parts.append(f"{count} {NOT_COPIED_BECAUSE.get(reason, reason)} (e.g. {examples})")
-        if self.scan_incomplete:
-            parts.append("the scan of the work dir stopped early, so more may be left")
-        return f"\n[moot: {self.total} changed files were not copied back: {'; '.join(parts)}]\n"
 
 
 def write_incoming(

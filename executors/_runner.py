@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
 JOB_UID = 10000
 WORK_DIR = "/work"
@@ -200,29 +200,81 @@ def snapshot(root: str, deadline: float = float("inf")) -> tuple[dict[str, tuple
     return found, True
 
 
-class Skipped:
-    """Changed files that are not copied back, counted by reason with a few example paths."""
+NOT_COPIED_BECAUSE = {
+    "over_count": "more files changed than one run copies back",
+    "over_bytes": "over the run's copy-back byte limit",
+    "unreadable": "not readable in the sandbox",
+    "deadline": "the run's deadline passed",
+    "refused": "the path leads out of the work dir (a symlink) or is no valid name",
+    "write_failed": "writing it on the host failed",
+}
+
+
+class NotCopied:
+    """Changed files that did not reach the host work dir, by reason, reported in the result."""
 
     EXAMPLES = 5
 
     def __init__(self) -> None:
-        self.reasons: dict[str, dict[str, Any]] = {}
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[str]] = {}
+        self.scan_incomplete = False
 
-    def add(self, reason: str, paths: list[str]) -> None:
-        if paths:
-            entry = self.reasons.setdefault(reason, {"count": 0, "examples": []})
-            entry["count"] += len(paths)
-            entry["examples"] = (entry["examples"] + paths)[: self.EXAMPLES]
+    def add(self, reason: str, paths: Sequence[str], count: int | None = None) -> None:
+        """Count files left out for `reason`: `paths`, or `count` of which `paths` are examples."""
+        count = len(paths) if count is None else count
+        if count <= 0:
+            return
+        self.counts[reason] = self.counts.get(reason, 0) + count
+        kept = self.examples.setdefault(reason, [])
+        kept.extend(paths[: self.EXAMPLES])
+        del kept[self.EXAMPLES :]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The runner's reply field: counts and examples by reason, and whether the scan ended."""
+        return {
+            "reasons": {
+                r: {"count": n, "examples": self.examples[r]} for r, n in self.counts.items()
+            },
+            "scan_incomplete": self.scan_incomplete,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any] | None) -> NotCopied:
+        """Rebuild the runner's count on the host (an absent field means nothing was left)."""
+        found = cls()
+        for reason, entry in (wire or {}).get("reasons", {}).items():
+            found.add(str(reason), [str(p) for p in entry["examples"]], int(entry["count"]))
+        found.scan_incomplete = bool((wire or {}).get("scan_incomplete"))
+        return found
+
+    @property
+    def total(self) -> int:
+        """How many changed files were left out."""
+        return sum(self.counts.values())
+
+    def note(self) -> str:
+        """One line for the model and the user: how many files, and why; empty when none."""
+        if not self.total and not self.scan_incomplete:
+            return ""
+        parts = []
+        for reason, count in self.counts.items():
+            examples = ", ".join(repr(path) for path in self.examples[reason])
+            parts.append(f"{count} {NOT_COPIED_BECAUSE.get(reason, reason)} (e.g. {examples})")
+        if self.scan_incomplete:
+            parts.append("the scan of the work dir stopped early, so more may be left")
+        return f"\n[moot: {self.total} changed files were not copied back: {'; '.join(parts)}]\n"
 
 
 def collect_changes(
     before: dict[str, tuple[int, int]], *, file_limit: int, copy_back: bool, deadline: float
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], bool]:
+) -> tuple[list[dict[str, Any]], NotCopied]:
     """The files of /work a job changed, read within the byte budget, the file cap and the
-    deadline (call as the job uid); what was left out, by reason; whether the scan finished."""
+    deadline (call as the job uid), and what was left out."""
     after, complete = snapshot(WORK_DIR, deadline)
     changed = sorted(name for name, meta in after.items() if before.get(name) != meta)
-    skipped = Skipped()
+    skipped = NotCopied()
+    skipped.scan_incomplete = not complete
     skipped.add("over_count", changed[MAX_COPY_FILES:])
     files: list[dict[str, Any]] = []
     budget = file_limit
@@ -242,7 +294,7 @@ def collect_changes(
             continue
         budget -= len(data)
         files.append({"path": name, "data": base64.b64encode(data).decode()})
-    return files, skipped.reasons, complete
+    return files, skipped
 
 
 def write_file(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -546,7 +598,7 @@ class Runner:
             exit_code = 137
             stderr.feed(b"\nMemoryError: the job ran out of memory and was killed.\n")
         with as_job_user():
-            files, skipped, complete = collect_changes(
+            files, not_copied = collect_changes(
                 before,
                 file_limit=file_limit,
                 copy_back=bool(request.get("copy_back", True)),
@@ -563,8 +615,7 @@ class Runner:
             "oom_killed": oom,
             "duration_s": duration,
             "files": files,
-            "skipped": skipped,
-            "scan_complete": complete,
+            "not_copied": not_copied.to_wire(),
         }
 
     def _prepare(
