@@ -124,17 +124,18 @@ async def test_copying_back_counts_against_the_runs_deadline(
     assert after.stdout == "next run\n"
 
 
-async def test_whitespace_padded_names_are_kept_exactly(
+async def test_whitespace_padded_and_undecodable_names_are_kept_exactly(
     make_docker: DockerFactory, tmp_path: Path
 ) -> None:
     code = (
-        "for name in (' lead.txt', 'lead.txt', 'lead.txt ', 'a\\\\b'):\n"
+        "import os\n"
+        "for name in (' lead.txt', 'lead.txt', 'lead.txt ', 'a\\\\b', os.fsdecode(b'raw\\xff')):\n"
         "    open(name, 'w').write(repr(name))\n"
     )
     async with make_docker() as executor, executor.session(tmp_path) as session:
         result = await session.run(CodeBlock(code, "python"))
     assert result.exit_code == 0, result.stderr
-    names = [" lead.txt", "a\\b", "lead.txt", "lead.txt "]
+    names = [" lead.txt", "a\\b", "lead.txt", "lead.txt ", os.fsdecode(b"raw\xff")]
     assert sorted(result.files) == sorted(names)
     assert sorted(os.listdir(tmp_path)) == sorted(names)
     for name in names:
