@@ -38,6 +38,7 @@ MAX_LINE = 1 << 30
 MAX_SNAPSHOT_ENTRIES = 200_000  # entries a scan of /work looks at, at most
 MAX_COPY_FILES = 10_000  # changed files one run copies back, at most; the rest are reported
 COPY_BACK_S = 2.0  # after its timeout a job's files get this long to come back; the rest are left
+COLLECT_S = COPY_BACK_S / 2  # the runner collects in the first half, leaving the rest for transfer
 JOB_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORK_DIR,
@@ -602,7 +603,7 @@ class Runner:
                 before,
                 file_limit=file_limit,
                 copy_back=bool(request.get("copy_back", True)),
-                deadline=started + timeout + COPY_BACK_S,
+                deadline=started + timeout + COLLECT_S,
             )
         if not filename:
             with contextlib.suppress(OSError):
@@ -626,7 +627,7 @@ class Runner:
             for item in request.get("files", ()):
                 target = safe_join(WORK_DIR, item["path"])
                 write_file(target, base64.b64decode(item["data"]))
-            before, _ = snapshot(WORK_DIR, time.monotonic() + COPY_BACK_S)
+            before, _ = snapshot(WORK_DIR, time.monotonic() + COLLECT_S)
             if filename:
                 path = safe_join(WORK_DIR, filename)
                 write_file(path, code.encode())
