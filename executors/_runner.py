@@ -271,8 +271,10 @@ def collect_changes(
     before: dict[str, tuple[int, int]], *, file_limit: int, copy_back: bool, deadline: float
 ) -> tuple[list[dict[str, Any]], NotCopied]:
     """The files of /work a job changed, read within the byte budget, the file cap and the
-    deadline (call as the job uid), and what was left out."""
-    after, complete = snapshot(WORK_DIR, deadline)
+    deadline (call as the job uid), and what was left out. The scan may use half the time left,
+    so some files are read even when the scan cannot finish."""
+    now = time.monotonic()
+    after, complete = snapshot(WORK_DIR, now + (deadline - now) / 2)
     changed = sorted(name for name, meta in after.items() if before.get(name) != meta)
     skipped = NotCopied()
     skipped.scan_incomplete = not complete
@@ -603,7 +605,7 @@ class Runner:
                 before,
                 file_limit=file_limit,
                 copy_back=bool(request.get("copy_back", True)),
-                deadline=started + timeout + COLLECT_S,
+                deadline=max(started + timeout, time.monotonic()) + COLLECT_S,
             )
         if not filename:
             with contextlib.suppress(OSError):
