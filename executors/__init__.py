@@ -1,6 +1,5 @@
 """moot.executors: run the code agents write, locally, in pooled Docker sandboxes, or faked."""
 
-from ._actor import ExecutorActor, ReleaseSession, RunCode, register_executor
 from ._base import Executor, ExecutorSession, WorkDir
 from ._docker import DockerExecutor, Mount, reap_leftovers
 from ._errors import (
@@ -26,7 +25,6 @@ __all__ = [
     "DockerExecutor",
     "DockerUnavailableError",
     "Executor",
-    "ExecutorActor",
     "ExecutorClosedError",
     "ExecutorConfigError",
     "ExecutorError",
@@ -36,8 +34,6 @@ __all__ = [
     "LeaseTimeoutError",
     "LocalExecutor",
     "Mount",
-    "ReleaseSession",
-    "RunCode",
     "SandboxError",
     "UnsafePathError",
     "WorkDir",
@@ -48,5 +44,4 @@ __all__ = [
     "image_tag",
     "open_docker",
     "reap_leftovers",
-    "register_executor",
 ]
