@@ -66,7 +66,6 @@ async def test_six_chats_that_run_code_share_a_pool_of_two_slots(
                 for n in range(6)
             )
         )
-        assert pool.statistics()["free"] == 2  # every slot came back
     for result in results:
         replies = [m["content"] for m in result.chat_history if m["name"] == "user"][1:]
         assert replies == [
