@@ -66,7 +66,7 @@ class Summarize:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloseChat:
-    """The chat is over: release its executor session and model client. Sent by the driver."""
+    """The chat is over: release what it holds (see `_resources`). Sent by the driver."""
 
 
 class ParticipantOwner(Protocol):
