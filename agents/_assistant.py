@@ -69,3 +69,8 @@ class AssistantAgent(ConversableAgent):
             input_provider=input_provider,
             model_client=model_client,
         )
+
+    @property
+    def writes_code(self) -> bool:
+        """An assistant's code runs under the default `execute_from`, with or without a model."""
+        return True

@@ -21,16 +21,18 @@ from moot.runtime import HandlerError, Runtime
 
 from ._errors import AgentConfigError, EventLoopRunningError
 from ._participant import CloseChat, Message, Say, Summarize, Turn, TurnReply
+from ._resources import hold
 from ._streams import IOStream
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+    from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 
-    from moot.executors import ExecutorSession
     from moot.models import ModelClient
     from moot.runtime import AgentId
 
+    from ._code_execution import ChatCode
     from ._conversable import ConversableAgent
+    from ._resources import Lease
 
 log = structlog.get_logger("moot.agents.chat")
 
@@ -151,93 +153,21 @@ def new_chat_id() -> str:
     return uuid.uuid4().hex
 
 
-class Lease(Generic[T]):
-    """A resource shared by the chats that use it: made on first `acquire`, closed when the
-    last holder releases it, so nothing outlives the event loop it was made in."""
-
-    def __init__(
-        self, make: Callable[[], Awaitable[T]], close: Callable[[T], Awaitable[None]]
-    ) -> None:
-        self._make = make
-        self._close = close
-        self._value: T | None = None
-        self._making: asyncio.Future[T] | None = None
-        self._holders = 0
-
-    @property
-    def holders(self) -> int:
-        return self._holders
-
-    async def acquire(self) -> T:
-        """The shared value (made now if nobody holds it); pair with `release()`.
-
-        Concurrent callers wait for one making; if the caller making it is cancelled, a waiter
-        takes over. A failed making raises its error in every waiting caller.
-        """
-        self._holders += 1
-        try:
-            while True:
-                if self._value is not None:
-                    return self._value
-                making = self._making
-                if making is None:
-                    return await self._make_now()
-                try:
-                    return await asyncio.shield(making)
-                except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if making.cancelled() and (task is None or not task.cancelling()):
-                        continue  # the maker was cancelled, not us: make it ourselves
-                    raise
-        except BaseException:
-            self._holders -= 1
-            raise
-
-    async def _make_now(self) -> T:
-        making: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._making = making
-        try:
-            value = await self._make()
-        except asyncio.CancelledError:
-            self._making = None
-            making.cancel()
-            raise
-        except BaseException as exc:
-            self._making = None
-            making.set_exception(exc)
-            making.exception()  # marked retrieved: each waiter re-raises it itself
-            raise
-        self._making = None
-        self._value = value
-        making.set_result(value)
-        return value
-
-    def hold(self) -> None:
-        """Hold without making the value: whatever chats make stays open until `release()`."""
-        self._holders += 1
-
-    async def release(self) -> None:
-        """Drop one hold; the last one closes the value."""
-        self._holders -= 1
-        if self._holders == 0 and self._value is not None:
-            value, self._value = self._value, None
-            await self._close(value)
-
-
 class ChatState:
     """One agent's side of one chat: its message thread, counters, usage and chat resources.
 
-    Only the agent's participant actor for the chat changes it, one message at a time.
+    Only the agent's participant actor for the chat changes it, one message at a time. What the
+    chat holds (the model client lease, its code execution's workspace and leases) is on `stack`,
+    which `aclose` unwinds (see `_resources`).
     """
 
     __slots__ = (
         "_client",
         "_human_input",
         "_model",
-        "_open_session",
-        "_session",
         "_stack",
         "chat_id",
+        "code",
         "consecutive_auto_reply",
         "messages",
         "model_messages",
@@ -258,7 +188,7 @@ class ChatState:
         messages: list[Message] | None = None,
         silent: bool = False,
         model: Lease[ModelClient] | None = None,
-        executor: Callable[[ChatState], Awaitable[ExecutorSession]] | None = None,
+        code: ChatCode | None = None,
     ) -> None:
         self.chat_id = chat_id
         self.owner = owner
@@ -276,8 +206,7 @@ class ChatState:
         self._stack: AsyncExitStack | None = None
         self._model = model
         self._client: ModelClient | None = None
-        self._open_session = executor
-        self._session: ExecutorSession | None = None
+        self.code = code
 
     @property
     def human_input(self) -> list[str]:
@@ -301,26 +230,28 @@ class ChatState:
     async def model_client(self) -> ModelClient | None:
         """The agent's model client, held for this chat; None when the agent has no model."""
         if self._client is None and self._model is not None:
-            self._client = await self._model.acquire()
+            self._client = await hold(self.stack, self._model)
         return self._client
 
-    async def executor_session(self) -> ExecutorSession | None:
-        """This chat's executor session (opened on first use, so files persist across turns)."""
-        if self._session is None and self._open_session is not None:
-            self._session = await self._open_session(self)
-        return self._session
+    async def run_code(self, text: str) -> str:
+        """Run the code blocks of `text` in this chat's workspace; the reply in AutoGen's form.
+
+        Raises:
+            AgentConfigError: the agent has no code execution.
+            DockerUnavailableError: the executor needs Docker and no engine answers.
+        """
+        if self.code is None:
+            raise AgentConfigError(f"{self.owner.name} has no code execution configured")
+        return await self.code.run(text, self.stack)
 
     async def aclose(self) -> None:
-        """Release the chat's executor session and model client."""
-        held, self._client = self._client, None
+        """Release what the chat holds: its sandbox, workspace, executor and model client."""
+        self._client = None
         stack, self._stack = self._stack, None
-        self._session = None
-        try:
-            if stack is not None:
-                await stack.aclose()
-        finally:
-            if held is not None and self._model is not None:
-                await self._model.release()
+        if self.code is not None:
+            self.code.closed()
+        if stack is not None:
+            await stack.aclose()
 
 
 @contextlib.asynccontextmanager

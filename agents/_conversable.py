@@ -18,36 +18,23 @@ from ._chat import (
     AsyncRunResponse,
     ChatResult,
     ChatState,
-    Lease,
     RunResponse,
     print_message,
     run_sync,
     run_two_agent_chat,
     runtime_scope,
 )
-from ._code_execution import (
-    CodeExecution,
-    RunningExecutor,
-    code_to_run,
-    open_executor_session,
-    run_code,
-)
+from ._code_execution import ChatCode, CodeExecution, code_to_run, may_run
 from ._errors import AgentConfigError, AgentError, ToolRegistrationError
 from ._human_input import ConsoleInputProvider, InputProvider, InputRequest
-from ._participant import (
-    ChatParticipant,
-    Hold,
-    Message,
-    ResourceHolder,
-    Say,
-    Summarize,
-    Turn,
-    TurnReply,
-)
+from ._participant import ChatParticipant, Message, Say, Summarize, Turn, TurnReply
+from ._resources import Hold, Lease, ResourceHolder, borrowed, hold
 from ._tools import Tool, run_tool_calls, tool_call_id
 
 if TYPE_CHECKING:
-    from moot.executors import Executor, ExecutorSession
+    from contextlib import AbstractAsyncContextManager
+
+    from moot.executors import Executor
     from moot.models import ModelClient
 
 HumanInputMode = Literal["ALWAYS", "NEVER", "TERMINATE"]
@@ -268,11 +255,13 @@ class ConversableAgent:
         self._given_client = model_client
         self._model_lease: Lease[ModelClient] | None = None
         if model_client is not None or self._llm is not None:
-            self._model_lease = Lease(self._make_client, self._close_client)
-        self._executor_lease: Lease[RunningExecutor] | None = None
+            self._model_lease = Lease(self._open_client)
+        self._executor_lease: Lease[Executor] | None = None
         if self._code is not None:
-            code = self._code
-            self._executor_lease = Lease(code.start, RunningExecutor.aclose)
+            self._executor_lease = Lease(self._code.open_executor)
+        # The thread of the chat that works in code_execution_config's work_dir: the agent's
+        # first chat, continued by chats that keep its history (see `_code_execution`).
+        self._work_dir_thread: list[Message] | None = None
         self._llm_tools: dict[str, Tool] = {}
         self._function_map: dict[str, Tool] = {}
         for fname, function in (function_map or {}).items():
@@ -393,27 +382,34 @@ class ConversableAgent:
 
     # ------------------------------------------------------------------ model and executor
 
-    async def _make_client(self) -> ModelClient:
+    def _open_client(self) -> AbstractAsyncContextManager[ModelClient]:
         if self._given_client is not None:
-            return self._given_client
+            return borrowed(self._given_client)
         assert self._llm is not None  # the lease exists only with a model
         return client_from_llm_config(self._llm)
 
-    async def _close_client(self, client: ModelClient) -> None:
-        if client is not self._given_client:
-            await client.aclose()
+    # -- code execution: workspaces and whose code runs (see `_code_execution`) ---------------
 
-    def _session_opener(self) -> Callable[[ChatState], Awaitable[ExecutorSession]] | None:
-        lease, code = self._executor_lease, self._code
-        if lease is None or code is None:
+    def _chat_code(self, thread: list[Message], continues: list[Message] | None) -> ChatCode | None:
+        """A chat's code execution; it works in work_dir if it is the agent's first chat, or
+        continues that chat's thread, or the workspace is shared."""
+        code, lease = self._code, self._executor_lease
+        if code is None or lease is None:
             return None
+        first = self._work_dir_thread is None
+        if first or (continues is not None and continues is self._work_dir_thread):
+            self._work_dir_thread = thread
+            return ChatCode(code, lease, shared=True)
+        return ChatCode(code, lease, shared=code.shared_workspace)
 
-        async def open_session(state: ChatState) -> ExecutorSession:
-            running = await lease.acquire()
-            state.stack.push_async_callback(lease.release)
-            return await open_executor_session(running.executor, code.work_dir, state.stack)
+    @property
+    def writes_code(self) -> bool:
+        """Whether `execute_from="models"` (the default) runs this agent's code: it has a model."""
+        return self._model_lease is not None
 
-        return open_session
+    def agent_by_name(self, name: str) -> ConversableAgent | None:
+        """The agent that speaks as `name` in a chat with this one: itself, or None."""
+        return self if name == self.name else None
 
     # ------------------------------------------------------------------ actors
 
@@ -456,7 +452,8 @@ class ConversableAgent:
         With `clear_history=False` the chat continues the latest thread with `peer`.
         """
         previous = self._conversations.get(peer) if peer is not None else None
-        messages = list(previous) if previous is not None and not clear_history else []
+        continues = previous if previous is not None and not clear_history else None
+        messages = list(continues) if continues is not None else []
         state = ChatState(
             chat_id=chat_id,
             owner=self,
@@ -464,7 +461,7 @@ class ConversableAgent:
             messages=messages,
             silent=silent,
             model=self._model_lease,
-            executor=self._session_opener(),
+            code=self._chat_code(messages, continues),
         )
         self._chats[chat_id] = state
         if peer is not None:
@@ -579,9 +576,7 @@ class ConversableAgent:
         prompt = str(args.get("summary_prompt") or DEFAULT_SUMMARY_PROMPT)
         client = await state.model_client()
         if client is None and state.peer is not None and state.peer._model_lease is not None:
-            lease = state.peer._model_lease
-            client = await lease.acquire()
-            state.stack.push_async_callback(lease.release)
+            client = await hold(state.stack, state.peer._model_lease)
         if client is None:
             raise AgentConfigError(
                 "summary_method='reflection_with_llm' needs a model on one of the two agents"
@@ -712,14 +707,15 @@ class ConversableAgent:
             if sender is None:
                 raise AgentError("generate_reply needs messages or a sender")
             messages = list(self._conversations.get(sender, []))
+        thread = list(messages)
         state = ChatState(
             chat_id="generate_reply",
             owner=self,
             peer=sender,
-            messages=list(messages),
+            messages=thread,
             silent=True,
             model=self._model_lease,
-            executor=self._session_opener(),
+            code=self._chat_code(thread, None),
         )
         try:
             return await self._reply_chain(state, state.messages, sender, exclude)
@@ -837,12 +833,13 @@ class ConversableAgent:
         code = self._code
         if code is None:
             return False, None
-        text = code_to_run(messages, code.last_n_messages)
+        peer = state.peer
+        text = code_to_run(
+            messages, code.last_n_messages, lambda m: may_run(m, code.execute_from, peer)
+        )
         if text is None:
             return False, None
-        session = await state.executor_session()
-        assert session is not None  # code execution is configured
-        return True, await run_code(session, text, timeout=code.timeout)
+        return True, await state.run_code(text)
 
     async def _model_reply(
         self,

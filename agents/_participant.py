@@ -66,48 +66,7 @@ class Summarize:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloseChat:
-    """The chat is over: release its executor session and model client. Sent by the driver."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Hold:
-    """Ask an agent's `ResourceHolder` to keep its shared resources open on this runtime."""
-
-
-class Holdable(Protocol):
-    """A shared resource that a holder can keep open (see `_chat.Lease`)."""
-
-    def hold(self) -> None: ...
-
-    async def release(self) -> None: ...
-
-
-class ResourceHolder(Agent):
-    """Keeps an agent's model client and executor open for as long as the runtime runs.
-
-    Chats open these lazily and release them when they end; this actor's hold keeps them alive
-    between chats on the same runtime (no new connection pool or container pool per chat), and
-    the runtime's stop passivates it, which releases them.
-    """
-
-    def __init__(self, context: AgentContext, resources: "tuple[Holdable, ...]") -> None:
-        super().__init__(context)
-        self.resources = resources
-        self.holding = False
-
-    @handler
-    async def on_hold(self, message: Hold, ctx: Envelope) -> None:
-        if not self.holding:
-            for resource in self.resources:
-                resource.hold()
-            self.holding = True
-
-    async def on_passivate(self) -> Mapping[str, Any] | None:
-        if self.holding:
-            self.holding = False
-            for resource in self.resources:
-                await resource.release()
-        return None
+    """The chat is over: release what it holds (see `_resources`). Sent by the driver."""
 
 
 class ParticipantOwner(Protocol):

@@ -1,6 +1,5 @@
 """moot.executors: run the code agents write, locally, in pooled Docker sandboxes, or faked."""
 
-from ._actor import ExecutorActor, ReleaseSession, RunCode, register_executor
 from ._base import Executor, ExecutorSession, WorkDir
 from ._docker import DockerExecutor, Mount, reap_leftovers
 from ._errors import (
@@ -28,7 +27,6 @@ __all__ = [
     "DockerExecutor",
     "DockerUnavailableError",
     "Executor",
-    "ExecutorActor",
     "ExecutorClosedError",
     "ExecutorConfigError",
     "ExecutorError",
@@ -39,8 +37,6 @@ __all__ = [
     "LeaseTimeoutError",
     "LocalExecutor",
     "Mount",
-    "ReleaseSession",
-    "RunCode",
     "SandboxError",
     "UnsafePathError",
     "WorkDir",
@@ -52,5 +48,4 @@ __all__ = [
     "key_dir_name",
     "open_docker",
     "reap_leftovers",
-    "register_executor",
 ]

@@ -1,4 +1,5 @@
-"""The executor seam: an `Executor` hands out one `ExecutorSession` per chat to run code blocks."""
+"""The executor seam: an `Executor` hands out `ExecutorSession`s (one sandbox slot each) to run
+code blocks; the agents open one per code run, so a chat holds a slot only while its code runs."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def check_code(code: str, limit: int = DEFAULT_CODE_LIMIT) -> bytes:
 
 
 class ExecutorSession(ABC):
-    """What one chat holds for its lifetime: files written in one run are there in the next.
+    """One sandbox slot and one host work dir: files written in one run are there in the next,
+    in this session and in later sessions on the same work dir.
 
     Calls on one session are serialized; run many chats concurrently with one session each.
     """
@@ -82,7 +84,7 @@ class ExecutorSession(ABC):
 
 
 class Executor(ABC):
-    """Runs code for chats; use it as `async with executor:` and open one session per chat."""
+    """Runs code for chats; use it as `async with executor:` and open sessions from it."""
 
     @abstractmethod
     def session(

@@ -206,6 +206,10 @@ class GroupChatManager(ConversableAgent):
     def _participant_factory(self, context: AgentContext) -> ManagerParticipant:
         return ManagerParticipant(context, self)
 
+    def agent_by_name(self, name: str) -> ConversableAgent | None:
+        """The participant who speaks as `name` (whose code an executor in the group may run)."""
+        return self.groupchat.agent_by_name(name)
+
     # -- public API --------------------------------------------------------------------------
 
     async def a_run(  # type: ignore[override]  # the group's own run: message first

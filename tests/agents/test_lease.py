@@ -1,13 +1,18 @@
-"""`Lease`: one shared resource per agent, made once, closed by its last holder."""
+"""`Lease`: one shared resource per agent, opened once, closed by its last holder."""
 
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
-from moot.agents._chat import Lease
+from moot.agents._resources import Lease, hold
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 class Resource:
@@ -27,10 +32,18 @@ class Resource:
     async def close(self, value: str) -> None:
         self.closed += 1
 
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[str]:
+        value = await self.make()
+        try:
+            yield value
+        finally:
+            await self.close(value)
+
 
 async def test_concurrent_holders_share_one_value_closed_by_the_last() -> None:
     resource = Resource()
-    lease = Lease(resource.make, resource.close)
+    lease = Lease(resource.open)
     first = asyncio.create_task(lease.acquire())
     second = asyncio.create_task(lease.acquire())
     await anyio.wait_all_tasks_blocked()
@@ -46,7 +59,7 @@ async def test_concurrent_holders_share_one_value_closed_by_the_last() -> None:
 async def test_a_hold_keeps_the_value_open_between_users() -> None:
     resource = Resource()
     resource.gate.set()
-    lease = Lease(resource.make, resource.close)
+    lease = Lease(resource.open)
     lease.hold()
     await lease.acquire()
     await lease.release()
@@ -58,7 +71,7 @@ async def test_a_hold_keeps_the_value_open_between_users() -> None:
 
 async def test_a_waiter_takes_over_when_the_maker_is_cancelled() -> None:
     resource = Resource()
-    lease = Lease(resource.make, resource.close)
+    lease = Lease(resource.open)
     maker = asyncio.create_task(lease.acquire())
     await anyio.wait_all_tasks_blocked()
     waiter = asyncio.create_task(lease.acquire())
@@ -77,7 +90,7 @@ async def test_a_waiter_takes_over_when_the_maker_is_cancelled() -> None:
 async def test_a_failed_making_raises_in_every_waiter() -> None:
     resource = Resource()
     resource.fail = True
-    lease = Lease(resource.make, resource.close)
+    lease = Lease(resource.open)
     callers = [asyncio.create_task(lease.acquire()) for _ in range(3)]
     await anyio.wait_all_tasks_blocked()
     resource.gate.set()
@@ -87,3 +100,31 @@ async def test_a_failed_making_raises_in_every_waiter() -> None:
     assert all(isinstance(result, OSError) for result in results)
     assert lease.holders == 0
     assert resource.made == 1
+
+
+async def test_a_value_with_task_bound_scopes_is_closed_by_whichever_holder_goes_last() -> None:
+    """An executor enters an anyio task group: the lease enters and exits it in one keeper task,
+    although the holders that open and release it run in different tasks."""
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def pool() -> AsyncIterator[str]:
+        async with anyio.create_task_group() as group:
+            group.start_soon(anyio.sleep_forever)
+            events.append("open")
+            yield "pool"
+            group.cancel_scope.cancel()
+        events.append("closed")
+
+    lease = Lease(pool)
+    opener_stack, closer_stack = AsyncExitStack(), AsyncExitStack()
+
+    async def open_in_a_task() -> str:
+        return await hold(opener_stack, lease)
+
+    assert await asyncio.create_task(open_in_a_task()) == "pool"
+    assert await hold(closer_stack, lease) == "pool"
+    await asyncio.create_task(opener_stack.aclose())
+    assert events == ["open"]
+    await closer_stack.aclose()
+    assert (events, lease.holders) == (["open", "closed"], 0)
