@@ -14,6 +14,7 @@ a private one), `run_sync` (the blocking form of an async entry point) and `prin
 
 from typing import Any
 
+from ._agent import Agent
 from ._assistant import AssistantAgent
 from ._chat import (
     AsyncRunResponse,
@@ -29,8 +30,14 @@ from ._conversable import ConversableAgent, default_is_termination_msg, register
 from ._errors import (
     AgentConfigError,
     AgentError,
+    AmbiguousPeerError,
+    CarryoverTypeError,
+    ConfigValueTypeError,
     EventLoopRunningError,
     HumanInputError,
+    InvalidMessageError,
+    NoConversationError,
+    NoMessagesError,
     ToolRegistrationError,
 )
 from ._human_input import (
@@ -64,14 +71,18 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Agent",
     "AgentConfigError",
     "AgentError",
+    "AmbiguousPeerError",
     "AssistantAgent",
     "AsyncRunResponse",
+    "CarryoverTypeError",
     "ChatParticipant",
     "ChatResult",
     "ChatState",
     "CloseChat",
+    "ConfigValueTypeError",
     "ConsoleInputProvider",
     "ConversableAgent",
     "EventLoopRunningError",
@@ -83,6 +94,9 @@ __all__ = [
     "IOStream",
     "InputProvider",
     "InputRequest",
+    "InvalidMessageError",
+    "NoConversationError",
+    "NoMessagesError",
     "PendingInput",
     "QueueInputProvider",
     "RunResponse",

@@ -52,6 +52,7 @@ class AssistantAgent(ConversableAgent):
         default_auto_reply: str | Mapping[str, Any] = "",
         input_provider: InputProvider | None = None,
         model_client: ModelClient | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             name,
@@ -68,6 +69,7 @@ class AssistantAgent(ConversableAgent):
             else (ASSISTANT_DESCRIPTION if system_message == ASSISTANT_SYSTEM_MESSAGE else None),
             input_provider=input_provider,
             model_client=model_client,
+            **kwargs,
         )
 
     @property

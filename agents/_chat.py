@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -301,28 +302,50 @@ async def run_two_agent_chat(
     clear_history: bool,
     silent: bool,
     context: dict[str, Any],
-    request_reply: bool = True,
+    request_reply: bool | None = True,
+    exchange: bool = False,
+    initiator_records: bool = True,
 ) -> ChatResult:
     """Run one chat between two agents on `runtime` and return its result.
 
-    With `request_reply=False` the opening message is only delivered, not answered.
+    A new chat (`exchange=False`, AutoGen's `initiate_chat`) resets both agents' auto-reply
+    counters for each other and has each reply on receipt. An exchange (`send` / `receive`)
+    continues the latest thread and counters: the first message is answered when
+    `request_reply` says so (None: when the recipient replies on receipt to the initiator), each
+    later one when its listener replies on receipt to its speaker; it has no summary. With
+    `initiator_records=False` (a `receive`) the first message is recorded by the recipient only.
     """
-    if initiator is recipient:
-        raise AgentConfigError(f"{initiator.name} cannot start a chat with itself")
     chat_id = new_chat_id()
+    alone = initiator is recipient
     await initiator.attach(runtime)
-    await recipient.attach(runtime)
-    first = initiator.open_chat(chat_id, recipient, clear_history=clear_history, silent=silent)
-    second = recipient.open_chat(chat_id, initiator, clear_history=clear_history, silent=silent)
+    if not alone:
+        await recipient.attach(runtime)
+    if not exchange:
+        initiator.reply_at_receive[recipient] = recipient.reply_at_receive[initiator] = True
+    first = initiator.open_chat(
+        chat_id, recipient, clear_history=clear_history, silent=silent, keep_counter=exchange
+    )
+    second = (
+        first
+        if alone
+        else recipient.open_chat(
+            chat_id, initiator, clear_history=clear_history, silent=silent, keep_counter=exchange
+        )
+    )
     a = initiator.participant_id(runtime, chat_id)
     b = recipient.participant_id(runtime, chat_id)
+    agents = {a: initiator, b: recipient}
     try:
-        sent: Message = await ask(runtime, Say(message=message, context=context), a, sender=None)
+        say = Say(message=message, context=context, record=initiator_records)
+        sent: Message = await ask(runtime, say, a, sender=None)
         turns = 1
         speaker, listener = a, b
-        speaker_name, listener_name = initiator.name, recipient.name
+        speaker_name = initiator.name
+        if request_reply is None:
+            request_reply = recipient.reply_at_receive[initiator]
+        replying = request_reply
         while True:
-            last_turn = not request_reply or (
+            last_turn = not replying or (
                 max_turns is not None and listener == a and turns >= max_turns
             )
             reply: TurnReply = await ask(
@@ -331,29 +354,40 @@ async def run_two_agent_chat(
                 listener,
                 sender=speaker,
             )
-            if reply.message is None or not request_reply:
+            if reply.message is None or last_turn:
                 break
             sent = reply.message
             speaker, listener = listener, speaker
-            speaker_name, listener_name = listener_name, speaker_name
+            speaker_name = agents[speaker].name
             if speaker == a:
                 turns += 1
-        summary: str = await ask(
-            runtime, Summarize(method=summary_method, args=summary_args), a, sender=None
-        )
+            replying = agents[listener].reply_at_receive[agents[speaker]]
+        summary = ""
+        if not exchange:
+            summary = await ask(
+                runtime, Summarize(method=summary_method, args=summary_args), a, sender=None
+            )
         return ChatResult(
             chat_id=chat_id,
             chat_history=list(first.messages),
             summary=summary,
-            cost=first.usage.summary() + second.usage.summary(),
-            human_input=first.human_input + second.human_input,
+            cost=first.usage.summary() + (UsageSummary() if alone else second.usage.summary()),
+            human_input=first.human_input + ([] if alone else second.human_input),
         )
     finally:
-        await close_participants(runtime, [a, b])
+        await close_participants(runtime, [a] if alone else [a, b])
+
+
+_HOST_LOOP: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(
+    "moot_agents_host_loop", default=None
+)
+"""Set while a blocking user override runs in a worker thread (see `call_blocking`): the loop
+that awaits it, where the blocking calls it makes run."""
 
 
 def run_sync(make: Callable[[], Coroutine[Any, Any, R]], name: str, async_name: str) -> R:
-    """Run `make()` to completion in a new event loop, for plain (non-async) scripts.
+    """Run `make()` to completion in a new event loop, for plain (non-async) scripts; inside a
+    blocking override run by `call_blocking`, on the loop that awaits that override.
 
     Raises:
         EventLoopRunningError: called from code that already runs in an event loop.
@@ -361,11 +395,24 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, R]], name: str, async_name: 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        host = _HOST_LOOP.get()
+        if host is not None and host.is_running():
+            return asyncio.run_coroutine_threadsafe(make(), host).result()
         return asyncio.run(make())
     raise EventLoopRunningError(
         f"{name}() blocks until the chat ends, so it cannot run inside a running event loop"
         f" (Jupyter, an async web app, an async def). Use `await {async_name}(...)` instead."
     )
+
+
+async def call_blocking(function: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+    """Run a blocking user override (a sync `generate_reply`, say) in a worker thread; the
+    blocking agent calls it makes (`super().generate_reply(...)`) run on this loop meanwhile."""
+    token = _HOST_LOOP.set(asyncio.get_running_loop())
+    try:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    finally:
+        _HOST_LOOP.reset(token)
 
 
 _RULE = "-" * 80

@@ -19,6 +19,7 @@ Per chat, three decisions, each with a safe default and an explicit opt-out:
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -66,12 +67,37 @@ _KEYS = frozenset(
         "lease",
         "shared_workspace",
         "execute_from",
+        *{"commandline-local", "docker"},
     }
 )
 _TOOL_ROLES = ("tool", "function")
 FAILED = "exitcode: 1 (execution failed)\nCode output: "
 
 ExecuteFrom = Literal["models", "any"] | tuple[str, ...]
+_NAMED_EXECUTORS = {"commandline-local": False, "docker": True}  # name -> runs in Docker
+_EXECUTOR_OPTIONS = frozenset({"work_dir", "timeout"})
+_TRUTHY = frozenset({"1", "true", "yes", "t"})
+_FALSY = frozenset({"0", "false", "no", "f", "none"})
+
+
+def decide_use_docker(use_docker: Any) -> bool:
+    """`use_docker` as given, or (None) as the `AUTOGEN_USE_DOCKER` environment variable says,
+    read as AutoGen reads it; Docker when neither says.
+
+    Raises:
+        AgentConfigError: the variable holds something other than a yes/no word.
+    """
+    if use_docker is not None:
+        return bool(use_docker)
+    raw = os.environ.get("AUTOGEN_USE_DOCKER", "True")
+    word = raw.strip().lower()
+    if word in _TRUTHY:
+        return True
+    if word in _FALSY:
+        return False
+    raise AgentConfigError(
+        f"AUTOGEN_USE_DOCKER={raw!r} is not a yes/no value; use one of {sorted(_TRUTHY | _FALSY)}"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,21 +147,37 @@ class CodeExecution:
                 f" known keys are {sorted(_KEYS)}"
             )
         executor = config.get("executor")
-        if executor is not None and not isinstance(executor, Executor):
-            raise AgentConfigError("code_execution_config['executor'] must be an Executor")
+        use_docker: bool | None = None
+        options: Mapping[str, Any] = config
+        if isinstance(executor, str):
+            if executor not in _NAMED_EXECUTORS:
+                raise AgentConfigError(
+                    f"unknown code executor {executor!r}; name one of"
+                    f" {sorted(_NAMED_EXECUTORS)} or pass an Executor"
+                )
+            use_docker = _NAMED_EXECUTORS[executor]
+            options = {**config, **_executor_options(config, executor)}
+            executor = None
+        elif executor is not None and not isinstance(executor, Executor):
+            raise AgentConfigError(
+                "code_execution_config['executor'] must be an Executor, 'commandline-local' or"
+                f" 'docker'; got {type(executor).__name__}"
+            )
         last_n = config.get("last_n_messages", "auto")
         if last_n != "auto" and not (isinstance(last_n, int) and last_n >= 1):
             raise AgentConfigError("last_n_messages must be 'auto' or a positive integer")
-        timeout = config.get("timeout", DEFAULT_TIMEOUT)
+        timeout = options.get("timeout", DEFAULT_TIMEOUT)
         if not isinstance(timeout, int | float) or timeout <= 0:
             raise AgentConfigError(f"timeout must be a positive number of seconds; got {timeout!r}")
         lease = config.get("lease", "run")
         if lease not in ("run", "chat"):
             raise AgentConfigError(f"lease must be 'run' or 'chat'; got {lease!r}")
-        work_dir = config.get("work_dir", DEFAULT_WORK_DIR)
+        work_dir = options.get("work_dir", DEFAULT_WORK_DIR)
+        if use_docker is None:
+            use_docker = executor is None and decide_use_docker(config.get("use_docker"))
         return cls(
             executor=executor,
-            use_docker=bool(config.get("use_docker", True)),
+            use_docker=use_docker,
             work_dir=None if work_dir is None else str(work_dir),
             timeout=float(timeout),
             last_n_messages=last_n,
@@ -163,6 +205,21 @@ def _execute_from(value: Any) -> ExecuteFrom:
     raise AgentConfigError(
         f"execute_from must be 'models', 'any' or a list of agent names; got {value!r}"
     )
+
+
+def _executor_options(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The options AutoGen puts under the executor's own name, e.g. `{"commandline-local":
+    {"work_dir": ...}}`; moot reads `work_dir` and `timeout`."""
+    options = config.get(name) or {}
+    if not isinstance(options, Mapping):
+        raise AgentConfigError(f"code_execution_config[{name!r}] must be a dict of options")
+    unknown = set(options) - _EXECUTOR_OPTIONS
+    if unknown:
+        raise AgentConfigError(
+            f"code_execution_config[{name!r}] has unknown option(s) {sorted(unknown)};"
+            f" moot reads {sorted(_EXECUTOR_OPTIONS)}"
+        )
+    return options
 
 
 @asynccontextmanager

@@ -2,40 +2,64 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import re
 import sys
+import warnings
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
-from moot.models import LLMConfig, UsageSummary, UsageTracker, client_from_llm_config
+from moot.models import (
+    LLMConfig,
+    ModelClient,
+    UsageSummary,
+    UsageTracker,
+    client_from_llm_config,
+)
 from moot.runtime import AgentContext, AgentId, Runtime
 
 from . import _logging
+from ._agent import Agent
 from ._chat import (
     AsyncRunResponse,
     ChatResult,
     ChatState,
     RunResponse,
+    call_blocking,
     print_message,
     run_sync,
     run_two_agent_chat,
     runtime_scope,
 )
 from ._code_execution import ChatCode, CodeExecution, code_to_run, may_run
-from ._errors import AgentConfigError, AgentError, ToolRegistrationError
+from ._errors import (
+    AgentConfigError,
+    AgentError,
+    AmbiguousPeerError,
+    CarryoverTypeError,
+    InvalidMessageError,
+    NoConversationError,
+    NoMessagesError,
+    ToolRegistrationError,
+)
+from ._hooks import Hooks
 from ._human_input import ConsoleInputProvider, InputProvider, InputRequest
+from ._llm_setup import read_llm_config
 from ._participant import ChatParticipant, Message, Say, Summarize, Turn, TurnReply
 from ._resources import Hold, Lease, ResourceHolder, borrowed, hold
+from ._tool_registry import ApiStyle, ToolRegistry, take_legacy_functions
 from ._tools import Tool, run_tool_calls, tool_call_id
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
+    import httpx
+
     from moot.executors import Executor
-    from moot.models import ModelClient
 
 HumanInputMode = Literal["ALWAYS", "NEVER", "TERMINATE"]
 ReplyFunction = Callable[..., "tuple[bool, Any] | Awaitable[tuple[bool, Any]]"]
@@ -73,6 +97,7 @@ _PASS: tuple[bool, Any] = (False, None)
 _STOP: tuple[bool, Any] = (True, None)
 _NO_REPLY = TurnReply(message=None)
 _SPEAKING_ROLES = ("user", "assistant")
+_SUMMARY_METHODS = (None, "last_msg", "reflection_with_llm")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -95,11 +120,62 @@ def _to_message(message: str | Mapping[str, Any]) -> Message:
         return {"content": message}
     if isinstance(message, Mapping):
         return dict(message)
-    raise AgentError(f"a message must be a str or a dict, not {type(message).__name__}")
+    raise InvalidMessageError(f"a message must be a str or a dict, not {type(message).__name__}")
 
 
-def _is_valid(message: Mapping[str, Any]) -> bool:
-    return "content" in message or "tool_calls" in message or "tool_responses" in message
+def _check_message(message: Mapping[str, Any]) -> None:
+    if not (
+        "content" in message
+        or "tool_calls" in message
+        or "tool_responses" in message
+        or "function_call" in message
+    ):
+        raise InvalidMessageError(
+            "a message needs 'content', 'tool_calls', 'tool_responses' or 'function_call';"
+            f" got keys {sorted(message)}"
+        )
+
+
+def _summary_text(result: Any) -> str:
+    """A summary function's result as text: a message's content, "" for None."""
+    if result is None:
+        return ""
+    if isinstance(result, Mapping):
+        content = result.get("content")
+        return "" if content is None else str(content)
+    return str(result)
+
+
+def with_carryover(message: str | Mapping[str, Any], carryover: Any) -> str | Message:
+    """`message` with the earlier chats' `carryover` (a str, or a list of str or messages)
+    appended to its text as a "Context:" section.
+
+    Raises:
+        CarryoverTypeError: the carryover is neither a str nor a list.
+    """
+    if carryover is None or carryover == "" or carryover == []:
+        return message if isinstance(message, str) else dict(message)
+    if isinstance(carryover, str):
+        text = carryover
+    elif isinstance(carryover, list):
+        text = "\n".join(
+            str(item.get("content") or "") if isinstance(item, Mapping) else str(item)
+            for item in carryover
+        )
+    else:
+        raise CarryoverTypeError(
+            f"carryover must be a str or a list; got {type(carryover).__name__}"
+        )
+    context = f"\nContext: \n{text}"
+    if isinstance(message, str):
+        return message + context
+    out = dict(message)
+    content = out.get("content")
+    if isinstance(content, list):
+        out["content"] = [*content, {"type": "text", "text": context}]
+    else:
+        out["content"] = f"{content or ''}{context}"
+    return out
 
 
 @functools.lru_cache(maxsize=1024)
@@ -140,10 +216,12 @@ def _add_model_message(out: list[dict[str, Any]], message: Message) -> None:
         out.append(message)
         return
     item: dict[str, Any] = {"role": role, "content": message.get("content")}
-    if named:
+    if named or (role == "function" and isinstance(name, str)):
         item["name"] = name
     if message.get("tool_calls"):
         item["tool_calls"] = message["tool_calls"]
+    if message.get("function_call"):
+        item["function_call"] = message["function_call"]
     out.append(item)
 
 
@@ -157,11 +235,65 @@ def _asks_each_time(trigger: Trigger) -> bool:
 def _tool_calls_quick(
     state: ChatState, messages: list[Message], sender: ConversableAgent | None
 ) -> tuple[bool, Any] | None:
-    """Most turns carry no tool calls to run: the tool-call reply passes without awaiting."""
+    """Most turns carry no tool or function calls to run: the reply passes without awaiting."""
     message = messages[-1] if messages else {}
-    if not message.get("tool_calls") or message.get("role") == "assistant":
+    calls = message.get("tool_calls")
+    if not calls and "function_call" not in message:  # most turns: one lookup, no call
+        return _PASS
+    if not calls and not message.get("function_call"):
+        return _PASS
+    if _own_message(state, message):
         return _PASS
     return None
+
+
+def _own_message(state: ChatState, message: Mapping[str, Any]) -> bool:
+    """A call this agent itself made (a group chat may ask it to speak right after itself)."""
+    return message.get("role") == "assistant" and message.get("name") == state.owner.name
+
+
+_BUILTIN_NAMES = {
+    "generate_oai_reply": "_model_reply",
+    "a_generate_oai_reply": "_model_reply",
+    "generate_code_execution_reply": "_code_execution_reply",
+    "a_generate_code_execution_reply": "_code_execution_reply",
+    "generate_tool_calls_reply": "_tool_calls_only_reply",
+    "a_generate_tool_calls_reply": "_tool_calls_only_reply",
+    "generate_function_call_reply": "_function_call_reply",
+    "a_generate_function_call_reply": "_function_call_reply",
+    "check_termination_and_human_reply": "_check_termination_and_human_reply",
+    "a_check_termination_and_human_reply": "_check_termination_and_human_reply",
+}
+"""AutoGen's public built-in reply functions, and the internal one each stands for."""
+
+
+def _builtin_name(function: Callable[..., Any]) -> str | None:
+    """The internal built-in that `function` (`ConversableAgent.generate_oai_reply`, an agent's
+    bound `a_generate_oai_reply`, ...) stands for; None for any other function."""
+    target = getattr(function, "__func__", function)
+    name = getattr(target, "__name__", None)
+    internal = _BUILTIN_NAMES.get(name) if isinstance(name, str) else None
+    if internal is None or getattr(ConversableAgent, str(name)) is not target:
+        return None
+    return internal
+
+
+def _replaced(agent: ConversableAgent, name: str) -> bool:
+    """Whether `agent` has its own `name` method: set on the instance (a mock) or overridden."""
+    return name in vars(agent) or getattr(type(agent), name) is not getattr(ConversableAgent, name)
+
+
+def _check_trigger(trigger: Trigger) -> None:
+    if isinstance(trigger, list):
+        for each in trigger:
+            _check_trigger(each)
+        return
+    if trigger is None or isinstance(trigger, str | type | ConversableAgent) or callable(trigger):
+        return
+    raise AgentConfigError(
+        "a reply trigger must be a class, a str (an agent name), an agent, a callable, None or a"
+        f" list of these; got {trigger!r}"
+    )
 
 
 def _without_stream(config: LLMConfig) -> tuple[LLMConfig, bool]:
@@ -189,7 +321,7 @@ def _show_token(text: str) -> None:
     sys.stdout.flush()
 
 
-class ConversableAgent:
+class ConversableAgent(Agent):
     """An agent that talks: it replies to messages with its reply functions, in order:
 
     termination and human input, then tool calls, then code execution, then the model. One agent
@@ -198,6 +330,7 @@ class ConversableAgent:
     """
 
     DEFAULT_SYSTEM_MESSAGE = "You are a helpful assistant."
+    _reply_override: ClassVar[Literal["async", "sync"] | None] = None
 
     def __init__(
         self,
@@ -211,6 +344,7 @@ class ConversableAgent:
         llm_config: Mapping[str, Any] | LLMConfig | Literal[False] | None = None,
         default_auto_reply: str | Mapping[str, Any] = "",
         description: str | None = None,
+        chat_messages: Mapping[ConversableAgent, list[Message]] | None = None,
         *,
         input_provider: InputProvider | None = None,
         model_client: ModelClient | None = None,
@@ -239,18 +373,20 @@ class ConversableAgent:
         self.input_provider: InputProvider = input_provider or ConsoleInputProvider()
         self.code_execution_config = code_execution_config
         self._code = CodeExecution.from_config(code_execution_config)
-        if _logging.logging_enabled():  # runtime_logging records the agents it sees built
-            _logging.log_new_agent(
-                self, {"name": name, "system_message": system_message, "llm_config": llm_config}
-            )
         self._llm: LLMConfig | None = None
         self._stream = False
+        self._http: httpx.AsyncClient | None = None
+        self._tool_registry = ToolRegistry()
         if llm_config is None or llm_config is False:
             self.llm_config: dict[str, Any] | Literal[False] = False
         else:
-            self._llm, self._stream = _without_stream(LLMConfig.from_autogen(llm_config))
-            self.llm_config = (
-                dict(llm_config) if isinstance(llm_config, Mapping) else llm_config.model_dump()
+            config, self._http, self.llm_config = read_llm_config(llm_config, name)
+            config, legacy = take_legacy_functions(config)
+            self._llm, self._stream = _without_stream(config)
+            self._tool_registry.start(self.llm_config, self._llm.tools, legacy)
+        if _logging.logging_enabled():  # runtime_logging records the agents it sees built
+            _logging.log_new_agent(
+                self, {"name": name, "system_message": system_message, "llm_config": llm_config}
             )
         self._given_client = model_client
         self._model_lease: Lease[ModelClient] | None = None
@@ -262,7 +398,6 @@ class ConversableAgent:
         # The thread of the chat that works in code_execution_config's work_dir: the agent's
         # first chat, continued by chats that keep its history (see `_code_execution`).
         self._work_dir_thread: list[Message] | None = None
-        self._llm_tools: dict[str, Tool] = {}
         self._function_map: dict[str, Tool] = {}
         for fname, function in (function_map or {}).items():
             self._function_map[fname] = self._execution_tool(function, fname)
@@ -270,7 +405,15 @@ class ConversableAgent:
         # Per sender, the reply functions whose triggers match it; rebuilt when the list changes.
         self._chains: dict[ConversableAgent | None, tuple[int, tuple[_ChainLink, ...]]] = {}
         self._chains_version = 0
-        self._conversations: dict[ConversableAgent, list[Message]] = {}
+        self._conversations: dict[ConversableAgent, list[Message]] = {
+            peer: list(thread) for peer, thread in (chat_messages or {}).items()
+        }
+        # Per peer, as AutoGen keeps them: auto-replies in a row, and whether to reply on receipt.
+        self._consecutive_auto_reply_counter: defaultdict[ConversableAgent | None, int] = (
+            defaultdict(int)
+        )
+        self.reply_at_receive: defaultdict[ConversableAgent, bool] = defaultdict(bool)
+        self._hooks = Hooks()
         self._chats: dict[str, ChatState] = {}
         self._usage = UsageTracker()
         safe = _TYPE_UNSAFE.sub("_", name)[:48]
@@ -278,24 +421,13 @@ class ConversableAgent:
         # cannot be reused by another agent while the type is registered.
         self._actor_type = f"moot.agent.{safe}.{id(self):x}"
         # Registered last first: human/termination, tools, code, model is the order they run.
-        builtins: tuple[tuple[Callable[..., Any], QuickReply | None], ...] = (
-            (self._model_reply, None),
-            (self._code_execution_reply, self._code_execution_quick),
-            (self._tool_calls_reply, _tool_calls_quick),
-            (self._check_termination_and_human_reply, self._termination_quick),
-        )
-        for builtin, quick in builtins:
-            self._reply_func_list.insert(
-                0,
-                _ReplyEntry(
-                    trigger=[ConversableAgent, None],
-                    function=builtin,
-                    config=None,
-                    reset_config=None,
-                    builtin=True,
-                    quick=quick,
-                ),
-            )
+        for internal in (
+            "_model_reply",
+            "_code_execution_reply",
+            "_tool_calls_reply",
+            "_check_termination_and_human_reply",
+        ):
+            self._reply_func_list.insert(0, self._builtin_entry(internal, [ConversableAgent, None]))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -310,9 +442,9 @@ class ConversableAgent:
         """Replace the system message used for later model calls."""
         self._system_message = system_message
 
-    @property
-    def max_consecutive_auto_reply(self) -> int:
-        return self._max_consecutive_auto_reply
+    def max_consecutive_auto_reply(self, sender: ConversableAgent | None = None) -> int:
+        """The auto-reply limit: for every sender, or the one set for `sender`."""
+        return self._max_for(sender)
 
     def update_max_consecutive_auto_reply(
         self, value: int, sender: ConversableAgent | None = None
@@ -330,34 +462,38 @@ class ConversableAgent:
         return self._max_per_sender.get(sender, self._max_consecutive_auto_reply)
 
     @property
-    def chat_messages(self) -> dict[ConversableAgent, list[Message]]:
-        """Per peer, the messages of the latest chat with it (this agent's view)."""
-        return dict(self._conversations)
+    def chat_messages(self) -> defaultdict[ConversableAgent, list[Message]]:
+        """Per peer, the messages of the latest chat with it (this agent's view); a peer it
+        has not talked with reads as an empty list, as in AutoGen."""
+        return defaultdict(list, self._conversations)
 
     def last_message(self, agent: ConversableAgent | None = None) -> Message | None:
         """The last message of the latest chat with `agent` (or with the only peer).
 
         Raises:
-            AgentError: `agent` is None and this agent has talked with several peers.
+            AmbiguousPeerError: `agent` is None and this agent has talked with several peers.
+            NoConversationError: this agent has no conversation with `agent`.
         """
         if agent is None:
             if not self._conversations:
                 return None
             if len(self._conversations) > 1:
-                raise AgentError(
+                raise AmbiguousPeerError(
                     f"{self.name} has talked with several agents; pass the one you mean"
                 )
             thread = next(iter(self._conversations.values()))
         else:
             found = self._conversations.get(agent)
             if found is None:
-                raise AgentError(f"{self.name} has no conversation with {agent.name}")
+                raise NoConversationError(f"{self.name} has no conversation with {agent.name}")
             thread = found
         return thread[-1] if thread else None
 
     def reset(self) -> None:
         """Forget finished conversations, counters and reply-function state (not usage)."""
         self._conversations.clear()
+        self.reset_consecutive_auto_reply_counter()
+        self.reply_at_receive.clear()
         for entry in self._reply_func_list:
             if entry.reset_config is not None:
                 entry.reset_config(entry.config)
@@ -386,6 +522,8 @@ class ConversableAgent:
         if self._given_client is not None:
             return borrowed(self._given_client)
         assert self._llm is not None  # the lease exists only with a model
+        if self._http is not None:
+            return client_from_llm_config(self._llm, http=self._http)
         return client_from_llm_config(self._llm)
 
     # -- code execution: workspaces and whose code runs (see `_code_execution`) ---------------
@@ -446,10 +584,13 @@ class ConversableAgent:
         *,
         clear_history: bool = True,
         silent: bool = False,
+        keep_counter: bool = False,
     ) -> ChatState:
         """Start this agent's side of a chat; its participant actor works on the returned state.
 
-        With `clear_history=False` the chat continues the latest thread with `peer`.
+        With `clear_history=False` the chat continues the latest thread with `peer`; with
+        `keep_counter` it continues this agent's auto-reply count for `peer` (a `send`), else
+        the count starts at 0 (a new chat). The count is kept for `peer` when the chat closes.
         """
         previous = self._conversations.get(peer) if peer is not None else None
         continues = previous if previous is not None and not clear_history else None
@@ -463,6 +604,8 @@ class ConversableAgent:
             model=self._model_lease,
             code=self._chat_code(messages, continues),
         )
+        if keep_counter:
+            state.consecutive_auto_reply = self._consecutive_auto_reply_counter[peer]
         self._chats[chat_id] = state
         if peer is not None:
             self._conversations[peer] = state.messages
@@ -492,46 +635,52 @@ class ConversableAgent:
     ) -> Message:
         """Append `message` to the chat in this agent's roles; a copy unless `fresh` (made for
         this call, so it may be changed in place)."""
-        if not _is_valid(message):
-            raise AgentError(
-                "a message needs 'content', 'tool_calls' or 'tool_responses';"
-                f" got keys {sorted(message)}"
-            )
+        if "content" not in message:  # most messages have content: no call to check them
+            _check_message(message)
         role = message.get("role")
         recorded: Message
+        # A call is the model's output, so it is "assistant" on both sides, as in AutoGen.
+        mine = sent or (
+            ("tool_calls" in message or "function_call" in message)  # no calls on most turns
+            and bool(message.get("tool_calls") or message.get("function_call"))
+        )
         if role == "tool" or role == "function":
             recorded = cast("Message", message) if fresh else dict(message)
         elif fresh:
             recorded = cast("Message", message)
-            recorded["role"] = "assistant" if sent else "user"
+            recorded["role"] = "assistant" if mine else "user"
         else:
-            recorded = {**message, "role": "assistant" if sent else "user"}
+            recorded = {**message, "role": "assistant" if mine else "user"}
         if "name" not in recorded:
             recorded["name"] = sender
         state.messages.append(recorded)
         return recorded
 
     async def _handle_say(self, state: ChatState, say: Say) -> Message:
-        message = await self._initial_message(state, say.message, dict(say.context))
-        return self._record(state, message, sent=True, sender=self.name, fresh=True)
+        if not say.record:
+            message = _to_message(say.message)
+            _check_message(message)
+            return message
+        made = await self._initial_message(state, say.message, dict(say.context))
+        if self._hooks.before_send:
+            made = self._hooks.process_before_send(self, made, state.peer, state.silent)
+        return self._record(state, _to_message(made), sent=True, sender=self.name, fresh=True)
 
     async def _initial_message(
         self, state: ChatState, message: Any, context: dict[str, Any]
-    ) -> Message:
-        carryover = context.get("carryover")
+    ) -> str | Message:
         if message is None:
-            text = await self.a_get_human_input(">", chat=state)
-            out = _to_message(text)
+            made: Any = await self._human_answer(">", state)
         elif callable(message):
             made = message(self, state.peer, context)
-            out = _to_message(await made if inspect.isawaitable(made) else made)
+            made = await made if inspect.isawaitable(made) else made
         else:
-            out = _to_message(message)
-        if carryover:
-            lines = carryover if isinstance(carryover, list) else [carryover]
-            text = "\n".join(str(line) for line in lines)
-            out["content"] = f"{out.get('content') or ''}\nContext: \n{text}"
-        return out
+            made = message
+        if not isinstance(made, str | Mapping):
+            raise InvalidMessageError(
+                f"a message must be a str or a dict, not {type(made).__name__}"
+            )
+        return with_carryover(made, context.get("carryover"))
 
     async def _handle_turn(self, state: ChatState, turn: Turn) -> TurnReply:
         for earlier in turn.backlog:
@@ -547,11 +696,39 @@ class ConversableAgent:
                 _logging.log_received(self, received, turn.sender)
         if not turn.request_reply:
             return _NO_REPLY
-        reply = await self._reply_chain(state, state.messages, state.peer)
+        if self._reply_override is None:
+            reply = await self._reply_chain(state, state.messages, state.peer)
+        else:
+            reply = await self._overridden_reply(state)
         if reply is None:
             return _NO_REPLY
+        if self._hooks.before_send:
+            reply = self._hooks.process_before_send(self, reply, state.peer, state.silent)
         recorded = self._record(state, _to_message(reply), sent=True, sender=self.name, fresh=True)
         return TurnReply(message=recorded)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Note whether the subclass replaces `a_generate_reply` or `generate_reply`: AutoGen
+        chats reply through them, so such a class's turns must go through its version."""
+        super().__init_subclass__(**kwargs)
+        if cls.a_generate_reply is not ConversableAgent.a_generate_reply:
+            cls._reply_override = "async"
+        elif cls.generate_reply is not ConversableAgent.generate_reply:
+            cls._reply_override = "sync"
+        else:
+            cls._reply_override = None
+
+    async def _overridden_reply(self, state: ChatState) -> str | Message | None:
+        """A turn's reply from the subclass's own `a_generate_reply` / `generate_reply` (the
+        sync one in a worker thread); the chat's auto-reply count is shared with it."""
+        peer = state.peer
+        self._consecutive_auto_reply_counter[peer] = state.consecutive_auto_reply
+        try:
+            if self._reply_override == "async":
+                return await self.a_generate_reply(messages=state.messages, sender=peer)
+            return await call_blocking(self.generate_reply, messages=state.messages, sender=peer)
+        finally:
+            state.consecutive_auto_reply = self._consecutive_auto_reply_counter[peer]
 
     async def _handle_summarize(self, state: ChatState, request: Summarize) -> str:
         method = request.method
@@ -566,23 +743,28 @@ class ConversableAgent:
         if callable(method):
             made = method(self, state.peer, dict(request.args))
             result = await made if inspect.isawaitable(made) else made
-            return str(result)
+            return _summary_text(result)
         raise AgentConfigError(
             "summary_method must be 'last_msg', 'reflection_with_llm' or a callable;"
             f" got {method!r}"
         )
 
     async def _reflect(self, state: ChatState, args: dict[str, Any]) -> str:
+        """Ask a model to sum up the chat: the recipient's, else this agent's (as AutoGen does);
+        `summary_prompt` is added as a message of role `summary_role` (default "system")."""
         prompt = str(args.get("summary_prompt") or DEFAULT_SUMMARY_PROMPT)
-        client = await state.model_client()
-        if client is None and state.peer is not None and state.peer._model_lease is not None:
+        role = str(args.get("summary_role") or "system")
+        client: ModelClient | None = None
+        if state.peer is not None and state.peer._model_lease is not None:
             client = await hold(state.stack, state.peer._model_lease)
+        if client is None:
+            client = await state.model_client()
         if client is None:
             raise AgentConfigError(
                 "summary_method='reflection_with_llm' needs a model on one of the two agents"
             )
         messages = _model_messages(self.system_message, state.messages)
-        messages.append({"role": "system", "content": prompt})
+        messages.append({"role": role, "content": prompt})
         response = await client.create(messages)
         state.usage.add(response)
         self._usage.add(response)
@@ -590,6 +772,7 @@ class ConversableAgent:
 
     async def _handle_close(self, state: ChatState) -> None:
         self._chats.pop(state.chat_id, None)
+        self._consecutive_auto_reply_counter[state.peer] = state.consecutive_auto_reply
         await state.aclose()
 
     # ------------------------------------------------------------------ the reply chain
@@ -606,22 +789,67 @@ class ConversableAgent:
         remove_other_reply_funcs: bool = False,
     ) -> None:
         """Add `reply_func(recipient, messages, sender, config) -> (final, reply)`; functions at
-        lower positions run first, and the first final answer is the reply."""
+        lower positions run first, and the first final answer is the reply.
+
+        A built-in reply function (`ConversableAgent.generate_oai_reply`, ...) may be given, sync
+        or async, bound or not; it runs as the agent's own built-in does.
+
+        Raises:
+            AgentConfigError: `trigger` is not a class, str, agent, callable, None or a list of
+                these.
+        """
         del ignore_async_in_sync_chat  # every chat is async here
-        if remove_other_reply_funcs:
-            self._reply_func_list.clear()
-        self._chains.clear()
-        self._chains_version += 1
-        self._reply_func_list.insert(
-            position,
-            _ReplyEntry(
+        _check_trigger(trigger)
+        internal = _builtin_name(reply_func)
+        entry = (
+            self._builtin_entry(internal, trigger, config)
+            if internal is not None
+            else _ReplyEntry(
                 trigger=trigger,
                 function=reply_func,
                 config=config,
                 reset_config=reset_config,
                 builtin=False,
-            ),
+            )
         )
+        if remove_other_reply_funcs:
+            self._reply_func_list.clear()
+        self._chains.clear()
+        self._chains_version += 1
+        self._reply_func_list.insert(position, entry)
+
+    def _builtin_entry(self, internal: str, trigger: Trigger, config: Any = None) -> _ReplyEntry:
+        quick: QuickReply | None = {
+            "_code_execution_reply": self._code_execution_quick,
+            "_tool_calls_reply": _tool_calls_quick,
+            "_tool_calls_only_reply": _tool_calls_quick,
+            "_function_call_reply": _tool_calls_quick,
+            "_check_termination_and_human_reply": self._termination_quick,
+        }.get(internal)
+        return _ReplyEntry(
+            trigger=trigger,
+            function=getattr(self, internal),
+            config=config,
+            reset_config=None,
+            builtin=True,
+            quick=quick,
+        )
+
+    def _excluded(self, exclude: Iterable[Callable[..., Any]]) -> list[Callable[..., Any]]:
+        """`exclude` as the functions in the chain (a public built-in as its internal one)."""
+        out: list[Callable[..., Any]] = []
+        for function in exclude:
+            internal = _builtin_name(function)
+            out.append(getattr(self, internal) if internal is not None else function)
+        return out
+
+    def _match_trigger(self, trigger: Trigger, sender: ConversableAgent | None) -> bool:
+        """Whether `trigger` matches `sender` (AutoGen's name for `_matches`).
+
+        Raises:
+            AgentConfigError: an unsupported trigger.
+        """
+        return self._matches(trigger, sender)
 
     def _matches(self, trigger: Trigger, sender: ConversableAgent | None) -> bool:
         if trigger is None:
@@ -672,7 +900,9 @@ class ConversableAgent:
         sender: ConversableAgent | None,
         exclude: Iterable[Callable[..., Any]] = (),
     ) -> str | Message | None:
-        skipped = list(exclude) if exclude else None
+        if self._hooks.before_reply:
+            messages = self._hooks.process_before_reply(self, messages)
+        skipped = self._excluded(exclude) if exclude else None
         for entry, dynamic in self._chain_for(sender):
             if skipped is not None and entry.function in skipped:
                 continue
@@ -695,44 +925,209 @@ class ConversableAgent:
             else dict(self._default_auto_reply)
         )
 
-    async def a_generate_reply(
-        self,
-        messages: list[Message] | None = None,
-        sender: ConversableAgent | None = None,
-        exclude: Iterable[Callable[..., Any]] = (),
-    ) -> str | Message | None:
-        """Run the reply functions on `messages` (default: the latest chat with `sender`) outside
-        any chat; the counters start fresh and no message is recorded."""
-        if messages is None:
-            if sender is None:
-                raise AgentError("generate_reply needs messages or a sender")
-            messages = list(self._conversations.get(sender, []))
-        thread = list(messages)
+    def _detached_state(
+        self, messages: list[Message], sender: ConversableAgent | None
+    ) -> ChatState:
+        """A chat state for reply functions run outside any chat (the counter is this agent's
+        for `sender`; `_settle_detached` writes it back)."""
         state = ChatState(
             chat_id="generate_reply",
             owner=self,
             peer=sender,
-            messages=thread,
+            messages=messages,
             silent=True,
             model=self._model_lease,
-            code=self._chat_code(thread, None),
+            code=self._chat_code(messages, None),
         )
+        state.consecutive_auto_reply = self._consecutive_auto_reply_counter[sender]
+        return state
+
+    async def _settle_detached(self, state: ChatState) -> None:
+        self._consecutive_auto_reply_counter[state.peer] = state.consecutive_auto_reply
+        await state.aclose()
+
+    def _messages_for(
+        self, messages: list[Message] | Message | None, sender: ConversableAgent | None
+    ) -> list[Message]:
+        if messages is None:
+            if sender is None:
+                raise NoMessagesError("generate_reply needs messages or a sender")
+            return list(self._conversations.get(sender, []))
+        if isinstance(messages, Mapping):
+            return [dict(messages)]
+        return list(messages)
+
+    async def a_generate_reply(
+        self,
+        messages: list[Message] | Message | None = None,
+        sender: ConversableAgent | None = None,
+        exclude: Iterable[Callable[..., Any]] = (),
+        **kwargs: Any,
+    ) -> str | Message | None:
+        """Run the reply functions on `messages` (default: the latest chat with `sender`) outside
+        any chat; no message is recorded. The auto-reply counter is this agent's for `sender`.
+
+        Raises:
+            NoMessagesError: neither messages nor a sender.
+        """
+        del kwargs  # AutoGen passes extras through to reply functions it does not have
+        state = self._detached_state(self._messages_for(messages, sender), sender)
         try:
             return await self._reply_chain(state, state.messages, sender, exclude)
         finally:
-            await state.aclose()
+            await self._settle_detached(state)
 
     def generate_reply(
         self,
-        messages: list[Message] | None = None,
+        messages: list[Message] | Message | None = None,
         sender: ConversableAgent | None = None,
         exclude: Iterable[Callable[..., Any]] = (),
+        **kwargs: Any,
     ) -> str | Message | None:
-        """Blocking `a_generate_reply`, for plain scripts."""
+        """Blocking `a_generate_reply`, for plain scripts.
+
+        Raises:
+            NoMessagesError: neither messages nor a sender.
+            EventLoopRunningError: called inside a running event loop.
+        """
+        self._messages_for(messages, sender)  # refuse before starting a loop
         return run_sync(
-            lambda: self.a_generate_reply(messages, sender, exclude),
+            lambda: self.a_generate_reply(messages, sender, exclude, **kwargs),
             "generate_reply",
             "a_generate_reply",
+        )
+
+    # -- the built-in reply functions as AutoGen names them: (messages, sender, config)
+
+    async def _run_builtin(
+        self,
+        internal: str,
+        messages: list[Message] | None,
+        sender: ConversableAgent | None,
+        config: Any,
+    ) -> tuple[bool, Any]:
+        state = self._detached_state(
+            list(messages) if messages is not None else self._messages_for(None, sender), sender
+        )
+        try:
+            result: tuple[bool, Any] = await getattr(self, internal)(
+                state, state.messages, sender, config
+            )
+            return result
+        finally:
+            await self._settle_detached(state)
+
+    async def a_generate_oai_reply(
+        self,
+        messages: list[Message] | None = None,
+        sender: ConversableAgent | None = None,
+        config: Any = None,
+    ) -> tuple[bool, str | Message | None]:
+        """Ask the model (a `ModelClient` given as `config`, else the agent's) for a reply."""
+        return await self._run_builtin("_model_reply", messages, sender, config)
+
+    def generate_oai_reply(
+        self,
+        messages: list[Message] | None = None,
+        sender: ConversableAgent | None = None,
+        config: Any = None,
+    ) -> tuple[bool, str | Message | None]:
+        """Blocking `a_generate_oai_reply`."""
+        return run_sync(
+            lambda: self.a_generate_oai_reply(messages, sender, config),
+            "generate_oai_reply",
+            "a_generate_oai_reply",
+        )
+
+    async def a_generate_code_execution_reply(
+        self,
+        messages: list[Message] | None = None,
+        sender: ConversableAgent | None = None,
+        config: Mapping[str, Any] | Literal[False] | None = None,
+    ) -> tuple[bool, str | None]:
+        """Run the code blocks of the last messages (`config`: a code_execution_config to use
+        instead of the agent's, or False for none)."""
+        return await self._run_builtin("_code_execution_reply", messages, sender, config)
+
+    def generate_code_execution_reply(
+        self,
+        messages: list[Message] | None = None,
+        sender: ConversableAgent | None = None,
+        config: Mapping[str, Any] | Literal[False] | None = None,
+    ) -> tuple[bool, str | None]:
+        """Blocking `a_generate_code_execution_reply`."""
+        return run_sync(
+            lambda: self.a_generate_code_execution_reply(messages, sender, config),
+            "generate_code_execution_reply",
+            "a_generate_code_execution_reply",
+        )
+
+    async def a_generate_tool_calls_reply(
+        self,
+        messages: list[Message] | None = None,
+        sender: ConversableAgent | None = None,
+        config: Any = None,
+    ) -> tuple[bool, Message | None]:
+        """Run the tool calls (or legacy function call) of the last message."""
+        return await self._run_builtin("_tool_calls_only_reply", messages, sender, config)
+
+    def generate_tool_calls_reply(
+        self,
+        messages: list[Message] | None = None,
+        sender: ConversableAgent | None = None,
+        config: Any = None,
+    ) -> tuple[bool, Message | None]:
+        """Blocking `a_generate_tool_calls_reply`."""
+        return run_sync(
+            lambda: self.a_generate_tool_calls_reply(messages, sender, config),
+            "generate_tool_calls_reply",
+            "a_generate_tool_calls_reply",
+        )
+
+    async def a_generate_function_call_reply(
+        self,
+        messages: list[Message] | None = None,
+        sender: ConversableAgent | None = None,
+        config: Any = None,
+    ) -> tuple[bool, Message | None]:
+        """Run the legacy `function_call` of the last message; the answer has role "function"."""
+        return await self._run_builtin("_function_call_reply", messages, sender, config)
+
+    def generate_function_call_reply(
+        self,
+        messages: list[Message] | None = None,
+        sender: ConversableAgent | None = None,
+        config: Any = None,
+    ) -> tuple[bool, Message | None]:
+        """Blocking `a_generate_function_call_reply`."""
+        return run_sync(
+            lambda: self.a_generate_function_call_reply(messages, sender, config),
+            "generate_function_call_reply",
+            "a_generate_function_call_reply",
+        )
+
+    async def a_check_termination_and_human_reply(
+        self,
+        messages: list[Message] | None = None,
+        sender: ConversableAgent | None = None,
+        config: Any = None,
+    ) -> tuple[bool, str | Message | None]:
+        """Stop on a termination message or at the auto-reply limit, or ask the human."""
+        return await self._run_builtin(
+            "_check_termination_and_human_reply", messages, sender, config
+        )
+
+    def check_termination_and_human_reply(
+        self,
+        messages: list[Message] | None = None,
+        sender: ConversableAgent | None = None,
+        config: Any = None,
+    ) -> tuple[bool, str | Message | None]:
+        """Blocking `a_check_termination_and_human_reply`."""
+        return run_sync(
+            lambda: self.a_check_termination_and_human_reply(messages, sender, config),
+            "check_termination_and_human_reply",
+            "a_check_termination_and_human_reply",
         )
 
     # -- built-in reply functions: (state, messages, sender, config) -> (final, reply)
@@ -765,10 +1160,10 @@ class ConversableAgent:
         terminating = self._is_termination_msg(message)
         answer: str | None = None
         if self.human_input_mode == "ALWAYS":
-            answer = await self.a_get_human_input(
+            answer = await self._human_answer(
                 f"Replying as {self.name}. Give feedback to {peer}. Press enter to skip and use"
                 " the auto-reply, or type 'exit' to end the conversation: ",
-                chat=state,
+                state,
             )
             if not answer and terminating:
                 answer = "exit"
@@ -776,10 +1171,10 @@ class ConversableAgent:
             if self.human_input_mode == "NEVER":
                 answer = "exit"
             else:
-                answer = await self.a_get_human_input(
+                answer = await self._human_answer(
                     f"Replying as {self.name}. Give feedback to {peer}. Press enter or type"
                     " 'exit' to stop the conversation: ",
-                    chat=state,
+                    state,
                 )
                 answer = answer or "exit"
         if answer == "exit":
@@ -807,11 +1202,38 @@ class ConversableAgent:
         sender: ConversableAgent | None,
         config: Any,
     ) -> tuple[bool, Message | None]:
+        """The chain's built-in for calls: a legacy function call, else tool calls."""
+        done = await self._function_call_reply(state, messages, sender, config)
+        if done[0]:
+            return done
+        return await self._tool_calls_only_reply(state, messages, sender, config)
+
+    async def _function_call_reply(
+        self,
+        state: ChatState,
+        messages: list[Message],
+        sender: ConversableAgent | None,
+        config: Any,
+    ) -> tuple[bool, Message | None]:
+        message = messages[-1] if messages else {}
+        call = message.get("function_call")
+        if not call or _own_message(state, message):
+            return False, None
+        _, answer = await self.a_execute_function(call)
+        return True, answer
+
+    async def _tool_calls_only_reply(
+        self,
+        state: ChatState,
+        messages: list[Message],
+        sender: ConversableAgent | None,
+        config: Any,
+    ) -> tuple[bool, Message | None]:
         message = messages[-1] if messages else {}
         calls = message.get("tool_calls")
-        if not calls or message.get("role") == "assistant":
+        if not calls or _own_message(state, message):
             return False, None
-        results = await run_tool_calls(self._function_map.get, calls)
+        results = await run_tool_calls(self._tool_named, calls)
         responses = [
             {"tool_call_id": tool_call_id(call), "role": "tool", "content": text}
             for call, text in zip(calls, results, strict=True)
@@ -830,6 +1252,12 @@ class ConversableAgent:
         sender: ConversableAgent | None,
         config: Any,
     ) -> tuple[bool, str | None]:
+        if config is False:
+            return False, None
+        if config is not None:
+            return await self._run_code_with(
+                CodeExecution.from_config(config), messages, state.peer
+            )
         code = self._code
         if code is None:
             return False, None
@@ -841,6 +1269,21 @@ class ConversableAgent:
             return False, None
         return True, await state.run_code(text)
 
+    async def _run_code_with(
+        self, code: CodeExecution | None, messages: list[Message], peer: ConversableAgent | None
+    ) -> tuple[bool, str | None]:
+        """Run the code of `messages` with a code_execution_config given for this call only."""
+        if code is None:
+            return False, None
+        execute_from = code.execute_from
+        text = code_to_run(messages, code.last_n_messages, lambda m: may_run(m, execute_from, peer))
+        if text is None:
+            return False, None
+        lease = Lease(code.open_executor)
+        async with contextlib.AsyncExitStack() as stack:
+            chat = ChatCode(code, lease, shared=code.shared_workspace)
+            return True, await chat.run(text, stack)
+
     async def _model_reply(
         self,
         state: ChatState,
@@ -848,19 +1291,14 @@ class ConversableAgent:
         sender: ConversableAgent | None,
         config: Any,
     ) -> tuple[bool, str | Message | None]:
-        client = state.client
+        client = state.client if config is None or not isinstance(config, ModelClient) else config
         if client is None:
             client = await state.model_client()
             if client is None:
                 return False, None
-        tools: list[dict[str, Any]] | None = None
-        if self._llm_tools or (self._llm is not None and self._llm.tools):
-            tools = [tool.schema() for tool in self._llm_tools.values()]
-            if self._llm is not None:
-                tools += [dict(tool) for tool in self._llm.tools]
         response = await client.create(
             self._model_messages_for(state, messages),
-            tools=tools or None,
+            tools=self._tool_registry.request,
             stream=self._stream,
             on_token=None if state.silent or not self._stream else _show_token,
         )
@@ -916,61 +1354,212 @@ class ConversableAgent:
             chat.human_input.append(answer)
         return answer
 
-    # ------------------------------------------------------------------ tools
-
-    def _execution_tool(self, function: Callable[..., Any], name: str | None) -> Tool:
-        described = name or getattr(function, "__name__", "tool")
-        return Tool.from_function(
-            function, name=name, description=inspect.getdoc(function) or described
+    def get_human_input(self, prompt: str) -> str:
+        """Blocking `a_get_human_input` (AutoGen code overrides or mocks it to script a human;
+        chats then ask the override)."""
+        return run_sync(
+            lambda: self.a_get_human_input(prompt), "get_human_input", "a_get_human_input"
         )
 
+    async def _human_answer(self, prompt: str, state: ChatState) -> str:
+        """A chat's question to the human: through an overridden or mocked `get_human_input`
+        (in a worker thread) or `a_get_human_input` when there is one, else the provider."""
+        if _replaced(self, "get_human_input"):
+            answer = str(await call_blocking(self.get_human_input, prompt))
+        elif _replaced(self, "a_get_human_input"):
+            answer = str(await self.a_get_human_input(prompt))
+        else:
+            return await self.a_get_human_input(prompt, chat=state)
+        state.human_input.append(answer)
+        return answer
+
+    # ------------------------------------------------------------------ tools
+
+    def _execution_tool(self, function: Callable[..., Any] | Tool, name: str | None) -> Tool:
+        if isinstance(function, Tool):
+            return (
+                function
+                if name is None or name == function.name
+                else Tool(name=name, func_or_tool=function)
+            )
+        return Tool(name=name, description=inspect.getdoc(function) or "", func_or_tool=function)
+
     def register_for_llm(
-        self, *, name: str | None = None, description: str | None = None
-    ) -> Callable[[F], F]:
-        """Decorator: offer the function to this agent's model as a tool (schema from hints).
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        api_style: ApiStyle = "tool",
+    ) -> Callable[[Callable[..., Any] | Tool], Tool]:
+        """Decorator: offer the function (or `Tool`) to this agent's model, its schema read from
+        the type hints; it returns the `Tool`, so an outer decorator keeps its name and
+        description. `api_style="function"` lists it under the legacy `functions` instead.
 
         Raises:
-            ToolRegistrationError: this agent has no model, or the function has no description.
+            ToolRegistrationError: this agent has no model, the function has no description
+                (moot requires one: `description=`, a docstring, or an inner decorator's), or
+                it is neither a function nor a `Tool`.
         """
+        if api_style not in ("tool", "function"):
+            raise ToolRegistrationError(
+                f"api_style must be 'tool' or 'function'; got {api_style!r}"
+            )
 
-        def decorate(function: F) -> F:
+        def decorate(function: Callable[..., Any] | Tool) -> Tool:
             if self._model_lease is None:
                 raise ToolRegistrationError(
                     f"{self.name} has no llm_config, so no model can call {name or function!r}"
                 )
-            tool = Tool.from_function(function, name=name, description=description)
-            self._llm_tools[tool.name] = tool
-            return function
+            if not callable(function):
+                raise ToolRegistrationError(
+                    f"register_for_llm takes a function or a Tool; got {type(function).__name__}"
+                )
+            text = description
+            if not text and not isinstance(function, Tool):
+                text = inspect.getdoc(function)
+            tool = Tool(name=name, description=text, func_or_tool=function)
+            if not tool.description:
+                raise ToolRegistrationError(
+                    f"tool {tool.name!r} needs a description (pass description= or a docstring)"
+                )
+            self._tool_registry.add_tool(tool, api_style)
+            return tool
 
         return decorate
 
-    def register_for_execution(self, name: str | None = None) -> Callable[[F], F]:
-        """Decorator: let this agent run the function when a model asks for it."""
+    def register_for_execution(
+        self, name: str | None = None
+    ) -> Callable[[Callable[..., Any] | Tool], Tool]:
+        """Decorator: let this agent run the function (or `Tool`) when a model asks for it; it
+        returns the `Tool`."""
 
-        def decorate(function: F) -> F:
+        def decorate(function: Callable[..., Any] | Tool) -> Tool:
             tool = self._execution_tool(function, name)
             self._function_map[tool.name] = tool
-            return function
+            return tool
 
         return decorate
 
-    def register_function(self, function_map: Mapping[str, Callable[..., Any]]) -> None:
-        """Add functions this agent executes, by name (AutoGen's `function_map` form)."""
+    def register_function(self, function_map: Mapping[str, Callable[..., Any] | None]) -> None:
+        """Add functions this agent executes, by name (AutoGen's `function_map` form); a None
+        value removes that name."""
         for fname, function in function_map.items():
+            if function is None:
+                self._function_map.pop(fname, None)
+                continue
+            if fname in self._function_map:
+                warnings.warn(
+                    f"the function {fname!r} replaces an earlier one", UserWarning, stacklevel=2
+                )
             self._function_map[fname] = self._execution_tool(function, fname)
+
+    def _require_model(self, what: str) -> None:
+        if not self._tool_registry.attached:
+            raise ToolRegistrationError(f"{self.name} has no llm_config, so it cannot {what}")
+
+    def update_tool_signature(self, tool_sig: Mapping[str, Any] | str, is_remove: bool) -> None:
+        """Add or replace a tool schema offered to the model (a `{"type": "function",
+        "function": {...}}` dict), or remove one (`is_remove`, by dict or name).
+
+        Raises:
+            ToolRegistrationError: no llm_config, or a schema without a name.
+        """
+        self._require_model("offer tools")
+        self._tool_registry.update(tool_sig, is_remove=is_remove, style="tool")
+
+    def update_function_signature(self, func_sig: Mapping[str, Any] | str, is_remove: bool) -> None:
+        """Add, replace or remove a legacy function signature (`{"name", "description",
+        "parameters"}`); it reaches the model as a tool.
+
+        Raises:
+            ToolRegistrationError: no llm_config, or a signature without a name.
+        """
+        self._require_model("offer functions")
+        self._tool_registry.update(func_sig, is_remove=is_remove, style="function")
+
+    def remove_tool_for_llm(self, tool: Tool | str) -> None:
+        """Stop offering `tool` (or the tool of that name) to the model.
+
+        Raises:
+            ToolRegistrationError: no such tool is offered.
+        """
+        self._require_model("offer tools")
+        self._tool_registry.remove_tool(tool)
+
+    async def a_execute_function(
+        self,
+        func_call: Mapping[str, Any],
+        call_id: str | None = None,
+        verbose: bool = False,
+    ) -> tuple[bool, Message]:
+        """Run a `{"name", "arguments"}` call with this agent's functions; the answer is a
+        `function` role message (its content an "Error: ..." text when the call failed)."""
+        del verbose
+        name = str(func_call.get("name", ""))
+        tool = self._tool_named(name)
+        if tool is None:
+            ok, content = False, f"Error: Function {name!r} not found"
+        else:
+            ok, content = await tool.run(func_call.get("arguments") or "{}")
+        message: Message = {"name": name, "role": "function", "content": content}
+        if call_id is not None:
+            message["tool_call_id"] = call_id
+        return ok, message
+
+    def execute_function(
+        self,
+        func_call: Mapping[str, Any],
+        call_id: str | None = None,
+        verbose: bool = False,
+    ) -> tuple[bool, Message]:
+        """Blocking `a_execute_function`."""
+        return run_sync(
+            lambda: self.a_execute_function(func_call, call_id, verbose),
+            "execute_function",
+            "a_execute_function",
+        )
 
     @property
     def function_map(self) -> dict[str, Callable[..., Any]]:
-        return {tool_name: tool.function for tool_name, tool in self._function_map.items()}
+        return {
+            tool_name: getattr(tool, "func", tool) for tool_name, tool in self._function_map.items()
+        }
+
+    def _tool_named(self, name: str) -> Tool | None:
+        """The tool this agent runs under `name`; a bare function someone put in the map is
+        made a tool on the way."""
+        found: Any = self._function_map.get(name)
+        if found is None or isinstance(found, Tool):
+            return found
+        tool = Tool(name=name, func_or_tool=found)
+        self._function_map[name] = tool
+        return tool
 
     @property
     def tools(self) -> list[Tool]:
-        """The tools this agent's model is offered."""
-        return list(self._llm_tools.values())
+        """The `Tool`s registered for this agent's model (a copy of the list)."""
+        return self._tool_registry.objects
 
     def can_execute_function(self, name: str | list[str]) -> bool:
         names = [name] if isinstance(name, str) else name
         return all(each in self._function_map for each in names)
+
+    # ------------------------------------------------------------------ hooks
+
+    def register_hook(self, hookable_method: str, hook: Callable[..., Any]) -> None:
+        """Call `hook` at one of AutoGen's hookable points (see `moot.agents._hooks`):
+        "process_last_received_message", "process_all_messages_before_reply",
+        "process_message_before_send" or "update_agent_state".
+
+        Raises:
+            AgentConfigError: an unknown point, or the hook is registered there already.
+        """
+        self._hooks.register(hookable_method, hook)
+
+    @property
+    def hook_lists(self) -> dict[str, list[Callable[..., Any]]]:
+        """The registered hooks by hookable point."""
+        return self._hooks.lists
 
     # ------------------------------------------------------------------ chats
 
@@ -1000,6 +1589,11 @@ class ConversableAgent:
         """
         if max_turns is not None and max_turns < 1:
             raise AgentConfigError(f"max_turns must be at least 1; got {max_turns}")
+        if not (summary_method in _SUMMARY_METHODS or callable(summary_method)):
+            raise AgentConfigError(
+                "summary_method must be 'last_msg', 'reflection_with_llm', None or a callable;"
+                f" got {summary_method!r}"
+            )
         async with runtime_scope(runtime) as rt:
             return await run_two_agent_chat(
                 rt,
@@ -1182,8 +1776,14 @@ class ConversableAgent:
         *,
         runtime: Runtime | None = None,
     ) -> None:
-        """Send `message` to `recipient`, continuing the latest chat with it; with a reply
-        requested (the default) the exchange runs until one side stops replying."""
+        """Send `message` to `recipient`, continuing the latest thread with it and both agents'
+        auto-reply counters. The recipient replies when `request_reply` is True, or (None) when
+        it replies on receipt to this agent (after `initiate_chat`, until
+        `stop_reply_at_receive`); the exchange goes on while the other side replies.
+
+        Raises:
+            InvalidMessageError: the message has no content, tool call or function call.
+        """
         async with runtime_scope(runtime) as rt:
             await run_two_agent_chat(
                 rt,
@@ -1196,7 +1796,8 @@ class ConversableAgent:
                 clear_history=False,
                 silent=silent,
                 context={},
-                request_reply=request_reply is not False,
+                request_reply=request_reply,
+                exchange=True,
             )
 
     def send(
@@ -1206,8 +1807,113 @@ class ConversableAgent:
         request_reply: bool | None = None,
         silent: bool = False,
     ) -> None:
-        """Blocking `a_send`."""
+        """Blocking `a_send`.
+
+        Raises:
+            InvalidMessageError: the message has no content, tool call or function call.
+        """
+        _check_message(_to_message(message))
         run_sync(lambda: self.a_send(message, recipient, request_reply, silent), "send", "a_send")
+
+    async def a_receive(
+        self,
+        message: str | Mapping[str, Any],
+        sender: ConversableAgent,
+        request_reply: bool | None = None,
+        silent: bool = False,
+        *,
+        runtime: Runtime | None = None,
+    ) -> None:
+        """Take `message` from `sender` (recorded on this side only) and, when `request_reply`
+        is True (None: when this agent replies on receipt to `sender`), answer it; the answer
+        goes to `sender` as a `send` does.
+
+        Raises:
+            InvalidMessageError: the message has no content, tool call or function call.
+        """
+        async with runtime_scope(runtime) as rt:
+            await run_two_agent_chat(
+                rt,
+                sender,
+                self,
+                message=message,
+                max_turns=None,
+                summary_method=None,
+                summary_args={},
+                clear_history=False,
+                silent=silent,
+                context={},
+                request_reply=request_reply,
+                exchange=True,
+                initiator_records=False,
+            )
+
+    def receive(
+        self,
+        message: str | Mapping[str, Any],
+        sender: ConversableAgent,
+        request_reply: bool | None = None,
+        silent: bool = False,
+    ) -> None:
+        """Blocking `a_receive`.
+
+        Raises:
+            InvalidMessageError: the message has no content, tool call or function call.
+        """
+        _check_message(_to_message(message))
+        run_sync(
+            lambda: self.a_receive(message, sender, request_reply, silent), "receive", "a_receive"
+        )
+
+    def stop_reply_at_receive(self, sender: ConversableAgent | None = None) -> None:
+        """Stop replying on receipt to `sender` (or to everyone) until the next chat with it."""
+        if sender is None:
+            self.reply_at_receive.clear()
+        else:
+            self.reply_at_receive[sender] = False
+
+    def reset_consecutive_auto_reply_counter(self, sender: ConversableAgent | None = None) -> None:
+        """Start the auto-reply count for `sender` (or for everyone) from 0."""
+        if sender is None:
+            self._consecutive_auto_reply_counter.clear()
+        else:
+            self._consecutive_auto_reply_counter[sender] = 0
+        for state in self._chats.values():
+            if sender is None or state.peer is sender:
+                state.consecutive_auto_reply = 0
+
+    async def a_generate_init_message(
+        self, message: str | Mapping[str, Any] | None, **kwargs: Any
+    ) -> str | Message:
+        """The first message of a chat: `message` (None: ask the human) with the `carryover`
+        keyword appended as a "Context:" section.
+
+        Raises:
+            CarryoverTypeError: the carryover is neither a str nor a list.
+        """
+        if message is None:
+            message = await self.a_get_human_input(">")
+        return with_carryover(message, kwargs.get("carryover"))
+
+    def generate_init_message(
+        self, message: str | Mapping[str, Any] | None, **kwargs: Any
+    ) -> str | Message:
+        """`a_generate_init_message` for plain scripts.
+
+        Raises:
+            CarryoverTypeError: the carryover is neither a str nor a list.
+        """
+        if message is not None:
+            return with_carryover(message, kwargs.get("carryover"))
+        return run_sync(
+            lambda: self.a_generate_init_message(message, **kwargs),
+            "generate_init_message",
+            "a_generate_init_message",
+        )
+
+    def chat_messages_for_summary(self, agent: ConversableAgent) -> list[Message]:
+        """The messages a summary of the chat with `agent` reads (the whole thread)."""
+        return self._conversations.get(agent, [])
 
 
 def register_function(

@@ -25,3 +25,32 @@ class ToolRegistrationError(AgentError, ValueError):
 
 class HumanInputError(AgentError):
     """The input provider has no answer to give (a scripted provider ran out, stdin closed)."""
+
+
+class ConfigValueTypeError(AgentConfigError, TypeError):
+    """An llm_config value moot cannot use or send, e.g. a sync `http_client` or an object that
+    is not JSON-serializable (AutoGen raises TypeError here, so this is one too)."""
+
+
+class CarryoverTypeError(AgentConfigError, TypeError):
+    """A chat's `carryover` is neither a str nor a list (of str or of messages)."""
+
+
+class InvalidMessageError(AgentError, ValueError):
+    """A message has none of `content`, `tool_calls`, `tool_responses` or `function_call`."""
+
+
+class NoConversationError(AgentError, KeyError):
+    """The agent has no conversation with the agent named (AutoGen raises KeyError here)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class AmbiguousPeerError(AgentError, ValueError):
+    """`last_message()` without an agent, when this agent has talked with several."""
+
+
+class NoMessagesError(AgentError, ValueError, AssertionError):
+    """`generate_reply` was given neither messages nor a sender; AutoGen asserts here, so code
+    written for it catches AssertionError, and this is one too."""

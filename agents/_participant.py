@@ -26,10 +26,15 @@ Message = dict[str, Any]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Say:
-    """Ask a participant to send the chat's first message (a str, a dict, a callable or None)."""
+    """Ask a participant to send the chat's first message (a str, a dict, a callable or None).
+
+    With `record=False` (AutoGen's `receive`, where the sender never sent it) the participant
+    only checks the message and hands it back, without recording it or running send hooks.
+    """
 
     message: Any
     context: Mapping[str, Any] = field(default_factory=dict)
+    record: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,12 +9,12 @@ the tool's result. The calls of one answer run concurrently, `MAX_CONCURRENT_TOO
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Annotated, Any, get_args, get_origin
 
 import pydantic
@@ -28,14 +28,50 @@ MAX_ARGUMENT_CHARS = 1 << 20  # a tool's JSON arguments longer than this are ref
 MAX_ARGUMENT_DEPTH = 64  # arrays and objects nested deeper than this are refused unparsed
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Tool:
-    """A function the model may call: its name, description and argument model."""
+    """A function the model may call: its name, description, function and argument model.
 
-    name: str
-    description: str
-    function: ToolFunction = field(repr=False)
-    arguments: type[pydantic.BaseModel] = field(repr=False)
+    Built as AutoGen builds it, `Tool(name=..., description=..., func_or_tool=f)`; another `Tool`
+    as `func_or_tool` lends its name, description and function where these are not given, so
+    stacked `register_for_llm` / `register_for_execution` decorators keep what the inner one said.
+    Calling a tool calls its function.
+
+    Raises:
+        ToolRegistrationError: `func_or_tool` is not callable, has no name, or has a parameter
+            that cannot come from JSON (positional-only or variadic).
+    """
+
+    __slots__ = ("_schema", "arguments", "description", "func", "name")
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        func_or_tool: ToolFunction | Tool,
+    ) -> None:
+        if isinstance(func_or_tool, Tool):
+            name = name or func_or_tool.name
+            description = description if description else func_or_tool.description
+            function = func_or_tool.func
+        elif callable(func_or_tool):
+            function = func_or_tool
+        else:
+            raise ToolRegistrationError(
+                f"a tool needs a function or a Tool; got {type(func_or_tool).__name__}"
+            )
+        tool_name = name or getattr(function, "__name__", None)
+        if not tool_name:
+            raise ToolRegistrationError(f"{function!r} has no __name__; pass name=")
+        self.name: str = tool_name
+        self.description: str = (description or "").strip()
+        self.func: ToolFunction = function
+        self.arguments: type[pydantic.BaseModel] = (
+            func_or_tool.arguments
+            if isinstance(func_or_tool, Tool)
+            else _argument_model(function, tool_name)
+        )
+        self._schema: dict[str, Any] | None = None
 
     @classmethod
     def from_function(
@@ -46,61 +82,75 @@ class Tool:
         Raises:
             ToolRegistrationError: a parameter is positional-only or variadic, or no description.
         """
-        tool_name = name or getattr(function, "__name__", None)
-        if not tool_name:
-            raise ToolRegistrationError(f"{function!r} has no __name__; pass name=")
         text = description or inspect.getdoc(function)
         if not text:
+            tool_name = name or getattr(function, "__name__", repr(function))
             raise ToolRegistrationError(
                 f"tool {tool_name!r} needs a description (pass description= or a docstring)"
             )
-        return cls(
-            name=tool_name,
-            description=text.strip(),
-            function=function,
-            arguments=_argument_model(function, tool_name),
-        )
+        return cls(name=name, description=text, func_or_tool=function)
 
-    def schema(self) -> dict[str, Any]:
-        """The OpenAI `tools` entry for this function."""
-        parameters = self.arguments.model_json_schema()
-        parameters.pop("title", None)
-        for prop in parameters.get("properties", {}).values():
-            prop.pop("title", None)
-        parameters.setdefault("properties", {})
-        return {
-            "type": "function",
-            "function": {
+    @property
+    def function(self) -> ToolFunction:
+        """The function itself (AutoGen calls it `func`)."""
+        return self.func
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool(name={self.name!r}, description={self.description!r})"
+
+    @property
+    def function_schema(self) -> dict[str, Any]:
+        """The legacy `functions` entry: name, description and JSON-schema parameters."""
+        if self._schema is None:
+            parameters = self.arguments.model_json_schema()
+            parameters.pop("title", None)
+            parameters.pop("additionalProperties", None)
+            for prop in parameters.get("properties", {}).values():
+                prop.pop("title", None)
+            parameters.setdefault("properties", {})
+            self._schema = {
                 "name": self.name,
                 "description": self.description,
                 "parameters": parameters,
-            },
-        }
+            }
+        return copy.deepcopy(self._schema)
 
-    async def call(self, arguments: str | Mapping[str, Any]) -> str:
-        """Validate `arguments` (JSON text or a mapping), call the function, return its result as
-        text; every failure is returned as an "Error: ..." text, never raised."""
+    @property
+    def tool_schema(self) -> dict[str, Any]:
+        """The OpenAI `tools` entry for this function."""
+        return {"type": "function", "function": self.function_schema}
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI `tools` entry for this function (same as `tool_schema`)."""
+        return self.tool_schema
+
+    async def run(self, arguments: str | Mapping[str, Any] | Any) -> tuple[bool, str]:
+        """Validate `arguments` (JSON text or a mapping), call the function, and return whether
+        it succeeded with its result as text; a failure is an "Error: ..." text, never raised."""
         if isinstance(arguments, str):
             if len(arguments) > MAX_ARGUMENT_CHARS:
-                return (
+                return False, (
                     f"Error: the arguments for {self.name} are {len(arguments)} characters long,"
                     f" over the limit of {MAX_ARGUMENT_CHARS}"
                 )
             if _nests_deeper_than(arguments, MAX_ARGUMENT_DEPTH):
-                return (
+                return False, (
                     f"Error: the arguments for {self.name} nest deeper than"
                     f" {MAX_ARGUMENT_DEPTH} levels"
                 )
             try:
                 parsed = json.loads(arguments) if arguments.strip() else {}
             except ValueError as exc:
-                return f"Error: the arguments for {self.name} are not valid JSON: {exc}"
+                return False, f"Error: the arguments for {self.name} are not valid JSON: {exc}"
         elif isinstance(arguments, Mapping):
             parsed = dict(arguments)
         else:
             parsed = arguments
         if not isinstance(parsed, dict):
-            return f"Error: the arguments for {self.name} must be a JSON object"
+            return False, f"Error: the arguments for {self.name} must be a JSON object"
         try:
             validated = self.arguments.model_validate(parsed)
         except pydantic.ValidationError as exc:
@@ -108,17 +158,21 @@ class Tool:
                 f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: {error['msg']}"
                 for error in exc.errors()
             )
-            return f"Error: invalid arguments for {self.name}: {problems}"
+            return False, f"Error: invalid arguments for {self.name}: {problems}"
         kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
         try:
-            result = self.function(**kwargs)
+            result = self.func(**kwargs)
             if inspect.isawaitable(result):
                 result = await result
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            return f"Error: {type(exc).__name__}: {exc}"
-        return _as_text(result)
+            return False, f"Error: {type(exc).__name__}: {exc}"
+        return True, _as_text(result)
+
+    async def call(self, arguments: str | Mapping[str, Any] | Any) -> str:
+        """`run`'s text only: the result, or an "Error: ..." text."""
+        return (await self.run(arguments))[1]
 
 
 async def run_tool_calls(lookup: Callable[[str], Tool | None], calls: Sequence[Any]) -> list[str]:

@@ -42,6 +42,7 @@ class UserProxyAgent(ConversableAgent):
         *,
         input_provider: InputProvider | None = None,
         model_client: ModelClient | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             name,
@@ -58,4 +59,5 @@ class UserProxyAgent(ConversableAgent):
             else _DESCRIPTIONS.get(human_input_mode, ""),
             input_provider=input_provider,
             model_client=model_client,
+            **kwargs,
         )

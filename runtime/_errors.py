@@ -38,7 +38,13 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     ├── AgentError                             agents: an agent or chat cannot do what was asked
     │   ├── EventLoopRunningError (RuntimeError)   a sync chat call inside a running loop
     │   ├── AgentConfigError (ConfigError)     a constructor argument or llm_config is unusable
+    │   │   ├── ConfigValueTypeError (TypeError)   a value of an unusable type (sync http_client)
+    │   │   └── CarryoverTypeError (TypeError)     a carryover that is not a str or a list
     │   ├── ToolRegistrationError (ValueError) a function cannot become a tool
+    │   ├── InvalidMessageError (ValueError)   no content, tool calls or function call
+    │   ├── NoConversationError (KeyError)     no conversation with the agent asked about
+    │   ├── AmbiguousPeerError (ValueError)    last_message() without an agent, several peers
+    │   ├── NoMessagesError (ValueError, AssertionError)  generate_reply() with nothing to read
     │   └── HumanInputError                    the input provider could not give an answer
     ├── GroupChatError (ValueError)            groupchat: cannot be built or run as configured
     │   ├── GroupChatConfigError (ConfigError) a GroupChat / policy / termination setting

@@ -53,7 +53,7 @@ def test_classic_defaults() -> None:
     user = UserProxyAgent("u")
     assert assistant.human_input_mode == "NEVER"
     assert "TERMINATE" in assistant.system_message
-    assert assistant.max_consecutive_auto_reply == 100
+    assert assistant.max_consecutive_auto_reply() == 100
     assert user.human_input_mode == "ALWAYS"
     assert user.llm_config is False
     assert user.code_execution_config == {}

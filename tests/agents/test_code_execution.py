@@ -103,4 +103,4 @@ def test_bad_settings_are_refused_up_front() -> None:
     with pytest.raises(AgentConfigError, match="timeout"):
         UserProxyAgent("u", code_execution_config={"timeout": -1})
     with pytest.raises(AgentConfigError, match="Executor"):
-        UserProxyAgent("u", code_execution_config={"executor": "docker"})
+        UserProxyAgent("u", code_execution_config={"executor": 42})

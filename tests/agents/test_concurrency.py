@@ -136,9 +136,10 @@ async def test_send_continues_the_latest_chat(
     assistant = AssistantAgent("assistant", llm_config=llm_config)
     user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
 
-    await user.a_send("hello", assistant, silent=True)
+    # As in AutoGen, a send is answered when asked, or after an initiate_chat between the two.
+    await user.a_send("hello", assistant, request_reply=True, silent=True)
     await user.a_send("note this", assistant, request_reply=False, silent=True)
-    await user.a_send("and again", assistant, silent=True)
+    await user.a_send("and again", assistant, request_reply=True, silent=True)
 
     assert [m["content"] for m in user.chat_messages[assistant]] == [
         "hello",
