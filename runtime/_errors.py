@@ -61,6 +61,26 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   ├── InvalidCodeError (ValueError)      a block's code is too large or not encodable
     │   ├── DockerUnavailableError             no Docker engine answers
     │   └── ImageError                         the sandbox image is missing or cannot be built
+    ├── JournalError                           journal: a chat cannot be journaled or read back
+    │   ├── JournalConfigError (ConfigError)   an unknown store URL, bad limit or cursor
+    │   ├── MissingDriverError (ImportError)   aiosqlite / asyncpg is not installed (moot[durable])
+    │   ├── StoreError                         the store itself failed (.store: its URL)
+    │   │   ├── StoreUnavailableError (ConnectionError)  unreachable at start, or lost mid-chat
+    │   │   ├── StoreWriteError                a write failed; nothing of it was kept
+    │   │   └── SchemaVersionError             the journal's schema is newer than this moot's
+    │   ├── CorruptRecordError                 a row read back is not a record (that chat only)
+    │   ├── InvalidRecordError (ValueError)    a record that cannot be journaled
+    │   │   ├── RecordTooLargeError            a file, turn or row over its limit (.what)
+    │   │   └── TurnOrderError                 not the chat's next turn number
+    │   ├── ChatNotFoundError (LookupError)    no chat of that id
+    │   ├── ChatExistsError (ValueError)       a chat of that id exists already
+    │   ├── ChatFinishedError (RuntimeError)   the chat finished; it takes no more turns
+    │   ├── LeaseError                         a chat's lease stands in the way
+    │   │   ├── LeaseHeldError                 another owner holds it (one acquirer wins)
+    │   │   └── LeaseLostError                 the caller's lease expired or was taken over
+    │   └── InputTokenError                    a question to a human cannot be answered
+    │       ├── UnknownInputTokenError (LookupError)  no question carries the token
+    │       └── InputAlreadyAnsweredError      answered before: an answer applies once
     ├── ModelStoreError                        cli: the embedded model cannot be fetched
     │   └── ModelVerificationError             the fetched bytes are not the pinned model
     ├── CliError                               cli: one clear message and an exit code

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite needs are installed and running: a Docker engine,
-# nats-server and mmdebstrap (to build the sandbox image offline from Debian packages).
+# nats-server, mmdebstrap (to build the sandbox image offline from Debian packages) and Debian's
+# postgresql binaries (the journal's tests start their own server with initdb + pg_ctl).
 # As root on Debian it installs and starts what is missing; elsewhere it says what to do.
 # Under CI=true nothing may be missing, so every failure here is fatal.
 set -euo pipefail
@@ -13,6 +14,7 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   if is_root && command -v apt-get >/dev/null 2>&1; then
     log "installing ${missing[*]} from Debian"
@@ -41,3 +43,4 @@ if ! docker_up; then
 fi
 log "docker engine: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
 log "nats-server: $(nats-server --version 2>/dev/null)"
+log "postgresql: $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | head -n 1)"

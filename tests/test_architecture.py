@@ -1,4 +1,4 @@
-"""The import graph runs one way: groupchat → agents → models, executors → runtime.
+"""The import graph runs one way: groupchat → agents → models, executors, journal → runtime.
 
 Every import of every module counts, including function-local and `TYPE_CHECKING` ones, because
 each is a dependency a reader has to hold in mind. Across packages, code imports the public
@@ -24,8 +24,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "moot.runtime.nats": frozenset({"moot.runtime"}),
     "moot.models": frozenset({"moot.runtime"}),
     "moot.executors": frozenset({"moot.runtime"}),
-    "moot.agents": frozenset({"moot.runtime", "moot.models", "moot.executors"}),
-    "moot.groupchat": frozenset({"moot.runtime", "moot.models", "moot.executors", "moot.agents"}),
+    "moot.journal": frozenset({"moot.runtime"}),
+    "moot.agents": frozenset({"moot.runtime", "moot.models", "moot.executors", "moot.journal"}),
+    "moot.groupchat": frozenset(
+        {"moot.runtime", "moot.models", "moot.executors", "moot.agents", "moot.journal"}
+    ),
 }
 TOP = frozenset({"moot.cli", "moot.bench", "moot.testing"})
 PACKAGES = frozenset(ALLOWED) | TOP

@@ -34,6 +34,7 @@ PACKAGES = (
     "moot.agents",
     "moot.groupchat",
     "moot.executors",
+    "moot.journal",
     "moot.testing",
     "moot.cli",
     "moot.bench",

@@ -1,0 +1,157 @@
+"""`PostgresChatStore`: the journal in Postgres through an asyncpg pool, for many processes."""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ._drivers import import_driver
+from ._errors import StoreError, StoreUnavailableError, StoreWriteError
+from ._sql import Dialect, SqlChatStore
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from ._records import StoreLimits
+    from ._sql import Row
+
+POSTGRES = Dialect(
+    types={"INT": "INTEGER", "BIGINT": "BIGINT", "REAL": "DOUBLE PRECISION", "BLOB": "BYTEA"},
+    for_update=" FOR UPDATE",
+    octets="octet_length({})",
+)
+
+_MIGRATION_LOCK = 0x6D6F6F74  # "moot": one opener migrates at a time
+
+
+@functools.lru_cache(maxsize=512)
+def _numbered(sql: str) -> str:
+    """Our `?` placeholders as Postgres's `$1, $2, ...`."""
+    counter = iter(range(1, 10_000))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def _redacted(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class _Tx:
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status: str = await self._connection.execute(_numbered(sql), *args)
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return [tuple(r) for r in await self._connection.fetch(_numbered(sql), *args)]
+
+
+class PostgresChatStore(SqlChatStore):
+    """A journal in Postgres: every process with the DSN shares it; row locks order writers."""
+
+    dialect = POSTGRES
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        limits: StoreLimits | None = None,
+        clock: Callable[[], float] = time.time,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(limits=limits, clock=clock)
+        self.dsn = dsn
+        self._min = min_connections
+        self._max = max_connections
+        self._connect_timeout = connect_timeout
+        self._pool: Any = None
+
+    @property
+    def name(self) -> str:
+        return _redacted(self.dsn)
+
+    async def open(self) -> None:
+        """Connect a pool and migrate.
+
+        Raises:
+            MissingDriverError: asyncpg is not installed.
+            StoreUnavailableError: the server cannot be reached or refuses the login.
+            SchemaVersionError: the journal was written by a newer moot.
+        """
+        asyncpg = import_driver("asyncpg")
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=self._min,
+                max_size=self._max,
+                timeout=self._connect_timeout,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            async with self._transaction() as tx:
+                await tx.fetch("SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK)
+                await self._migrate(tx)
+        except StoreWriteError as exc:
+            await self.aclose()
+            raise self._unavailable(exc) from exc
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate() if pool.is_closing() else await pool.close()
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"The Postgres journal at {self.name} cannot be reached: {exc}.", store=self.name
+        )
+
+    def _failure(self, exc: BaseException, *, write: bool) -> StoreError:
+        """The one place asyncpg's errors become ours."""
+        asyncpg = import_driver("asyncpg")
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        lost = isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
+        if lost or sqlstate.startswith(("08", "57P")):
+            return self._unavailable(exc)
+        if write:
+            return StoreWriteError(
+                f"The Postgres journal at {self.name} refused a write ({exc}); nothing of it was"
+                " kept.",
+                store=self.name,
+            )
+        return StoreError(
+            f"The Postgres journal at {self.name} failed a read: {exc}.", store=self.name
+        )
+
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool = True) -> AsyncIterator[_Tx]:
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailableError(
+                f"The Postgres journal at {self.name} is not open (use `async with store`).",
+                store=self.name,
+            )
+        asyncpg = import_driver("asyncpg")
+        try:
+            async with pool.acquire() as connection, connection.transaction():
+                yield _Tx(connection)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._failure(exc, write=write) from exc

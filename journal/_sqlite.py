@@ -1,0 +1,162 @@
+"""`SqliteChatStore`: the embedded default, one SQLite file in WAL mode through aiosqlite."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._drivers import import_driver
+from ._errors import JournalConfigError, StoreError, StoreUnavailableError, StoreWriteError
+from ._sql import Dialect, SqlChatStore
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    import aiosqlite
+
+    from ._records import StoreLimits
+    from ._sql import Row
+
+SQLITE = Dialect(
+    types={"INT": "INTEGER", "BIGINT": "INTEGER", "REAL": "REAL", "BLOB": "BLOB"},
+    for_update="",  # BEGIN IMMEDIATE takes the write lock for the whole transaction
+    octets="length(CAST({} AS BLOB))",
+)
+
+Synchronous = Literal["full", "normal"]
+
+
+class _Tx:
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        cursor = await self._connection.execute(sql, args)
+        count = cursor.rowcount
+        await cursor.close()
+        return count
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        cursor = await self._connection.execute(sql, args)
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return list(rows)
+
+
+class SqliteChatStore(SqlChatStore):
+    """A journal in one SQLite file (WAL); several processes may share it on one machine.
+
+    `synchronous="full"` (the default) syncs every turn to disk before `append_turn` returns;
+    `"normal"` survives a crashed process but may lose the last turns on a power cut.
+    """
+
+    dialect = SQLITE
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        limits: StoreLimits | None = None,
+        clock: Callable[[], float] = time.time,
+        synchronous: Synchronous = "full",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(limits=limits, clock=clock)
+        if synchronous not in ("full", "normal"):
+            raise JournalConfigError(
+                f"synchronous must be 'full' or 'normal', not {synchronous!r}.",
+                setting="synchronous",
+            )
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._busy_ms = int(busy_timeout * 1000)
+        self._connection: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()  # one connection: one transaction at a time
+
+    @property
+    def name(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    async def open(self) -> None:
+        """Open (creating the file and its folder) and migrate.
+
+        Raises:
+            MissingDriverError: aiosqlite is not installed.
+            StoreUnavailableError: the file cannot be opened as a database.
+            SchemaVersionError: the journal was written by a newer moot.
+        """
+        aiosqlite = import_driver("aiosqlite")
+        if self._connection is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = await aiosqlite.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._unavailable(exc) from exc
+        self._connection = connection
+        try:
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                f"PRAGMA synchronous={self._synchronous.upper()}",
+                f"PRAGMA busy_timeout={self._busy_ms}",
+                "PRAGMA foreign_keys=ON",
+            ):
+                await connection.execute(pragma)
+            async with self._transaction() as tx:
+                await self._migrate(tx)
+        except sqlite3.Error as exc:
+            await self.aclose()
+            raise self._unavailable(exc) from exc
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"The SQLite journal at {self.path} cannot be opened: {exc}.", store=self.name
+        )
+
+    def _failure(self, exc: sqlite3.Error, *, write: bool) -> StoreError:
+        """The one place SQLite's errors become ours."""
+        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
+            return self._unavailable(exc)
+        if write:
+            return StoreWriteError(
+                f"The SQLite journal at {self.path} refused a write ({exc});"
+                " nothing of it was kept.",
+                store=self.name,
+            )
+        return StoreError(
+            f"The SQLite journal at {self.path} failed a read: {exc}.", store=self.name
+        )
+
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool = True) -> AsyncIterator[_Tx]:
+        connection = self._connection
+        if connection is None:
+            raise StoreUnavailableError(
+                f"The SQLite journal at {self.path} is not open (use `async with store`).",
+                store=self.name,
+            )
+        async with self._lock:
+            try:
+                await connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield _Tx(connection)
+                except BaseException:
+                    await connection.execute("ROLLBACK")
+                    raise
+                await connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if connection.in_transaction:
+                    await connection.execute("ROLLBACK")
+                raise self._failure(exc, write=write) from exc

@@ -1,0 +1,285 @@
+"""The seam: `ChatStore`, a write-ahead journal of chats. A turn is durable before the next
+speaker is asked, and each write is one transaction, so a crash never leaves half a turn.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Self
+
+from ._records import ChatStatus, StoreLimits
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import TracebackType
+
+    from ._records import (
+        ChatDefinition,
+        ChatPage,
+        ChatSummary,
+        JournalEvent,
+        Lease,
+        PendingInput,
+        StoreStatistics,
+        Termination,
+        Turn,
+    )
+
+#: The journal's schema version this moot writes; older journals are migrated on open.
+SCHEMA_VERSION = 2
+
+
+class ChatStore(abc.ABC):
+    """Where chats are journaled: definitions, turns, events, questions to humans and leases.
+
+    Use it as `async with store:` (or `await store.open()` ... `await store.aclose()`). Writes that
+    take a `lease` check it in the same transaction: a holder whose lease expired or was taken
+    over gets `LeaseLostError` and writes nothing.
+    """
+
+    def __init__(self, *, limits: StoreLimits | None = None) -> None:
+        self.limits = limits or StoreLimits()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema.
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached or opened.
+            SchemaVersionError: the journal was written by a newer moot.
+        """
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close connections; idempotent."""
+
+    # -- chats --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_chat(self, definition: ChatDefinition) -> None:
+        """Journal a new chat (status running, no turns).
+
+        Raises:
+            ChatExistsError: the id is taken.
+            InvalidRecordError: the definition is not JSON-able or too large.
+        """
+
+    @abc.abstractmethod
+    async def definition(self, chat_id: str) -> ChatDefinition:
+        """The chat's definition, to rebuild it in a fresh process.
+
+        Raises:
+            ChatNotFoundError: no such chat.
+            CorruptRecordError: its row is not a definition.
+        """
+
+    @abc.abstractmethod
+    async def summary(self, chat_id: str) -> ChatSummary:
+        """The chat's status, turn count, tokens and cost.
+
+        Raises:
+            ChatNotFoundError: no such chat.
+            CorruptRecordError: its row cannot be read.
+        """
+
+    @abc.abstractmethod
+    async def list_chats(
+        self, *, status: ChatStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> ChatPage:
+        """A page of chats, newest first, optionally of one status.
+
+        Raises:
+            JournalConfigError: `limit` below 1 or a cursor this store did not hand out.
+        """
+
+    @abc.abstractmethod
+    async def set_status(
+        self,
+        chat_id: str,
+        status: ChatStatus,
+        *,
+        termination: Termination | None = None,
+        lease: Lease | None = None,
+    ) -> None:
+        """Move the chat to `status` (finished/failed may carry the termination), with an event.
+
+        Raises:
+            ChatNotFoundError: no such chat.
+            ChatFinishedError: the chat has finished or failed already.
+            LeaseLostError: `lease` is no longer the chat's.
+        """
+
+    # -- turns --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def append_turn(self, chat_id: str, turn: Turn, *, lease: Lease | None = None) -> None:
+        """Journal a completed turn in one transaction: its row, new blobs, counters, an event.
+
+        A turn with a `termination` finishes the chat in the same transaction.
+
+        Raises:
+            ChatNotFoundError: no such chat.
+            ChatFinishedError: the chat has finished or failed.
+            TurnOrderError: `turn.number` is not the chat's next one.
+            RecordTooLargeError: a file, the row or the turn is over the limits.
+            InvalidRecordError: the turn is not JSON-able or a path leaves the work dir.
+            LeaseLostError: `lease` is no longer the chat's.
+            StoreWriteError, StoreUnavailableError: the store failed; nothing was kept.
+        """
+
+    @abc.abstractmethod
+    async def turns(self, chat_id: str, *, after: int = 0) -> list[Turn]:
+        """The chat's turns numbered above `after`, in order, with their files' contents.
+
+        Raises:
+            ChatNotFoundError: no such chat.
+            CorruptRecordError: a row or blob of this chat cannot be read.
+        """
+
+    @abc.abstractmethod
+    async def blob(self, sha256: str) -> bytes:
+        """A stored file content by its sha256.
+
+        Raises:
+            KeyError: no such blob (a `ChatNotFoundError` is not right: blobs are shared).
+        """
+
+    async def workspace(self, chat_id: str, *, upto: int | None = None) -> dict[str, bytes]:
+        """The chat's work files after turn `upto` (default: the last), to restore a sandbox.
+
+        Raises:
+            ChatNotFoundError: no such chat.
+            CorruptRecordError: a row or blob of this chat cannot be read.
+        """
+        files: dict[str, bytes] = {}
+        for turn in await self.turns(chat_id):
+            if upto is not None and turn.number > upto:
+                break
+            for change in turn.files:
+                if change.data is None:
+                    files.pop(change.path, None)
+                else:
+                    files[change.path] = change.data
+        return files
+
+    # -- events -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def append_event(self, chat_id: str, kind: str, data: Mapping[str, Any]) -> int:
+        """Append an event to the chat's log and return its id (one more than the last).
+
+        Raises:
+            ChatNotFoundError: no such chat.
+            InvalidRecordError: `data` is not JSON-able or too large.
+        """
+
+    @abc.abstractmethod
+    async def events(
+        self, chat_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[JournalEvent]:
+        """The chat's events with ids above `after` (a Last-Event-ID), oldest first.
+
+        Raises:
+            ChatNotFoundError: no such chat.
+            CorruptRecordError: an event row cannot be read.
+        """
+
+    # -- questions to humans ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def ask_input(
+        self, chat_id: str, prompt: str, *, lease: Lease | None = None
+    ) -> PendingInput:
+        """Journal a question for a human with a fresh single-use token; the chat waits.
+
+        Raises:
+            ChatNotFoundError: no such chat.
+            ChatFinishedError: the chat has finished or failed.
+            LeaseLostError: `lease` is no longer the chat's.
+        """
+
+    @abc.abstractmethod
+    async def answer_input(self, token: str, answer: str) -> PendingInput:
+        """Answer a question, exactly once; the chat runs again (resume it to go on).
+
+        Raises:
+            UnknownInputTokenError: no question carries the token.
+            InputAlreadyAnsweredError: it was answered before (concurrent answers: one wins).
+        """
+
+    @abc.abstractmethod
+    async def inputs(self, chat_id: str) -> list[PendingInput]:
+        """The chat's questions, oldest first, answered or not.
+
+        Raises:
+            ChatNotFoundError: no such chat.
+        """
+
+    # -- leases -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> Lease:
+        """Take the right to write the chat for `ttl` seconds; an expired lease is taken over.
+
+        Raises:
+            ChatNotFoundError: no such chat.
+            LeaseHeldError: another holder's lease has not expired (exactly one acquirer wins).
+        """
+
+    @abc.abstractmethod
+    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
+        """Extend a lease still held (expired but not taken over counts as held).
+
+        Raises:
+            LeaseLostError: someone else took the chat over, or the lease was released.
+        """
+
+    @abc.abstractmethod
+    async def release_lease(self, lease: Lease) -> None:
+        """Give the lease up (a no-op if it was lost already)."""
+
+    # -- the store ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def statistics(self) -> StoreStatistics:
+        """Counts and bytes held, for benchmarks and tools."""
+
+
+def check_page_limit(limit: int) -> None:
+    """Raises: JournalConfigError: `limit` below 1."""
+    from ._errors import JournalConfigError
+
+    if limit < 1:
+        raise JournalConfigError(f"A page holds at least one chat, not {limit}.", setting="limit")
+
+
+def encode_cursor(summary: ChatSummary) -> str:
+    return f"{summary.created_at!r}|{summary.chat_id}"
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Raises: JournalConfigError: the cursor was not handed out by `list_chats`."""
+    from ._errors import JournalConfigError
+
+    created, sep, chat_id = cursor.partition("|")
+    try:
+        if not sep:
+            raise ValueError(cursor)
+        return float(created), chat_id
+    except ValueError:
+        raise JournalConfigError(f"Not a chat list cursor: {cursor!r}.", setting="cursor") from None
+
+
+TERMINAL = frozenset({ChatStatus.FINISHED, ChatStatus.FAILED})
