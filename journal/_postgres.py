@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._drivers import import_driver
 from ._errors import StoreError, StoreUnavailableError, StoreWriteError
-from ._sql import Dialect, SqlChatStore
+from ._sql import POSTGRES_TYPES, Dialect, SqlChatStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._sql import Row
 
 POSTGRES = Dialect(
-    types={"INT": "INTEGER", "BIGINT": "BIGINT", "REAL": "DOUBLE PRECISION", "BLOB": "BYTEA"},
+    types=POSTGRES_TYPES,
     for_update=" FOR UPDATE",
     octets="octet_length({})",
 )

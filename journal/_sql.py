@@ -88,6 +88,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 
+SQLITE_TYPES = {"INT": "INTEGER", "BIGINT": "INTEGER", "REAL": "REAL", "BLOB": "BLOB"}
+POSTGRES_TYPES = {"INT": "INTEGER", "BIGINT": "BIGINT", "REAL": "DOUBLE PRECISION", "BLOB": "BYTEA"}
+
 _SUMMARY = "chat_id, status, turns, tokens, cost, created_at, updated_at, termination"
 
 

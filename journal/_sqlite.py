@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._drivers import import_driver
 from ._errors import JournalConfigError, StoreError, StoreUnavailableError, StoreWriteError
-from ._sql import Dialect, SqlChatStore
+from ._sql import SQLITE_TYPES, Dialect, SqlChatStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ._sql import Row
 
 SQLITE = Dialect(
-    types={"INT": "INTEGER", "BIGINT": "INTEGER", "REAL": "REAL", "BLOB": "BLOB"},
+    types=SQLITE_TYPES,
     for_update="",  # BEGIN IMMEDIATE takes the write lock for the whole transaction
     octets="length(CAST({} AS BLOB))",
 )
@@ -45,6 +45,15 @@ class _Tx:
         rows = await cursor.fetchall()
         await cursor.close()
         return list(rows)
+
+
+def _probe(path: Path) -> None:
+    """Raises: sqlite3.Error: the file cannot be opened as a database."""
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA schema_version")
+    finally:
+        connection.close()
 
 
 class SqliteChatStore(SqlChatStore):
@@ -94,6 +103,9 @@ class SqliteChatStore(SqlChatStore):
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Try the file with the stdlib first: aiosqlite leaves its worker thread to report a
+            # failed connect to a loop that may be gone by then.
+            await asyncio.to_thread(_probe, self.path)
             connection = await aiosqlite.connect(self.path, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise self._unavailable(exc) from exc
