@@ -48,10 +48,8 @@ class _Tx:
     def __init__(self, connection: Any) -> None:
         self._connection = connection
 
-    async def execute(self, sql: str, *args: Any) -> int:
-        status: str = await self._connection.execute(_numbered(sql), *args)
-        tail = status.rsplit(" ", 1)[-1]
-        return int(tail) if tail.isdigit() else 0
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._connection.execute(_numbered(sql), *args)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return [tuple(r) for r in await self._connection.fetch(_numbered(sql), *args)]

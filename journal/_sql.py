@@ -97,8 +97,8 @@ _SUMMARY = "chat_id, status, turns, tokens, cost, created_at, updated_at, termin
 class SqlTx(Protocol):
     """One open transaction; statements use `?` placeholders."""
 
-    async def execute(self, sql: str, *args: Any) -> int:
-        """Run a statement; the number of rows it changed."""
+    async def execute(self, sql: str, *args: Any) -> None:
+        """Run a statement (use `fetch` with RETURNING to see what it changed)."""
         ...
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
@@ -206,22 +206,30 @@ class SqlChatStore(ChatStore, abc.ABC):
         return status, turns, last_event
 
     async def _add_events(
-        self, tx: SqlTx, chat_id: str, last_event: int, events: Sequence[tuple[str, str]]
+        self,
+        tx: SqlTx,
+        chat_id: str,
+        last_event: int,
+        events: Sequence[tuple[str, str]],
+        *,
+        chat_updated: bool = False,
     ) -> int:
+        """Append events after `last_event` in one statement, and move the chat's counter
+        (unless the caller's own UPDATE of the chat sets `last_event` and `updated_at`)."""
         now = self._clock()
+        rows = ", ".join("(?, ?, ?, ?, ?)" for _ in events)
+        args: list[Any] = []
         for offset, (kind, data) in enumerate(events, start=1):
-            await tx.execute(
-                "INSERT INTO events (chat_id, id, kind, data, at) VALUES (?, ?, ?, ?, ?)",
-                chat_id,
-                last_event + offset,
-                kind,
-                data,
-                now,
-            )
+            args += [chat_id, last_event + offset, kind, data, now]
+        await tx.execute(f"INSERT INTO events (chat_id, id, kind, data, at) VALUES {rows}", *args)
         last = last_event + len(events)
-        await tx.execute(
-            "UPDATE chats SET last_event = ?, updated_at = ? WHERE chat_id = ?", last, now, chat_id
-        )
+        if not chat_updated:
+            await tx.execute(
+                "UPDATE chats SET last_event = ?, updated_at = ? WHERE chat_id = ?",
+                last,
+                now,
+                chat_id,
+            )
         return last
 
     def _event(self, kind: str, data: Mapping[str, Any]) -> tuple[str, str]:
@@ -353,16 +361,18 @@ class SqlChatStore(ChatStore, abc.ABC):
             )
             await tx.execute(
                 "UPDATE chats SET turns = ?, tokens = tokens + ?, cost = cost + ?,"
-                " status = COALESCE(?, status), termination = COALESCE(?, termination)"
-                " WHERE chat_id = ?",
+                " status = COALESCE(?, status), termination = COALESCE(?, termination),"
+                " last_event = ?, updated_at = ? WHERE chat_id = ?",
                 prepared.number,
                 prepared.tokens,
                 float(prepared.cost),
                 None if finished is None else ChatStatus.FINISHED.value,
                 termination,
+                last_event + len(events),
+                self._clock(),
                 chat_id,
             )
-            await self._add_events(tx, chat_id, last_event, events)
+            await self._add_events(tx, chat_id, last_event, events, chat_updated=True)
 
     async def turns(self, chat_id: str, *, after: int = 0) -> list[Turn]:
         async with self._transaction(write=False) as tx:
@@ -551,8 +561,8 @@ class SqlChatStore(ChatStore, abc.ABC):
     async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
         expires_at = self._clock() + ttl
         async with self._transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE leases SET expires_at = ? WHERE chat_id = ? AND token = ?",
+            changed = await tx.fetch(
+                "UPDATE leases SET expires_at = ? WHERE chat_id = ? AND token = ? RETURNING fence",
                 expires_at,
                 lease.chat_id,
                 lease.token,

@@ -34,17 +34,11 @@ class _Tx:
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
 
-    async def execute(self, sql: str, *args: Any) -> int:
-        cursor = await self._connection.execute(sql, args)
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._connection.execute_fetchall(sql, args)  # one trip to the worker thread
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        cursor = await self._connection.execute(sql, args)
-        rows = await cursor.fetchall()
-        await cursor.close()
-        return list(rows)
+        return list(await self._connection.execute_fetchall(sql, args))
 
 
 def _probe(path: Path) -> None:
@@ -161,14 +155,14 @@ class SqliteChatStore(SqlChatStore):
             )
         async with self._lock:
             try:
-                await connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                await connection.execute_fetchall("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield _Tx(connection)
                 except BaseException:
-                    await connection.execute("ROLLBACK")
+                    await connection.execute_fetchall("ROLLBACK")
                     raise
-                await connection.execute("COMMIT")
+                await connection.execute_fetchall("COMMIT")
             except sqlite3.Error as exc:
                 if connection.in_transaction:
-                    await connection.execute("ROLLBACK")
+                    await connection.execute_fetchall("ROLLBACK")
                 raise self._failure(exc, write=write) from exc
