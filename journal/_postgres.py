@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 import time
@@ -114,8 +115,12 @@ class PostgresChatStore(SqlChatStore):
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.terminate() if pool.is_closing() else await pool.close()
+        if pool is None:
+            return
+        try:  # a graceful close waits for the server; one that is gone gets the connections cut
+            await asyncio.wait_for(pool.close(), self._connect_timeout)
+        except (OSError, TimeoutError, import_driver("asyncpg").PostgresError):
+            pool.terminate()
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         return StoreUnavailableError(
