@@ -215,3 +215,18 @@ async def test_a_missing_driver_is_a_clear_error(
     with pytest.raises(MissingDriverError, match=r"moot\[durable\]") as caught:
         await open_store(f"sqlite:///{tmp_path / 'j.sqlite3'}")
     assert caught.value.package == "aiosqlite"
+
+
+async def test_a_work_file_whose_bytes_do_not_match_their_hash_fails_its_chat(
+    durable_backend: Backend,
+) -> None:
+    from moot.journal import FileChange
+
+    store = await durable_backend.open()
+    await store.create_chat(definition("c1"))
+    changed = Turn(number=1, speaker="a", message={}, files=(FileChange(path="f", data=b"ok"),))
+    await store.append_turn("c1", changed)
+    await durable_backend.raw("DELETE FROM blobs")
+    with pytest.raises(CorruptRecordError, match="does not match") as caught:
+        await store.workspace("c1")
+    assert caught.value.chat_id == "c1"

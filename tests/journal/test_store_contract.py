@@ -20,6 +20,7 @@ from moot.journal import (
     FileChange,
     InputAlreadyAnsweredError,
     InvalidRecordError,
+    JournalConfigError,
     Lease,
     LeaseHeldError,
     LeaseLostError,
@@ -311,3 +312,10 @@ async def test_an_expired_lease_is_taken_over_and_its_old_holder_can_write_no_mo
     again = await first.acquire_lease("c1", "next", ttl=10)
     assert again.fence == new.fence + 1
     assert [t.number for t in await second.turns("c1")] == [1, 2]
+
+
+async def test_a_page_limit_below_one_or_a_foreign_cursor_is_refused(store: ChatStore) -> None:
+    with pytest.raises(JournalConfigError, match="at least one"):
+        await store.list_chats(limit=0)
+    with pytest.raises(JournalConfigError, match="cursor"):
+        await store.list_chats(cursor="not-a-cursor")
