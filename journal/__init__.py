@@ -28,6 +28,7 @@ from ._open import STORE_ENV, default_journal_path, default_store, open_store, s
 from ._postgres import PostgresChatStore
 from ._records import (
     ChatDefinition,
+    ChatLease,
     ChatPage,
     ChatStatus,
     ChatSummary,
@@ -35,7 +36,6 @@ from ._records import (
     Decision,
     FileChange,
     JournalEvent,
-    Lease,
     PendingInput,
     StoreLimits,
     StoreStatistics,
@@ -54,6 +54,7 @@ __all__ = [
     "ChatDefinition",
     "ChatExistsError",
     "ChatFinishedError",
+    "ChatLease",
     "ChatNotFoundError",
     "ChatPage",
     "ChatStatus",
@@ -70,7 +71,6 @@ __all__ = [
     "JournalConfigError",
     "JournalError",
     "JournalEvent",
-    "Lease",
     "LeaseError",
     "LeaseHeldError",
     "LeaseLostError",

@@ -22,11 +22,11 @@ from ._errors import (
     UnknownInputTokenError,
 )
 from ._records import (
+    ChatLease,
     ChatPage,
     ChatStatus,
     ChatSummary,
     JournalEvent,
-    Lease,
     PendingInput,
     StoreStatistics,
 )
@@ -75,7 +75,7 @@ class InMemoryChatStore(ChatStore):
         self._chats: dict[str, _Chat] = {}
         self._blobs: dict[str, bytes] = {}
         self._inputs: dict[str, PendingInput] = {}
-        self._leases: dict[str, Lease] = {}
+        self._leases: dict[str, ChatLease] = {}
         self._fences: dict[str, int] = {}
 
     async def open(self) -> None:
@@ -90,7 +90,7 @@ class InMemoryChatStore(ChatStore):
             raise ChatNotFoundError(f"No chat {chat_id!r} is journaled.", chat_id=chat_id)
         return chat
 
-    def _writable(self, chat_id: str, lease: Lease | None) -> _Chat:
+    def _writable(self, chat_id: str, lease: ChatLease | None) -> _Chat:
         chat = self._chat(chat_id)
         if chat.status in TERMINAL:
             raise ChatFinishedError(f"Chat {chat_id!r} has {chat.status} already.", chat_id=chat_id)
@@ -158,7 +158,7 @@ class InMemoryChatStore(ChatStore):
         status: ChatStatus,
         *,
         termination: Termination | None = None,
-        lease: Lease | None = None,
+        lease: ChatLease | None = None,
     ) -> None:
         chat = self._writable(chat_id, lease)
         text = None if termination is None else encode_termination(termination, self.limits)
@@ -167,7 +167,9 @@ class InMemoryChatStore(ChatStore):
         chat.termination = text if text is not None else chat.termination
         chat.events.append(event)
 
-    async def append_turn(self, chat_id: str, turn: Turn, *, lease: Lease | None = None) -> None:
+    async def append_turn(
+        self, chat_id: str, turn: Turn, *, lease: ChatLease | None = None
+    ) -> None:
         prepared = prepare_turn(turn, self.limits)
         chat = self._writable(chat_id, lease)
         expected = len(chat.turns) + 1
@@ -227,7 +229,7 @@ class InMemoryChatStore(ChatStore):
         ][:limit]
 
     async def ask_input(
-        self, chat_id: str, prompt: str, *, lease: Lease | None = None
+        self, chat_id: str, prompt: str, *, lease: ChatLease | None = None
     ) -> PendingInput:
         check_row_size(prompt, "question", self.limits)
         chat = self._writable(chat_id, lease)
@@ -271,7 +273,7 @@ class InMemoryChatStore(ChatStore):
             (q for q in self._inputs.values() if q.chat_id == chat_id), key=lambda q: q.asked_at
         )
 
-    async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> Lease:
+    async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> ChatLease:
         self._chat(chat_id)
         now = self._clock()
         held = self._leases.get(chat_id)
@@ -285,7 +287,7 @@ class InMemoryChatStore(ChatStore):
             )
         fence = self._fences.get(chat_id, 0) + 1
         self._fences[chat_id] = fence
-        lease = Lease(
+        lease = ChatLease(
             chat_id=chat_id,
             owner=owner,
             token=secrets.token_urlsafe(16),
@@ -295,7 +297,7 @@ class InMemoryChatStore(ChatStore):
         self._leases[chat_id] = lease
         return lease
 
-    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
+    async def renew_lease(self, lease: ChatLease, *, ttl: float) -> ChatLease:
         held = self._leases.get(lease.chat_id)
         if held is None or held.token != lease.token:
             raise LeaseLostError(
@@ -307,7 +309,7 @@ class InMemoryChatStore(ChatStore):
         self._leases[lease.chat_id] = renewed
         return renewed
 
-    async def release_lease(self, lease: Lease) -> None:
+    async def release_lease(self, lease: ChatLease) -> None:
         held = self._leases.get(lease.chat_id)
         if held is not None and held.token == lease.token:
             del self._leases[lease.chat_id]

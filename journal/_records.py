@@ -154,7 +154,7 @@ class PendingInput:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Lease:
+class ChatLease:
     """The right to write a chat until `expires_at`; `fence` grows with each new holder."""
 
     chat_id: str

@@ -26,11 +26,11 @@ from ._errors import (
     UnknownInputTokenError,
 )
 from ._records import (
+    ChatLease,
     ChatPage,
     ChatStatus,
     ChatSummary,
     JournalEvent,
-    Lease,
     PendingInput,
     StoreStatistics,
 )
@@ -191,7 +191,7 @@ class SqlChatStore(ChatStore, abc.ABC):
             ) from None
 
     async def _writable(
-        self, tx: SqlTx, chat_id: str, lease: Lease | None
+        self, tx: SqlTx, chat_id: str, lease: ChatLease | None
     ) -> tuple[ChatStatus, int, int]:
         status, turns, last_event = await self._lock_chat(tx, chat_id)
         if status in TERMINAL:
@@ -313,7 +313,7 @@ class SqlChatStore(ChatStore, abc.ABC):
         status: ChatStatus,
         *,
         termination: Termination | None = None,
-        lease: Lease | None = None,
+        lease: ChatLease | None = None,
     ) -> None:
         text = None if termination is None else encode_termination(termination, self.limits)
         event = self._event("status", {"status": status.value})
@@ -330,7 +330,9 @@ class SqlChatStore(ChatStore, abc.ABC):
 
     # -- turns --------------------------------------------------------------------------------
 
-    async def append_turn(self, chat_id: str, turn: Turn, *, lease: Lease | None = None) -> None:
+    async def append_turn(
+        self, chat_id: str, turn: Turn, *, lease: ChatLease | None = None
+    ) -> None:
         prepared = prepare_turn(turn, self.limits)
         finished = prepared.finished
         termination = None if finished is None else encode_termination(finished, self.limits)
@@ -439,7 +441,7 @@ class SqlChatStore(ChatStore, abc.ABC):
     # -- questions to humans ------------------------------------------------------------------
 
     async def ask_input(
-        self, chat_id: str, prompt: str, *, lease: Lease | None = None
+        self, chat_id: str, prompt: str, *, lease: ChatLease | None = None
     ) -> PendingInput:
         check_row_size(prompt, "question", self.limits)
         token = secrets.token_urlsafe(24)
@@ -525,7 +527,7 @@ class SqlChatStore(ChatStore, abc.ABC):
 
     # -- leases -------------------------------------------------------------------------------
 
-    async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> Lease:
+    async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> ChatLease:
         token = secrets.token_urlsafe(16)
         async with self._transaction() as tx:
             if not await tx.fetch("SELECT 1 FROM chats WHERE chat_id = ?", chat_id):
@@ -554,11 +556,11 @@ class SqlChatStore(ChatStore, abc.ABC):
                     owner=str(holder),
                     expires_at=expires_at,
                 )
-        return Lease(
+        return ChatLease(
             chat_id=chat_id, owner=owner, token=token, fence=int(rows[0][0]), expires_at=now + ttl
         )
 
-    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
+    async def renew_lease(self, lease: ChatLease, *, ttl: float) -> ChatLease:
         expires_at = self._clock() + ttl
         async with self._transaction() as tx:
             changed = await tx.fetch(
@@ -573,7 +575,7 @@ class SqlChatStore(ChatStore, abc.ABC):
                 " or released.",
                 chat_id=lease.chat_id,
             )
-        return Lease(
+        return ChatLease(
             chat_id=lease.chat_id,
             owner=lease.owner,
             token=lease.token,
@@ -581,7 +583,7 @@ class SqlChatStore(ChatStore, abc.ABC):
             expires_at=expires_at,
         )
 
-    async def release_lease(self, lease: Lease) -> None:
+    async def release_lease(self, lease: ChatLease) -> None:
         # Keep the row (and its fence); an expired, tokenless lease is free to take.
         async with self._transaction() as tx:
             await tx.execute(

@@ -15,10 +15,10 @@ if TYPE_CHECKING:
 
     from ._records import (
         ChatDefinition,
+        ChatLease,
         ChatPage,
         ChatSummary,
         JournalEvent,
-        Lease,
         PendingInput,
         StoreStatistics,
         Termination,
@@ -111,7 +111,7 @@ class ChatStore(abc.ABC):
         status: ChatStatus,
         *,
         termination: Termination | None = None,
-        lease: Lease | None = None,
+        lease: ChatLease | None = None,
     ) -> None:
         """Move the chat to `status` (finished/failed may carry the termination), with an event.
 
@@ -124,7 +124,9 @@ class ChatStore(abc.ABC):
     # -- turns --------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def append_turn(self, chat_id: str, turn: Turn, *, lease: Lease | None = None) -> None:
+    async def append_turn(
+        self, chat_id: str, turn: Turn, *, lease: ChatLease | None = None
+    ) -> None:
         """Journal a completed turn in one transaction: its row, new blobs, counters, an event.
 
         A turn with a `termination` finishes the chat in the same transaction.
@@ -200,7 +202,7 @@ class ChatStore(abc.ABC):
 
     @abc.abstractmethod
     async def ask_input(
-        self, chat_id: str, prompt: str, *, lease: Lease | None = None
+        self, chat_id: str, prompt: str, *, lease: ChatLease | None = None
     ) -> PendingInput:
         """Journal a question for a human with a fresh single-use token; the chat waits.
 
@@ -230,7 +232,7 @@ class ChatStore(abc.ABC):
     # -- leases -------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> Lease:
+    async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> ChatLease:
         """Take the right to write the chat for `ttl` seconds; an expired lease is taken over.
 
         Raises:
@@ -239,7 +241,7 @@ class ChatStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
+    async def renew_lease(self, lease: ChatLease, *, ttl: float) -> ChatLease:
         """Extend a lease still held (expired but not taken over counts as held).
 
         Raises:
@@ -247,7 +249,7 @@ class ChatStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def release_lease(self, lease: Lease) -> None:
+    async def release_lease(self, lease: ChatLease) -> None:
         """Give the lease up (a no-op if it was lost already)."""
 
     # -- the store ----------------------------------------------------------------------------

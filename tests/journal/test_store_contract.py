@@ -12,6 +12,7 @@ from moot.journal import (
     ChatDefinition,
     ChatExistsError,
     ChatFinishedError,
+    ChatLease,
     ChatNotFoundError,
     ChatStatus,
     ChatStore,
@@ -21,7 +22,6 @@ from moot.journal import (
     InputAlreadyAnsweredError,
     InvalidRecordError,
     JournalConfigError,
-    Lease,
     LeaseHeldError,
     LeaseLostError,
     RecordTooLargeError,
@@ -278,7 +278,7 @@ async def test_two_acquirers_on_two_connections_exactly_one_wins(backend: Backen
         *(s.acquire_lease("c1", f"worker{i}", ttl=30) for i, s in enumerate([first, second] * 3)),
         return_exceptions=True,
     )
-    won = [r for r in results if isinstance(r, Lease)]
+    won = [r for r in results if isinstance(r, ChatLease)]
     assert len(won) == 1
     assert all(isinstance(r, LeaseHeldError) for r in results if r not in won)
     held = next(r for r in results if isinstance(r, LeaseHeldError))
