@@ -56,7 +56,9 @@ class Cell:
         "agent",
         "budget",
         "cancel_target",
+        "cancels",
         "current",
+        "ended",
         "id",
         "idle_since",
         "inline",
@@ -78,7 +80,10 @@ class Cell:
         self.agent: Agent | None = None
         self.task: asyncio.Task[None] | None = None  # the task running a turn (drain or inline)
         self.current: Envelope | None = None  # the envelope of the turn in progress
+        self.ended: asyncio.Future[None] | None = None  # resolved when an interrupted inline
+        # turn ends (a drain task is awaited itself)
         self.cancel_target: Envelope | None = None  # the turn we cancelled on purpose
+        self.cancels = 0  # how often we cancelled that turn's task (each needs an uncancel)
         self.budget: RestartBudget | None = None
         self.idle_since: float | None = None
         self.stopped = False
@@ -133,6 +138,10 @@ class Cell:
                 timer.cancel()
             self.task = None
             self.inline = False
+            ended = self.ended
+            if ended is not None:
+                self.ended = None
+                ended.set_result(None)
             self._after_inline()
         return reply.result()  # the handler's result, or the typed error the turn settled with
 
@@ -229,7 +238,15 @@ class Cell:
         if isinstance(exc, asyncio.CancelledError):
             task = asyncio.current_task()
             if targeted and not (self.inline and task is not None and task.cancelling()):
-                rt.ledger.settle(ERRORED)  # our own cancel: the reply holds the error already
+                if env.reply is not None:  # our own cancel: the reply holds the error already
+                    rt.ledger.settle(ERRORED)
+                else:  # a tell interrupted by stop or stop_agent
+                    reason = (
+                        DeadLetterReason.RUNTIME_STOPPING
+                        if rt._halting
+                        else DeadLetterReason.AGENT_STOPPED
+                    )
+                    rt._dead_letter(env, self.id, reason, exc)
                 return False
             self._fail_stopping(env)  # cancelled from outside this turn
             return True
@@ -263,7 +280,9 @@ class Cell:
         self.cancel_target = None
         task = asyncio.current_task()
         if task is not None:
-            task.uncancel()
+            for _ in range(self.cancels):
+                task.uncancel()
+        self.cancels = 0
 
     def expire(self, env: Envelope) -> None:
         """Deadline timer: answer the caller with `DeadlineExceededError`, stop the handler."""
@@ -275,32 +294,59 @@ class Cell:
                 )
             )
         self.abandon(env)
+        if self.inline:  # the caller's own task runs the handler: it must let go now
+            self._keep_cancelling(env)
 
     def abandon(self, env: Envelope) -> None:
         """The caller stopped waiting: cancel the handler if it is working on `env` right now."""
         if self.current is env and self.task is not None and self.cancel_target is None:
             self.cancel_target = env
+            self.cancels = 1
             self.task.cancel()
 
-    def interrupt(self, error: Exception) -> asyncio.Task[None] | None:
-        """Cancel the turn this cell is running. A drain task is returned for the caller to
-        await; an inline turn runs in its sender's task, which gets `error` instead."""
+    def _keep_cancelling(self, env: Envelope) -> None:
+        """Cancel `env`'s turn again at each loop round until it ends, as a trio cancel scope
+        stays cancelled: a handler that swallows `CancelledError`, or awaits in its cleanup,
+        cannot hold its task (and so an inline caller) past the deadline or a stop. A handler
+        that swallows in a loop spins until it gives up; `asyncio.shield` protects cleanup."""
         task = self.task
-        if task is None:
-            return None
-        if self.inline:
-            env = self.current
-            itself = task is asyncio.current_task()
-            if env is not None and self.cancel_target is None and not itself:
-                if env.reply is not None and not env.reply.done():
-                    env.reply.set_exception(error)
-                self.cancel_target = env
-                task.cancel()
-            return None
-        if task is asyncio.current_task():
-            return None
+        if task is not None:  # the clock may fire this outside the loop (a test's ManualClock)
+            task.get_loop().call_soon(self._cancel_again, env)
+
+    def _cancel_again(self, env: Envelope) -> None:
+        task = self.task
+        if self.current is not env or self.cancel_target is not env or task is None:
+            return  # the turn ended
         task.cancel()
-        return task
+        self.cancels += 1
+        task.get_loop().call_soon(self._cancel_again, env)
+
+    def interrupt(self, error: Exception) -> asyncio.Future[None] | None:
+        """Stop the cell and cancel the turn it is running (at every await until it ends); its
+        caller gets `error`. Returns what to await for the turn to end: the drain task, or for
+        an inline turn (which runs in its sender's task) a future resolved when it ends."""
+        self.stopped = True  # the drain loop starts no turn after this one
+        task = self.task
+        if task is None or task is asyncio.current_task():
+            return None
+        ended: asyncio.Future[None] = task
+        if self.inline:
+            if self.ended is None:
+                self.ended = asyncio.get_running_loop().create_future()
+            ended = self.ended
+        env = self.current
+        if env is None:  # between turns (activating, lingering): the drain task just ends
+            if not self.inline:
+                task.cancel()
+            return ended
+        if self.cancel_target is None:
+            if env.reply is not None and not env.reply.done():
+                env.reply.set_exception(error)
+            self.cancel_target = env
+            self.cancels = 1
+            task.cancel()
+            self._keep_cancelling(env)
+        return ended
 
     # ----------------------------------------------------------------- lifecycle of the instance
 
@@ -352,8 +398,11 @@ class Cell:
         await self.save()
         cells = self.runtime._actors
         if not len(self.mailbox) and cells.get(self.id) is self:
+            # Hand over: close the mailbox, so a sender still waiting for room here moves on to
+            # the successor cell instead of reopening this one (a second live instance).
             del cells[self.id]
             self.retired = True
+            self.mailbox.close()
 
     def supervise(self, error: Exception) -> None:
         """Apply the type's supervisor to a failed tell (or activation)."""

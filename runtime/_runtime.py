@@ -169,23 +169,30 @@ class Runtime:
         self._state = RuntimeState.RUNNING
         self._ensure_reaper()
 
-    async def stop(self, *, timeout: float | None = None) -> None:
-        """Stop gracefully: refuse new messages, let mailboxes drain for `timeout` seconds, then
-        cancel what is left (each pending request gets `RuntimeStoppedError`) and passivate every
-        live agent so it can save its state. Idempotent.
+    async def stop(self, *, timeout: float | None = None) -> tuple[AgentId, ...]:
+        """Stop gracefully: refuse new messages, let mailboxes drain for `timeout` seconds
+        (default `stop_timeout`), then cancel what is left (each pending request gets
+        `RuntimeStoppedError`, each queued tell becomes a dead letter) and passivate every live
+        agent so it can save its state. Idempotent.
+
+        A cancelled turn gets a tenth of `timeout` more to unwind; a handler still running
+        then is abandoned (left to finish on its own, its agent not saved), so `stop` returns
+        within 1.1 x `timeout`. Returns the agents whose turns it abandoned.
         """
         if self._state in (RuntimeState.STOPPING, RuntimeState.STOPPED):
-            return
+            return ()
         if self._state is RuntimeState.CREATED:
             self._state = RuntimeState.STOPPED
-            return
+            return ()
         self._state = RuntimeState.STOPPING
         budget = self.stop_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
         ledger = self.ledger
         if ledger.in_flight:
             ledger.drained = drained = asyncio.Event()
             try:
-                async with asyncio.timeout(budget):
+                async with asyncio.timeout_at(deadline):
                     await drained.wait()
             except TimeoutError:
                 log.warning("runtime.stop_deadline", in_flight=ledger.in_flight)
@@ -195,16 +202,20 @@ class Runtime:
             self._reaper = None
         self._halting = True
         stopping = RuntimeStoppedError("the runtime stopped before this message was handled")
-        tasks = [t for cell in self._actors.values() if (t := cell.interrupt(stopping))]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        turns = [t for cell in self._actors.values() if (t := cell.interrupt(stopping))]
+        if turns:
+            await asyncio.wait(turns, timeout=max(deadline - loop.time(), 0.0) + budget / 10)
+        abandoned = tuple(cell.id for cell in self._actors.values() if cell.current is not None)
+        if abandoned:
+            log.warning("runtime.stop_abandoned", agents=[str(a) for a in abandoned])
         for cell in list(self._actors.values()):
             cell.close(DeadLetterReason.RUNTIME_STOPPING)
         for cell in list(self._actors.values()):
-            if cell.agent is not None:
+            if cell.agent is not None and cell.current is None:
                 await cell.save()
         self._state = RuntimeState.STOPPED
         await self.transport.aclose()
+        return abandoned
 
     async def __aenter__(self) -> Runtime:
         await self.start()
@@ -398,8 +409,13 @@ class Runtime:
         return actor is not None and actor.agent is not None
 
     async def stop_agent(self, agent_id: AgentId) -> None:
-        """Stop one agent now: its queued requests fail with `AgentStoppedError`, queued tells
-        are dead-lettered, and later messages to it are refused."""
+        """Stop one agent now: its running turn is cancelled (at every await until it ends) and
+        awaited, its caller and queued requests get `AgentStoppedError`, queued tells are
+        dead-lettered, and later messages to it are refused; no turn starts after this.
+
+        Raises:
+            AgentNotFoundError: no such agent type is registered.
+        """
         cell = self._actors.get(agent_id)
         if cell is None:
             reg = self._types.get(agent_id.type)
@@ -407,9 +423,9 @@ class Runtime:
                 raise AgentNotFoundError(f"no agent type {agent_id.type!r}", agent_id=agent_id)
             cell = self._actors[agent_id] = Cell(agent_id, reg, self)
         cell.stopped = True  # before cancelling, so the drain task does not restart itself
-        task = cell.interrupt(AgentStoppedError(f"agent {agent_id} was stopped", agent_id=agent_id))
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
+        turn = cell.interrupt(AgentStoppedError(f"agent {agent_id} was stopped", agent_id=agent_id))
+        if turn is not None:
+            await asyncio.gather(turn, return_exceptions=True)
         cell.close(DeadLetterReason.AGENT_STOPPED)
         await cell.save()
 
@@ -505,16 +521,29 @@ class Runtime:
             actor = self._actors[agent_id] = Cell(agent_id, reg, self)
         return actor
 
-    async def _enqueue(self, actor: Cell, env: Envelope) -> None:
-        """Put `env` in `actor`'s mailbox and count it accepted; raises (rejected) otherwise."""
-        if actor.stopped:
-            raise AgentStoppedError(f"agent {actor.id} has stopped", agent_id=actor.id)
-        mailbox = actor.mailbox
-        if env.fail_fast or len(mailbox) < mailbox.capacity:
-            mailbox.put_nowait(env)
-        else:
-            await mailbox.put(env, deadline=env.deadline)
+    async def _enqueue(self, cell: Cell, env: Envelope) -> Cell:
+        """Put `env` in the mailbox of its key's cell and count it accepted; raises (rejected)
+        otherwise. Returns the cell that took it: a cell that retires while the sender waits
+        for room hands the sender over to its successor, so a key has one live cell."""
+        while True:
+            if cell.stopped:
+                raise AgentStoppedError(f"agent {cell.id} has stopped", agent_id=cell.id)
+            mailbox = cell.mailbox
+            if env.fail_fast or len(mailbox) < mailbox.capacity:
+                if mailbox.try_put(env):
+                    break
+                if not cell.retired:
+                    mailbox.put_nowait(env)  # raises the reason it was refused
+            else:
+                try:
+                    await mailbox.put(env, deadline=env.deadline)
+                    break
+                except AgentStoppedError:
+                    if not cell.retired:
+                        raise
+            cell = self._cell(cell.id)
         self.ledger.accept()
+        return cell
 
     async def _send_core(self, env: Envelope) -> Any:
         recipient = env.recipient
@@ -547,7 +576,7 @@ class Runtime:
                 finally:
                     _inline_depth.reset(token)
         try:
-            await self._enqueue(actor, env)
+            actor = await self._enqueue(actor, env)
         except BaseException:
             self.ledger.reject()
             raise
