@@ -259,10 +259,21 @@ class Cell:
             rt._fail(env, self.id, _handler_error(self.id, exc), exc)
             if env.kind is not Kind.SEND:  # a tell (even one a transport awaits) is supervised
                 self.supervise(exc)
-        else:  # KeyboardInterrupt, SystemExit: settle, then let it go
-            self._fail_stopping(env)
-            return True
+        else:
+            return self._interrupted_by(env, exc)
         return False
+
+    def _interrupted_by(self, env: Envelope, exc: BaseException) -> bool:
+        """KeyboardInterrupt or SystemExit in a handler goes on up, as trio lets it: a waiting
+        caller raises it in its own task (so `asyncio.run` ends with it, not with a cancel);
+        with nobody waiting, the turn's own task raises it. Returns True to re-raise here."""
+        reply = env.reply
+        if reply is not None and not reply.done() and not self.inline:
+            reply.set_exception(exc)
+            self.runtime.ledger.settle(ERRORED)
+            return False
+        self._fail_stopping(env)
+        return True
 
     def _fail_stopping(self, env: Envelope) -> None:
         """The turn's task itself is going away: the inline caller was cancelled, or the drain

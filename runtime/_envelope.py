@@ -39,6 +39,8 @@ class Envelope:
     deadline: float | None = None
     reply: asyncio.Future[Any] | None = field(default=None, compare=False, repr=False)
     fail_fast: bool = field(default=False, compare=False, repr=False)
+    callers: tuple[AgentId, ...] = field(default=(), compare=False, repr=False)
+    """For a SEND: the agents whose turns wait on it, outermost first (in this process)."""
 
     @property
     def is_request(self) -> bool:

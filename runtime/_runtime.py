@@ -27,12 +27,14 @@ from ._envelope import Envelope, Handler, Kind
 from ._errors import (
     AgentNotFoundError,
     AgentStoppedError,
+    DeadlineExceededError,
     InvalidIdError,
     LifecycleError,
     MailboxFullError,
     MessageDroppedError,
     RegistrationError,
     RuntimeStoppedError,
+    SendCycleError,
     SupervisionError,
 )
 from ._ids import AgentId, TopicId
@@ -486,14 +488,23 @@ class Runtime:
             except Exception:
                 self.ledger.reject()
                 raise
+        if timeout is not None and not timeout > 0:
+            self.ledger.reject()
+            raise DeadlineExceededError(
+                f"Cannot send with a timeout of {timeout}: it must be positive.",
+                agent_id=recipient,
+            )
         message_id = f"{self._id_prefix}-{next(self._ids)}"
         deadline = None
+        callers: tuple[AgentId, ...] = ()
         if sender is not None:
             parent = self._actors.get(sender)
             current = parent.current if parent is not None else None
             if current is not None:
                 correlation_id = correlation_id or current.correlation_id
                 deadline = current.deadline
+                if kind is Kind.SEND:
+                    callers = self._callers(current, sender, recipient)
         if timeout is not None:
             own = self.clock.now() + timeout
             deadline = own if deadline is None else min(deadline, own)
@@ -508,7 +519,29 @@ class Runtime:
             deadline=deadline,
             reply=asyncio.get_running_loop().create_future() if kind is Kind.SEND else None,
             fail_fast=fail_fast,
+            callers=callers,
         )
+
+    def _callers(
+        self, current: Envelope, sender: AgentId, recipient: AgentId | None
+    ) -> tuple[AgentId, ...]:
+        """The call chain of a send made in `sender`'s turn on `current`: the sender waits on
+        it, and so does everyone waiting on `current` if that is a request.
+
+        Raises:
+            SendCycleError: the recipient is in the chain, so it could never take the message.
+        """
+        callers = (*current.callers, sender) if current.kind is Kind.SEND else (sender,)
+        if recipient in callers:
+            self.ledger.reject()
+            cycle = (*callers[callers.index(recipient) :], recipient)
+            raise SendCycleError(
+                f"send cycle {' -> '.join(map(str, cycle))}: {recipient} is waiting for this"
+                " reply in its own turn, so it could never handle the message",
+                agent_id=recipient,
+                cycle=cycle,
+            )
+        return callers
 
     def _cell(self, agent_id: AgentId) -> Cell:
         actor = self._actors.get(agent_id)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +18,13 @@ from moot.runtime import (
     AgentId,
     DeadlineExceededError,
     Envelope,
+    HandlerError,
     InMemoryStateStore,
     ManualClock,
     Runtime,
     RuntimeStoppedError,
+    SendCycleError,
+    SerializationError,
     handler,
 )
 
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 K = AgentId("counter", "k")
+W = AgentId("worker", "w")
 
 
 @dataclass
@@ -210,3 +216,161 @@ async def test_stop_honours_its_timeout_and_reports_abandoned_turns() -> None:
         await wait_all_tasks_blocked()
     s = rt.statistics()
     assert s.accepted == s.handled + s.errored + s.dead_lettered + s.in_flight, s
+
+
+# --------------------------------------------------------------------------- inputs at the door
+
+
+@dataclass
+class Carrier:
+    payload: Any
+
+
+class Taker(Agent):
+    """Receives anything; records what arrived."""
+
+    got: list[Any] = []  # noqa: RUF012 (reset per test)
+
+    @handler
+    async def on_carrier(self, message: Carrier, ctx: Envelope) -> None:
+        type(self).got.append(message.payload)
+
+
+def _numbers() -> Iterator[int]:
+    yield from (1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        float("nan"),
+        float("inf"),
+        [1.0, {"x": float("-inf")}],
+        _numbers(),
+        iter([1, 2]),
+        {(1, 2): "tuple key"},
+        {1: "int key"},
+    ],
+    ids=["nan", "inf", "nested-inf", "generator", "iterator", "tuple-key", "int-key"],
+)
+async def test_require_serializable_refuses_what_a_wire_would_change(payload: Any) -> None:
+    Taker.got = []
+    async with Runtime(require_serializable=True) as rt:
+        rt.register("taker", Taker)
+        with pytest.raises(SerializationError):
+            await rt.send(Carrier(payload), AgentId("taker", "t"))
+        with pytest.raises(SerializationError):
+            await rt.tell(Carrier(payload), AgentId("taker", "t"))
+        assert rt.statistics().rejected == 2
+        assert Taker.got == []
+    if isinstance(payload, Iterator):
+        assert next(payload) == 1  # the check did not drain it
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan")])
+async def test_a_send_without_time_left_is_refused_before_the_handler_runs(
+    runtime: Runtime, timeout: float
+) -> None:
+    await runtime.send(Ping(1), W)  # live and idle: would run inline
+    seen = await runtime.send(Ping(0), W)
+    with pytest.raises(DeadlineExceededError, match="must be positive"):
+        await runtime.send(Ping(5), W, timeout=timeout)
+    assert await runtime.send(Ping(0), W) == seen  # Ping(5) never reached the handler
+    assert runtime.statistics().rejected == 1
+    assert_balanced(runtime)
+
+
+@dataclass
+class Relay:
+    """Ask the next agent in `path` to relay the rest, then answer with what came back."""
+
+    path: tuple[str, ...]
+
+
+class Hop(Agent):
+    @handler
+    async def on_relay(self, message: Relay, ctx: Envelope) -> str:
+        if not message.path:
+            return self.id.key
+        nxt, rest = message.path[0], message.path[1:]
+        return await self.context.send(Relay(rest), AgentId("hop", nxt))
+
+
+@pytest.mark.parametrize(
+    ("path", "cycle"),
+    [(("b", "a"), "hop/a -> hop/b -> hop/a"), (("a",), "hop/a -> hop/a")],
+    ids=["a-b-a", "self"],
+)
+async def test_a_send_cycle_without_a_deadline_fails_typed_instead_of_hanging(
+    path: tuple[str, ...], cycle: str
+) -> None:
+    async with Runtime() as rt:
+        rt.register("hop", Hop)
+        with pytest.raises(HandlerError) as caught:
+            await rt.send(Relay(path), AgentId("hop", "a"))
+        error = caught.value.__cause__
+        while isinstance(error, HandlerError):
+            error = error.__cause__
+        assert isinstance(error, SendCycleError)
+        assert " -> ".join(map(str, error.cycle)) == cycle
+        assert await rt.send(Relay(("b", "c")), AgentId("hop", "a")) == "c"  # a chain is fine
+    assert_balanced(rt)
+
+
+_INTERRUPT_SCRIPT = """
+import asyncio, sys
+from dataclasses import dataclass
+from moot.runtime import Agent, AgentId, Envelope, Runtime, handler
+
+@dataclass
+class Quit:
+    kind: str
+
+class Quitter(Agent):
+    @handler
+    async def on_quit(self, message: Quit, ctx: Envelope) -> str:
+        await asyncio.sleep(0)
+        if message.kind == "warm":
+            return "warm"
+        if message.kind == "interrupt":
+            raise KeyboardInterrupt
+        raise SystemExit(3)
+
+async def main(path: str, kind: str) -> None:
+    async with Runtime() as rt:
+        rt.register("quitter", Quitter)
+        if path == "inline":
+            await rt.send(Quit("warm"), AgentId("quitter", "q"))  # live and idle
+        try:
+            await rt.send(Quit(kind), AgentId("quitter", "q"))
+        except BaseException as exc:
+            print("caller saw", type(exc).__name__, flush=True)
+            raise
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("path", ["mailbox", "inline"])
+@pytest.mark.parametrize(
+    ("kind", "name", "code"),
+    [("interrupt", "KeyboardInterrupt", None), ("exit", "SystemExit", 3)],
+)
+async def test_keyboard_interrupt_and_system_exit_in_a_handler_propagate(
+    path: str, kind: str, name: str, code: int | None
+) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _INTERRUPT_SCRIPT,
+        path,
+        kind,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await child.communicate()
+    assert out.decode().splitlines() == [f"caller saw {name}"], err.decode()
+    if code is None:
+        assert child.returncode != 0  # the process ends with the interrupt, never exit 0
+    else:
+        assert child.returncode == code
