@@ -293,7 +293,8 @@ class Hop(Agent):
         if not message.path:
             return self.id.key
         nxt, rest = message.path[0], message.path[1:]
-        return await self.context.send(Relay(rest), AgentId("hop", nxt))
+        answer: str = await self.context.send(Relay(rest), AgentId("hop", nxt))
+        return answer
 
 
 @pytest.mark.parametrize(

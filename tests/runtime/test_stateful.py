@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from rt_helpers import wait_all_tasks_blocked
 
 from moot.runtime import (
     Agent,
@@ -131,14 +132,12 @@ class RuntimeMachine(RuleBasedStateMachine):
         await self.rt.start()
 
     def pump(self) -> None:
-        async def ticks() -> None:
-            for _ in range(8):
-                await asyncio.sleep(0)
-
-        self.loop.run_until_complete(ticks())
+        """Run the loop until every task is blocked, so each step's effects have landed."""
+        self.loop.run_until_complete(wait_all_tasks_blocked())
 
     def step(self, ticks: int) -> None:
-        """Let the loop run `ticks` rounds: a chosen interleaving, not a wait."""
+        """Let the loop run exactly `ticks` rounds: hypothesis picks where the next action
+        lands among the tasks in progress (an interleaving to explore, not a wait)."""
 
         async def rounds() -> None:
             for _ in range(ticks):
