@@ -1,8 +1,8 @@
 """The actor cell: one AgentId's mailbox, live instance and current turn.
 
-Every turn runs through `Cell.turn`, whether a drain task took the message from the mailbox
-(`drain`) or the sender's own task runs it (`run_inline`); the turn settles its delivery through
-the runtime's ledger, so each path shares one set of rules for results, errors and cancellation.
+Every turn runs through `Cell.turns`, whether a drain task takes the message from the mailbox
+or the sender's own task runs it inline; the turn settles its delivery through the runtime's
+`Ledger.settle`, so both paths share one set of rules for results, errors and cancellation.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Cell:
         self.idle_since: float | None = None
         self.stopped = False
         self.retired = False
-        self.inline = False  # a sender's task is running this cell's turn (see run_inline)
+        self.inline = False  # a sender's task is running this cell's turn (see turns)
 
     # ----------------------------------------------------------------- scheduling
 
@@ -118,33 +118,6 @@ class Cell:
             elif self.agent is not None and self.type.idle_timeout is not None:
                 rt._became_idle(self)
 
-    async def run_inline(self, env: Envelope) -> Any:
-        """Run `env`'s turn in the sender's own task: the cell is live, idle and has nothing
-        queued, so no other message can be ahead of it. `task` marks the cell busy, so turns
-        stay one at a time; deadlines and cancellation reach the handler as on the mailbox path.
-        """
-        reply = env.reply
-        assert reply is not None
-        self.runtime.ledger.accept()
-        self.task = asyncio.current_task()
-        self.inline = True
-        timer = None
-        if env.deadline is not None:
-            timer = self.runtime.clock.call_at(env.deadline, self.expire, env)
-        try:
-            await self.turns(env)
-        finally:
-            if timer is not None:
-                timer.cancel()
-            self.task = None
-            self.inline = False
-            ended = self.ended
-            if ended is not None:
-                self.ended = None
-                ended.set_result(None)
-            self._after_inline()
-        return reply.result()  # the handler's result, or the typed error the turn settled with
-
     def _after_inline(self) -> None:
         """Hand messages queued meanwhile to a drain task, or start the idle clock."""
         if self.stopped or self.retired:
@@ -157,77 +130,120 @@ class Cell:
 
     # ----------------------------------------------------------------- the turn
 
-    async def turns(self, inline: Envelope | None) -> None:
-        """The one turn path. With `inline`, run that envelope's turn alone (the sender's task
-        runs it); without, run the mailbox's turns until it stays empty for a tick (the drain
+    async def turns(self, inline: Envelope | None) -> Any:
+        """The one turn path. With `inline`, run that envelope's turn alone in the sender's own
+        task and return its result (or raise its typed error): the cell is live, idle and has
+        nothing queued, so no other message can be ahead of it, and `task` marks the cell busy
+        meanwhile. Without, run the mailbox's turns until it stays empty for a tick (the drain
         loop). Each turn settles its delivery: a request's reply gets the result or a typed
         error, a failed tell is dead-lettered and supervised. Re-raises only what must go on
         up: a cancellation of the task itself, KeyboardInterrupt and SystemExit.
 
-        The loop and the turn share one frame because this is the hot path: a coroutine per
-        turn would cost a fifth of the fan-out throughput.
+        The loop, the turn and the inline set-up share one frame because this is the hot path:
+        a coroutine more per turn costs a tenth of the request/reply and fan-out throughput.
+        For the same reason the drain loop settles handled tells in batches (`done`), flushed
+        before it waits for anything but a handler, and when it leaves: the ledger may lag
+        behind a running loop, never behind one that waits, and `in_flight` only over-counts,
+        so `stop` never sees a drain that has not happened.
         """
         mailbox = self.mailbox
         ledger = self.runtime.ledger
+        settle = ledger.settle
         chain = self.runtime._handle_chain
-        while True:
-            if inline is not None:
-                env = inline
-                agent = self.agent
-                assert agent is not None
-            else:
-                item = mailbox.get_nowait()
-                if item is None:
-                    # Linger one scheduling tick: a request/reply partner usually sends its next
-                    # message now, and that saves starting a new task for it.
-                    await asyncio.sleep(0)
+        timer = None
+        done = 0  # handled tells not yet settled (see above)
+        if inline is not None:
+            ledger.accept()
+            self.task = asyncio.current_task()
+            self.inline = True
+            if inline.deadline is not None:
+                timer = self.runtime.clock.call_at(inline.deadline, self.expire, inline)
+        try:
+            while True:
+                if inline is not None:
+                    env = inline
+                    reply = env.reply
+                    agent = self.agent
+                    assert agent is not None
+                else:
                     item = mailbox.get_nowait()
                     if item is None:
-                        return
-                if isinstance(item, Passivate):
-                    await self.passivate(item)
-                    if self.retired:
-                        return
-                    continue
-                env = item
-                reply = env.reply
-                if reply is not None and reply.done():  # the caller gave up (deadline, cancel)
-                    ledger.settle(ERRORED)
-                    continue
-                agent = self.agent or await self.activate_for(env)
-                if agent is None:  # activation failed; `env` is settled
-                    if self.stopped:
-                        return
-                    continue
-            self.current = env
-            try:
-                if chain is None:
-                    message = env.message
-                    fn = agent._moot_dispatch.get(type(message)) or _handler(agent, message)
-                    result = await fn(agent, message, env)
+                        if done:
+                            settle(HANDLED, done)
+                            done = 0
+                        # Linger one scheduling tick: a request/reply partner usually sends its
+                        # next message now, and that saves starting a new task for it.
+                        await asyncio.sleep(0)
+                        item = mailbox.get_nowait()
+                        if item is None:
+                            return None
+                    if isinstance(item, Passivate):
+                        if done:
+                            settle(HANDLED, done)
+                            done = 0
+                        await self.passivate(item)
+                        if self.retired:
+                            return None
+                        continue
+                    env = item
+                    reply = env.reply
+                    if reply is not None and reply.done():  # the caller gave up
+                        settle(ERRORED)
+                        continue
+                    agent = self.agent
+                    if agent is None:
+                        if done:
+                            settle(HANDLED, done)
+                            done = 0
+                        agent = await self.activate_for(env)
+                    if agent is None:  # activation failed; `env` is settled
+                        if self.stopped:
+                            return None
+                        continue
+                # A stopped cell's mailbox is closed (see `interrupt`), so no turn starts here
+                # after stop or stop_agent.
+                self.current = env
+                try:
+                    if chain is None:
+                        message = env.message
+                        fn = agent._moot_dispatch.get(type(message)) or _handler(agent, message)
+                        result = await fn(agent, message, env)
+                    else:
+                        addressed = (
+                            env if env.recipient is not None else replace(env, recipient=self.id)
+                        )
+                        result = await chain(addressed)
+                except BaseException as exc:
+                    self.current = None
+                    if self._turn_failed(env, exc):
+                        raise
                 else:
-                    addressed = (
-                        env if env.recipient is not None else replace(env, recipient=self.id)
-                    )
-                    result = await chain(addressed)
-            except BaseException as exc:
-                self.current = None
-                if self._turn_failed(env, exc):
-                    raise
-            else:
-                self.current = None
-                if self.cancel_target is env:  # the handler swallowed our targeted cancel
-                    self._uncancel()
-                reply = env.reply
-                if reply is None:
-                    ledger.settle(HANDLED)
-                elif reply.done():  # the deadline, stop or stop_agent answered the caller first
-                    ledger.settle(ERRORED)
-                else:
-                    reply.set_result(result)
-                    ledger.settle(HANDLED)
-            if inline is not None or self.stopped:
-                return
+                    self.current = None
+                    if self.cancel_target is env:  # the handler swallowed our targeted cancel
+                        self._uncancel()
+                    if reply is None:
+                        done += 1
+                    elif reply.done():  # the deadline, stop or stop_agent answered first
+                        settle(ERRORED)
+                    else:
+                        reply.set_result(result)
+                        settle(HANDLED)
+                if inline is not None:
+                    assert reply is not None
+                    return reply.result()  # the result, or the typed error the turn settled
+        finally:
+            if done:
+                settle(HANDLED, done)
+            if inline is not None:
+                if timer is not None:
+                    timer.cancel()
+                self.task = None
+                self.inline = False
+                ended = self.ended
+                if ended is not None:
+                    self.ended = None
+                    ended.set_result(None)
+                self._after_inline()
 
     def _turn_failed(self, env: Envelope, exc: BaseException) -> bool:
         """Settle a turn that raised. Returns True when the exception must propagate."""
@@ -332,11 +348,12 @@ class Cell:
         self.cancels += 1
         task.get_loop().call_soon(self._cancel_again, env)
 
-    def interrupt(self, error: Exception) -> asyncio.Future[None] | None:
-        """Stop the cell and cancel the turn it is running (at every await until it ends); its
-        caller gets `error`. Returns what to await for the turn to end: the drain task, or for
-        an inline turn (which runs in its sender's task) a future resolved when it ends."""
-        self.stopped = True  # the drain loop starts no turn after this one
+    def interrupt(self, error: Exception, reason: DeadLetterReason) -> asyncio.Future[None] | None:
+        """Stop the cell: settle what is queued (`close`), then cancel the running turn (at
+        every await until it ends); its caller gets `error`. Returns what to await for the
+        turn to end: the drain task, or for an inline turn (which runs in its sender's task)
+        a future resolved when it ends."""
+        self.close(reason)  # a closed mailbox: the drain loop starts no turn after this one
         task = self.task
         if task is None or task is asyncio.current_task():
             return None

@@ -1,8 +1,9 @@
 """The delivery ledger: every delivery counter of a runtime, moved only here.
 
 A delivery is counted once when the runtime takes responsibility for it (`accept`) and once when
-it leaves (`settle`), so `accepted == handled + errored + dead_lettered + in_flight` holds at every
-await point. Refusals at the door never enter (`reject`).
+it leaves (`settle`); what is in flight is the difference, so
+`accepted == handled + errored + dead_lettered + in_flight` holds by construction, and a delivery
+that is never settled stays visible as in flight. Refusals at the door never enter (`reject`).
 """
 
 from __future__ import annotations
@@ -30,38 +31,33 @@ DEAD_LETTERED = Outcome.DEAD_LETTERED
 class Ledger:
     """Counts deliveries in and out; `drained` is set when the last one in flight settles."""
 
-    __slots__ = (
-        "accepted",
-        "dead_lettered",
-        "drained",
-        "errored",
-        "handled",
-        "in_flight",
-        "rejected",
-    )
+    __slots__ = ("accepted", "dead_lettered", "drained", "errored", "handled", "rejected")
 
     def __init__(self) -> None:
-        self.accepted = self.handled = self.errored = self.dead_lettered = 0
-        self.rejected = self.in_flight = 0
+        self.accepted = self.handled = self.errored = self.dead_lettered = self.rejected = 0
         self.drained: asyncio.Event | None = None  # set by `stop` while it waits for a drain
+
+    @property
+    def in_flight(self) -> int:
+        """Accepted and not yet settled."""
+        return self.accepted - self.handled - self.errored - self.dead_lettered
 
     def accept(self, count: int = 1) -> None:
         """The runtime took responsibility for `count` deliveries."""
         self.accepted += count
-        self.in_flight += count
 
     def reject(self) -> None:
         """A message was refused at the door: its sender got the error at once."""
         self.rejected += 1
 
-    def settle(self, outcome: Outcome) -> None:
-        """One accepted delivery left the runtime with `outcome`; the only place it leaves."""
+    def settle(self, outcome: Outcome, count: int = 1) -> None:
+        """`count` accepted deliveries left the runtime with `outcome`; the only place they
+        leave."""
         if outcome is HANDLED:
-            self.handled += 1
+            self.handled += count
         elif outcome is ERRORED:
-            self.errored += 1
+            self.errored += count
         else:
-            self.dead_lettered += 1
-        self.in_flight -= 1
-        if self.in_flight == 0 and self.drained is not None:
+            self.dead_lettered += count
+        if self.drained is not None and self.in_flight == 0:
             self.drained.set()

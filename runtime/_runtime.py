@@ -204,7 +204,10 @@ class Runtime:
             self._reaper = None
         self._halting = True
         stopping = RuntimeStoppedError("the runtime stopped before this message was handled")
-        turns = [t for cell in self._actors.values() if (t := cell.interrupt(stopping))]
+        stopping_reason = DeadLetterReason.RUNTIME_STOPPING
+        turns = [
+            t for cell in self._actors.values() if (t := cell.interrupt(stopping, stopping_reason))
+        ]
         if turns:
             await asyncio.wait(turns, timeout=max(deadline - loop.time(), 0.0) + budget / 10)
         abandoned = tuple(cell.id for cell in self._actors.values() if cell.current is not None)
@@ -424,11 +427,10 @@ class Runtime:
             if reg is None:
                 raise AgentNotFoundError(f"no agent type {agent_id.type!r}", agent_id=agent_id)
             cell = self._actors[agent_id] = Cell(agent_id, reg, self)
-        cell.stopped = True  # before cancelling, so the drain task does not restart itself
-        turn = cell.interrupt(AgentStoppedError(f"agent {agent_id} was stopped", agent_id=agent_id))
+        stopped = AgentStoppedError(f"agent {agent_id} was stopped", agent_id=agent_id)
+        turn = cell.interrupt(stopped, DeadLetterReason.AGENT_STOPPED)
         if turn is not None:
             await asyncio.gather(turn, return_exceptions=True)
-        cell.close(DeadLetterReason.AGENT_STOPPED)
         await cell.save()
 
     def retire(self, agent_id: AgentId) -> None:
@@ -496,15 +498,15 @@ class Runtime:
             )
         message_id = f"{self._id_prefix}-{next(self._ids)}"
         deadline = None
-        callers: tuple[AgentId, ...] = ()
+        parent = None
         if sender is not None:
-            parent = self._actors.get(sender)
-            current = parent.current if parent is not None else None
+            cell = self._actors.get(sender)
+            current = cell.current if cell is not None else None
             if current is not None:
                 correlation_id = correlation_id or current.correlation_id
                 deadline = current.deadline
                 if kind is Kind.SEND:
-                    callers = self._callers(current, sender, recipient)
+                    parent = current
         if timeout is not None:
             own = self.clock.now() + timeout
             deadline = own if deadline is None else min(deadline, own)
@@ -519,29 +521,31 @@ class Runtime:
             deadline=deadline,
             reply=asyncio.get_running_loop().create_future() if kind is Kind.SEND else None,
             fail_fast=fail_fast,
-            callers=callers,
+            parent=parent,
         )
 
-    def _callers(
-        self, current: Envelope, sender: AgentId, recipient: AgentId | None
-    ) -> tuple[AgentId, ...]:
-        """The call chain of a send made in `sender`'s turn on `current`: the sender waits on
-        it, and so does everyone waiting on `current` if that is a request.
+    def _refuse_cycle(self, env: Envelope, recipient: AgentId) -> None:
+        """Refuse a send to a busy agent that waits, up the call chain, for this very send: it
+        could only take the message after its own turn ends, which waits on the reply.
 
         Raises:
-            SendCycleError: the recipient is in the chain, so it could never take the message.
+            SendCycleError: `recipient` is in the chain of agents waiting on `env`.
         """
-        callers = (*current.callers, sender) if current.kind is Kind.SEND else (sender,)
-        if recipient in callers:
-            self.ledger.reject()
-            cycle = (*callers[callers.index(recipient) :], recipient)
-            raise SendCycleError(
-                f"send cycle {' -> '.join(map(str, cycle))}: {recipient} is waiting for this"
-                " reply in its own turn, so it could never handle the message",
-                agent_id=recipient,
-                cycle=cycle,
-            )
-        return callers
+        waiting: list[AgentId] = []
+        link = env
+        while link.sender is not None and link.parent is not None:  # sent in its sender's turn
+            waiting.append(link.sender)
+            if link.sender == recipient:
+                cycle = (*reversed(waiting), recipient)
+                raise SendCycleError(
+                    f"send cycle {' -> '.join(map(str, cycle))}: {recipient} waits for this"
+                    " reply in its own turn, so it could never handle the message",
+                    agent_id=recipient,
+                    cycle=cycle,
+                )
+            if link.parent.kind is not Kind.SEND:  # nobody waits on that turn
+                return
+            link = link.parent
 
     def _cell(self, agent_id: AgentId) -> Cell:
         actor = self._actors.get(agent_id)
@@ -605,10 +609,12 @@ class Runtime:
             if depth < _INLINE_MAX_DEPTH and self._can_run_inline(actor):  # re-check after a yield
                 token = _inline_depth.set(depth + 1)
                 try:
-                    return await actor.run_inline(env)
+                    return await actor.turns(env)
                 finally:
                     _inline_depth.reset(token)
         try:
+            if actor.task is not None and env.parent is not None:  # busy: is it waiting on us?
+                self._refuse_cycle(env, recipient)
             actor = await self._enqueue(actor, env)
         except BaseException:
             self.ledger.reject()
