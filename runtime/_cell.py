@@ -97,15 +97,6 @@ class Cell:
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self.drain())
 
-    def can_run_inline(self) -> bool:
-        """Live, idle, nothing queued, not stopped: a sender may run the next turn itself."""
-        return (
-            self.task is None
-            and self.agent is not None
-            and not self.stopped
-            and not len(self.mailbox)
-        )
-
     async def drain(self) -> None:
         """The drain task: run queued turns, then hand off or start the idle clock."""
         try:
@@ -225,6 +216,9 @@ class Cell:
                         done += 1
                     elif reply.done():  # the deadline, stop or stop_agent answered first
                         settle(ERRORED)
+                    elif inline is not None:  # the caller is this task: hand it the result
+                        settle(HANDLED)
+                        return result
                     else:
                         reply.set_result(result)
                         settle(HANDLED)

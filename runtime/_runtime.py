@@ -634,8 +634,15 @@ class Runtime:
                 timer.cancel()
 
     def _can_run_inline(self, cell: Cell) -> bool:
-        """The cell may run the turn in the sender's task, and the runtime is running."""
-        return cell.can_run_inline() and self._state is RuntimeState.RUNNING
+        """Live, idle, nothing queued, not stopped, and the runtime is running: the sender
+        may run the next turn itself (`Cell.turns`)."""
+        return (
+            cell.task is None
+            and cell.agent is not None
+            and not cell.stopped
+            and not len(cell.mailbox)
+            and self._state is RuntimeState.RUNNING
+        )
 
     async def _tell_core(self, env: Envelope) -> None:
         recipient = env.recipient
