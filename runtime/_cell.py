@@ -133,9 +133,9 @@ class Cell:
         The loop, the turn and the inline set-up share one frame because this is the hot path:
         a coroutine more per turn costs a tenth of the request/reply and fan-out throughput.
         For the same reason the drain loop settles handled tells in batches (`done`), flushed
-        before it waits for anything but a handler, and when it leaves: the ledger may lag
-        behind a running loop, never behind one that waits, and `in_flight` only over-counts,
-        so `stop` never sees a drain that has not happened.
+        before it waits for anything but a handler, and when it leaves: while a handler runs,
+        earlier handled tells may still count as in flight (never the reverse), so the ledger's
+        sum holds, and `stop` never sees a drain that has not happened.
         """
         mailbox = self.mailbox
         ledger = self.runtime.ledger
