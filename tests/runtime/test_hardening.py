@@ -20,13 +20,13 @@ from moot.runtime import (
     Envelope,
     HandlerError,
     InMemoryStateStore,
-    ManualClock,
     Runtime,
     RuntimeStoppedError,
     SendCycleError,
     SerializationError,
     handler,
 )
+from moot.testing import ManualClock
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
