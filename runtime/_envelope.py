@@ -39,6 +39,10 @@ class Envelope:
     deadline: float | None = None
     reply: asyncio.Future[Any] | None = field(default=None, compare=False, repr=False)
     fail_fast: bool = field(default=False, compare=False, repr=False)
+    parent: Envelope | None = field(default=None, compare=False, repr=False)
+    """For a SEND made in its sender's turn: that turn's envelope. The sender waits on this
+    send, and the parent's sender on the parent if it is a SEND, and so on: the chain shows a
+    send cycle. It stays in this process."""
 
     @property
     def is_request(self) -> bool:

@@ -20,6 +20,7 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   ├── AgentStoppedError                  the agent stopped before handling the message
     │   ├── RuntimeStoppedError                send/publish on a runtime that is not running
     │   ├── MessageDroppedError                an interceptor dropped the message
+    │   ├── SendCycleError                     a send to an agent already waiting on this chain
     │   ├── NoRespondersError                  runtime.nats: no process listens for the recipient
     │   └── TransportUnavailableError          runtime.nats: the broker is unreachable or refused
     ├── HandlerError                           the handler raised; the original is `__cause__`
@@ -177,6 +178,16 @@ class MessageDroppedError(DeliveryError):
     def __init__(self, message: str, *, reason: str, agent_id: AgentId | None = None) -> None:
         super().__init__(message, agent_id=agent_id)
         self.reason = reason
+
+
+class SendCycleError(DeliveryError):
+    """A send to an agent whose own turn is waiting, up the call chain, for this one (A → B →
+    A): it could only deadlock, so it is refused at once. `cycle` is the chain, ending in the
+    recipient."""
+
+    def __init__(self, message: str, *, agent_id: AgentId, cycle: tuple[AgentId, ...]) -> None:
+        super().__init__(message, agent_id=agent_id)
+        self.cycle = cycle
 
 
 class HandlerError(MootError):

@@ -106,7 +106,10 @@ class Mailbox(Generic[T]):
         return True
 
     def put_system(self, item: T) -> None:
-        """Append an item that must not be refused (runtime housekeeping), ignoring capacity."""
+        """Append an item that must not be refused (runtime housekeeping), ignoring capacity.
+        A closed mailbox drops it: its owner has stopped or handed over to a successor."""
+        if self._closed:
+            return
         if self._items is None:
             self._items = deque()
         self._items.append(item)

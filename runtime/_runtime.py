@@ -1,8 +1,9 @@
-"""The runtime: registers agent types, routes envelopes to mailboxes, runs one turn at a time.
+"""The runtime: registers agent types and routes envelopes to the cells that run their turns.
 
-Every accepted delivery is settled in exactly one place (`_settle_*`): handled, answered with a
-typed error, or dead-lettered with a reason. `statistics()` exposes the counts, and
-`accepted == handled + errored + dead_lettered + in_flight` holds at every await point.
+Each accepted delivery is settled (handled, answered with a typed error, or dead-lettered with a
+reason) through one function, `Ledger.settle`; `statistics()` exposes the counts, and
+`accepted == handled + errored + dead_lettered + in_flight` holds at every await point. The
+actor cell and its one turn path live in `_cell.py`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
-import inspect
 import itertools
 import os
 from collections import OrderedDict
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ._agent import Agent, AgentContext, AgentFactory, HandlerFn
+from ._agent import Agent, AgentFactory
+from ._cell import Cell, Passivate, _handler, _NoHandler
 from ._clock import AsyncioClock, Clock, TimerHandle, resolve_future
 from ._deadletters import DeadLetter, DeadLetterLog, DeadLetterReason, DeadLetterSink
 from ._envelope import Envelope, Handler, Kind
@@ -27,28 +28,27 @@ from ._errors import (
     AgentNotFoundError,
     AgentStoppedError,
     DeadlineExceededError,
-    HandlerError,
     InvalidIdError,
     LifecycleError,
     MailboxFullError,
     MessageDroppedError,
-    NoHandlerError,
     RegistrationError,
-    RestartBudgetExceededError,
     RuntimeStoppedError,
+    SendCycleError,
     SupervisionError,
 )
 from ._ids import AgentId, TopicId
 from ._interceptors import DropMessage, Interceptor, chain
-from ._mailbox import Mailbox, MailboxStatistics
+from ._ledger import DEAD_LETTERED, ERRORED, Ledger
 from ._serialization import MessageCodec
 from ._state import InMemoryStateStore, StateStore
-from ._supervision import Directive, Restart, RestartBudget, SupervisorStrategy
+from ._supervision import Restart, SupervisorStrategy
 from ._transport import InProcessTransport, Transport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from ._mailbox import MailboxStatistics
     from ._subscriptions import Subscription
 
 log = structlog.get_logger("moot.runtime")
@@ -91,56 +91,6 @@ class RuntimeStatistics:
     live_agents: int  # agent instances in memory
 
 
-class _Passivate:
-    """Housekeeping item the reaper puts in an idle actor's mailbox, so passivation takes a turn."""
-
-    __slots__ = ("since",)
-
-    def __init__(self, since: float | None) -> None:
-        self.since = since  # the idle mark the reaper saw; None when asked for by `retire`
-
-
-class _Actor:
-    """The runtime's cell for one AgentId: mailbox, live instance (if any), current turn."""
-
-    __slots__ = (
-        "agent",
-        "budget",
-        "cancel_target",
-        "current",
-        "id",
-        "idle_since",
-        "inline",
-        "mailbox",
-        "retired",
-        "runtime",
-        "stopped",
-        "task",
-        "type",
-    )
-
-    def __init__(self, agent_id: AgentId, agent_type: AgentType, runtime: Runtime) -> None:
-        self.id = agent_id
-        self.type = agent_type
-        self.runtime = runtime
-        self.mailbox: Mailbox[Envelope | _Passivate] = Mailbox(
-            agent_type.mailbox_capacity, agent_id, self.wake, clock=runtime.clock
-        )
-        self.agent: Agent | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.current: Envelope | None = None
-        self.cancel_target: Envelope | None = None
-        self.budget: RestartBudget | None = None
-        self.idle_since: float | None = None
-        self.stopped = False
-        self.retired = False
-        self.inline = False  # a caller's task is running this actor's turn (see _send_inline)
-
-    def wake(self) -> None:
-        """Mailbox callback: it went from empty to non-empty."""
-        self.runtime._ready(self)
-
-
 class Runtime:
     """An in-process actor runtime (or one node of a distributed one, given a transport).
 
@@ -180,18 +130,16 @@ class Runtime:
         self._subscriptions: list[Subscription] = []
         self._routes: dict[str, tuple[str, ...]] = {}
         self._recipients: dict[TopicId, tuple[AgentId, ...]] = {}
-        self._actors: dict[AgentId, _Actor] = {}
+        self._actors: dict[AgentId, Cell] = {}
         self._idle: dict[str, OrderedDict[AgentId, float]] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._reaper_wake: asyncio.Future[None] | None = None
         self._reaper_target: float | None = None
-        self._drained: asyncio.Event | None = None
         self._inline_streak = 0  # inline turns since the last forced yield
         self._halting = False  # stop's drain deadline passed: cancel, never restart a runner
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
-        self._accepted = self._handled = self._errored = 0
-        self._dead = self._rejected = self._in_flight = 0
+        self.ledger = Ledger()
         self._send_chain: Handler | None = None
         self._tell_chain: Handler | None = None
         self._publish_chain: Handler | None = None
@@ -223,41 +171,56 @@ class Runtime:
         self._state = RuntimeState.RUNNING
         self._ensure_reaper()
 
-    async def stop(self, *, timeout: float | None = None) -> None:
-        """Stop gracefully: refuse new messages, let mailboxes drain for `timeout` seconds, then
-        cancel what is left (each pending request gets `RuntimeStoppedError`) and passivate every
-        live agent so it can save its state. Idempotent.
+    async def stop(self, *, timeout: float | None = None) -> tuple[AgentId, ...]:
+        """Stop gracefully: refuse new messages, let mailboxes drain for `timeout` seconds
+        (default `stop_timeout`), then cancel what is left (each pending request gets
+        `RuntimeStoppedError`, each queued tell becomes a dead letter) and passivate every live
+        agent so it can save its state. Idempotent.
+
+        A cancelled turn gets a tenth of `timeout` more to unwind; a handler still running
+        then is abandoned (left to finish on its own, its agent not saved), so `stop` returns
+        within 1.1 x `timeout`. Returns the agents whose turns it abandoned.
         """
         if self._state in (RuntimeState.STOPPING, RuntimeState.STOPPED):
-            return
+            return ()
         if self._state is RuntimeState.CREATED:
             self._state = RuntimeState.STOPPED
-            return
+            return ()
         self._state = RuntimeState.STOPPING
         budget = self.stop_timeout if timeout is None else timeout
-        if self._in_flight:
-            self._drained = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        ledger = self.ledger
+        if ledger.in_flight:
+            ledger.drained = drained = asyncio.Event()
             try:
-                async with asyncio.timeout(budget):
-                    await self._drained.wait()
+                async with asyncio.timeout_at(deadline):
+                    await drained.wait()
             except TimeoutError:
-                log.warning("runtime.stop_deadline", in_flight=self._in_flight)
+                log.warning("runtime.stop_deadline", in_flight=ledger.in_flight)
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
         self._halting = True
         stopping = RuntimeStoppedError("the runtime stopped before this message was handled")
-        tasks = [t for a in self._actors.values() if (t := self._interrupt(a, stopping))]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for actor in list(self._actors.values()):
-            self._close_actor(actor, DeadLetterReason.RUNTIME_STOPPING)
-        for actor in list(self._actors.values()):
-            if actor.agent is not None:
-                await self._save(actor)
+        stopping_reason = DeadLetterReason.RUNTIME_STOPPING
+        turns = [
+            t for cell in self._actors.values() if (t := cell.interrupt(stopping, stopping_reason))
+        ]
+        if turns:
+            await asyncio.wait(turns, timeout=max(deadline - loop.time(), 0.0) + budget / 10)
+        abandoned = tuple(cell.id for cell in self._actors.values() if cell.current is not None)
+        if abandoned:
+            log.warning("runtime.stop_abandoned", agents=[str(a) for a in abandoned])
+        for cell in list(self._actors.values()):
+            cell.close(DeadLetterReason.RUNTIME_STOPPING)
+        for cell in list(self._actors.values()):
+            if cell.agent is not None and cell.current is None:
+                await cell.save()
         self._state = RuntimeState.STOPPED
         await self.transport.aclose()
+        return abandoned
 
     async def __aenter__(self) -> Runtime:
         await self.start()
@@ -429,13 +392,14 @@ class Runtime:
 
     def statistics(self) -> RuntimeStatistics:
         """Delivery counts so far (see `RuntimeStatistics`)."""
+        ledger = self.ledger
         return RuntimeStatistics(
-            accepted=self._accepted,
-            handled=self._handled,
-            errored=self._errored,
-            dead_lettered=self._dead,
-            rejected=self._rejected,
-            in_flight=self._in_flight,
+            accepted=ledger.accepted,
+            handled=ledger.handled,
+            errored=ledger.errored,
+            dead_lettered=ledger.dead_lettered,
+            rejected=ledger.rejected,
+            in_flight=ledger.in_flight,
             live_agents=sum(1 for a in self._actors.values() if a.agent is not None),
         )
 
@@ -450,22 +414,24 @@ class Runtime:
         return actor is not None and actor.agent is not None
 
     async def stop_agent(self, agent_id: AgentId) -> None:
-        """Stop one agent now: its queued requests fail with `AgentStoppedError`, queued tells
-        are dead-lettered, and later messages to it are refused."""
-        actor = self._actors.get(agent_id)
-        if actor is None:
+        """Stop one agent now: its running turn is cancelled (at every await until it ends) and
+        awaited, its caller and queued requests get `AgentStoppedError`, queued tells are
+        dead-lettered, and later messages to it are refused; no turn starts after this.
+
+        Raises:
+            AgentNotFoundError: no such agent type is registered.
+        """
+        cell = self._actors.get(agent_id)
+        if cell is None:
             reg = self._types.get(agent_id.type)
             if reg is None:
                 raise AgentNotFoundError(f"no agent type {agent_id.type!r}", agent_id=agent_id)
-            actor = self._actors[agent_id] = _Actor(agent_id, reg, self)
-        actor.stopped = True  # before cancelling, so the runner does not restart itself
-        task = self._interrupt(
-            actor, AgentStoppedError(f"agent {agent_id} was stopped", agent_id=agent_id)
-        )
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
-        self._close_actor(actor, DeadLetterReason.AGENT_STOPPED)
-        await self._save(actor)
+            cell = self._actors[agent_id] = Cell(agent_id, reg, self)
+        stopped = AgentStoppedError(f"agent {agent_id} was stopped", agent_id=agent_id)
+        turn = cell.interrupt(stopped, DeadLetterReason.AGENT_STOPPED)
+        if turn is not None:
+            await asyncio.gather(turn, return_exceptions=True)
+        await cell.save()
 
     def retire(self, agent_id: AgentId) -> None:
         """Passivate `agent_id` after the messages already queued for it, and forget it: its
@@ -473,7 +439,7 @@ class Runtime:
         Use it when a key's work is done (e.g. a finished chat) so idle keys cost nothing."""
         actor = self._actors.get(agent_id)
         if actor is not None and not actor.stopped and not actor.retired:
-            actor.mailbox.put_system(_Passivate(None))
+            actor.mailbox.put_system(Passivate(None))
 
     # ----------------------------------------------------------------- TransportHost
 
@@ -493,7 +459,7 @@ class Runtime:
     ) -> None:
         """Settle an envelope a transport received but could not deliver (e.g. a message type
         unknown here): it counts as accepted and becomes a dead letter with `reason`."""
-        self._accept_one()
+        self.ledger.accept()
         self._dead_letter(envelope, envelope.recipient, reason, error, detail)
 
     # ----------------------------------------------------------------- internals: accepting
@@ -510,28 +476,37 @@ class Runtime:
         correlation_id: str | None,
     ) -> Envelope:
         if self._state is not RuntimeState.RUNNING:
-            self._rejected += 1
+            self.ledger.reject()
             raise RuntimeStoppedError(
                 f"Cannot deliver a message: the runtime is {self._state.value}.",
                 agent_id=recipient,
             )
         if recipient is not None and type(recipient) is not AgentId:
-            self._rejected += 1
+            self.ledger.reject()
             raise InvalidIdError(f"expected an AgentId, got {type(recipient).__name__}")
         if self.require_serializable:
             try:
                 self.codec.check(message)
             except Exception:
-                self._rejected += 1
+                self.ledger.reject()
                 raise
+        if timeout is not None and not timeout > 0:
+            self.ledger.reject()
+            raise DeadlineExceededError(
+                f"Cannot send with a timeout of {timeout}: it must be positive.",
+                agent_id=recipient,
+            )
         message_id = f"{self._id_prefix}-{next(self._ids)}"
         deadline = None
+        parent = None
         if sender is not None:
-            parent = self._actors.get(sender)
-            current = parent.current if parent is not None else None
+            cell = self._actors.get(sender)
+            current = cell.current if cell is not None else None
             if current is not None:
                 correlation_id = correlation_id or current.correlation_id
                 deadline = current.deadline
+                if kind is Kind.SEND:
+                    parent = current
         if timeout is not None:
             own = self.clock.now() + timeout
             deadline = own if deadline is None else min(deadline, own)
@@ -546,9 +521,33 @@ class Runtime:
             deadline=deadline,
             reply=asyncio.get_running_loop().create_future() if kind is Kind.SEND else None,
             fail_fast=fail_fast,
+            parent=parent,
         )
 
-    def _cell(self, agent_id: AgentId) -> _Actor:
+    def _refuse_cycle(self, env: Envelope, recipient: AgentId) -> None:
+        """Refuse a send to a busy agent that waits, up the call chain, for this very send: it
+        could only take the message after its own turn ends, which waits on the reply.
+
+        Raises:
+            SendCycleError: `recipient` is in the chain of agents waiting on `env`.
+        """
+        waiting: list[AgentId] = []
+        link = env
+        while link.sender is not None and link.parent is not None:  # sent in its sender's turn
+            waiting.append(link.sender)
+            if link.sender == recipient:
+                cycle = (*reversed(waiting), recipient)
+                raise SendCycleError(
+                    f"send cycle {' -> '.join(map(str, cycle))}: {recipient} waits for this"
+                    " reply in its own turn, so it could never handle the message",
+                    agent_id=recipient,
+                    cycle=cycle,
+                )
+            if link.parent.kind is not Kind.SEND:  # nobody waits on that turn
+                return
+            link = link.parent
+
+    def _cell(self, agent_id: AgentId) -> Cell:
         actor = self._actors.get(agent_id)
         if actor is None:
             reg = self._types.get(agent_id.type)
@@ -556,20 +555,32 @@ class Runtime:
                 raise AgentNotFoundError(
                     f"no agent type {agent_id.type!r} is registered", agent_id=agent_id
                 )
-            actor = self._actors[agent_id] = _Actor(agent_id, reg, self)
+            actor = self._actors[agent_id] = Cell(agent_id, reg, self)
         return actor
 
-    async def _enqueue(self, actor: _Actor, env: Envelope) -> None:
-        """Put `env` in `actor`'s mailbox and count it accepted; raises (rejected) otherwise."""
-        if actor.stopped:
-            raise AgentStoppedError(f"agent {actor.id} has stopped", agent_id=actor.id)
-        mailbox = actor.mailbox
-        if env.fail_fast or len(mailbox) < mailbox.capacity:
-            mailbox.put_nowait(env)
-        else:
-            await mailbox.put(env, deadline=env.deadline)
-        self._accepted += 1
-        self._in_flight += 1
+    async def _enqueue(self, cell: Cell, env: Envelope) -> Cell:
+        """Put `env` in the mailbox of its key's cell and count it accepted; raises (rejected)
+        otherwise. Returns the cell that took it: a cell that retires while the sender waits
+        for room hands the sender over to its successor, so a key has one live cell."""
+        while True:
+            if cell.stopped:
+                raise AgentStoppedError(f"agent {cell.id} has stopped", agent_id=cell.id)
+            mailbox = cell.mailbox
+            if env.fail_fast or len(mailbox) < mailbox.capacity:
+                if mailbox.try_put(env):
+                    break
+                if not cell.retired:
+                    mailbox.put_nowait(env)  # raises the reason it was refused
+            else:
+                try:
+                    await mailbox.put(env, deadline=env.deadline)
+                    break
+                except AgentStoppedError:
+                    if not cell.retired:
+                        raise
+            cell = self._cell(cell.id)
+        self.ledger.accept()
+        return cell
 
     async def _send_core(self, env: Envelope) -> Any:
         recipient = env.recipient
@@ -585,7 +596,7 @@ class Runtime:
         try:
             actor = self._actors.get(recipient) or self._cell(recipient)
         except BaseException:
-            self._rejected += 1
+            self.ledger.reject()
             raise
         if self._handle_chain is None and self._can_run_inline(actor):
             # A chain of handlers that never suspend must not run a whole conversation without
@@ -598,139 +609,40 @@ class Runtime:
             if depth < _INLINE_MAX_DEPTH and self._can_run_inline(actor):  # re-check after a yield
                 token = _inline_depth.set(depth + 1)
                 try:
-                    return await self._send_inline(actor, env)
+                    return await actor.turns(env)
                 finally:
                     _inline_depth.reset(token)
         try:
-            await self._enqueue(actor, env)
+            if actor.task is not None and env.parent is not None:  # busy: is it waiting on us?
+                self._refuse_cycle(env, recipient)
+            actor = await self._enqueue(actor, env)
         except BaseException:
-            self._rejected += 1
+            self.ledger.reject()
             raise
         reply = env.reply
         timer: TimerHandle | None = None
         if env.deadline is not None:
-            timer = self.clock.call_at(env.deadline, self._expire, env, actor)
+            timer = self.clock.call_at(env.deadline, actor.expire, env)
         try:
             return await reply
         except asyncio.CancelledError:
             if reply.cancelled():  # the caller was cancelled: cancel the handler's work too
-                self._abandon(env, actor)
+                actor.abandon(env)
             raise
         finally:
             if timer is not None:
                 timer.cancel()
 
-    def _can_run_inline(self, actor: _Actor) -> bool:
-        """The actor is live, idle and has nothing queued, and the runtime is running."""
+    def _can_run_inline(self, cell: Cell) -> bool:
+        """Live, idle, nothing queued, not stopped, and the runtime is running: the sender
+        may run the next turn itself (`Cell.turns`)."""
         return (
-            actor.task is None
-            and actor.agent is not None
-            and not actor.stopped
-            and not len(actor.mailbox)
+            cell.task is None
+            and cell.agent is not None
+            and not cell.stopped
+            and not len(cell.mailbox)
             and self._state is RuntimeState.RUNNING
         )
-
-    async def _send_inline(self, actor: _Actor, env: Envelope) -> Any:
-        """Run the turn in the caller's own task: the recipient is live, idle and has nothing
-        queued, so no other message can be ahead of this one. Same guarantees as the mailbox
-        path (one turn at a time: `actor.task` marks it busy; deadlines and cancellation stop
-        the handler), without a task switch or a reply future round trip."""
-        task = asyncio.current_task()
-        agent = actor.agent
-        reply = env.reply
-        assert task is not None
-        assert agent is not None
-        assert reply is not None
-        self._accepted += 1
-        self._in_flight += 1
-        actor.task = task
-        actor.inline = True
-        actor.current = env
-        timer = None
-        if env.deadline is not None:
-            timer = self.clock.call_at(env.deadline, self._expire, env, actor)
-        try:
-            message = env.message
-            fn = agent._moot_dispatch.get(type(message)) or _handler(agent, message)
-            result = await fn(agent, message, env)
-        except BaseException as exc:
-            targeted = actor.cancel_target is env
-            self._end_inline(actor)
-            if targeted:
-                actor.cancel_target = None
-                task.uncancel()
-            if isinstance(exc, _NoHandler):
-                self._no_handler(env, actor)
-            elif isinstance(exc, Exception):
-                self._fail(env, actor, _handler_error(actor, exc), exc)
-            elif not reply.done():  # cancelled from outside, or KeyboardInterrupt & co.
-                reply.cancel()
-                self._errored += 1
-                self._settled()
-            else:  # our own cancel: the deadline, stop_agent or stop put the error in `reply`
-                self._errored += 1
-                self._settled()
-            self._after_inline(actor)
-            if isinstance(exc, asyncio.CancelledError) and (not targeted or task.cancelling()):
-                raise  # the caller itself was cancelled
-            if not isinstance(exc, Exception | asyncio.CancelledError):
-                raise
-            error = reply.exception()
-            assert error is not None
-            raise error from error.__cause__  # a HandlerError keeps its original as the cause
-        finally:
-            if timer is not None:
-                timer.cancel()
-        targeted = actor.cancel_target is env
-        self._end_inline(actor)
-        if targeted:  # the handler swallowed our cancel; the caller gets the error we set
-            actor.cancel_target = None
-            task.uncancel()
-        self._after_inline(actor)
-        if reply.done():
-            self._errored += 1
-            self._settled()
-            error = reply.exception()
-            assert error is not None
-            raise error
-        self._handled += 1
-        self._settled()
-        return result
-
-    def _end_inline(self, actor: _Actor) -> None:
-        actor.current = None
-        actor.task = None
-        actor.inline = False
-
-    def _after_inline(self, actor: _Actor) -> None:
-        """After an inline turn: hand queued messages to a drain task, or start the idle clock."""
-        if actor.stopped or actor.retired:
-            return
-        if len(actor.mailbox):
-            if not self._halting:
-                self._ready(actor)
-        elif actor.agent is not None and actor.type.idle_timeout is not None:
-            self._became_idle(actor)
-
-    def _interrupt(self, actor: _Actor, error: Exception) -> asyncio.Task[None] | None:
-        """Cancel the turn `actor` is running. A drain task is returned for the caller to await;
-        an inline turn runs in its sender's task, which gets `error` instead of a cancellation."""
-        task = actor.task
-        if task is None:
-            return None
-        if actor.inline:
-            env = actor.current
-            itself = task is asyncio.current_task()
-            if env is not None and actor.cancel_target is None and not itself:
-                if env.reply is not None and not env.reply.done():
-                    env.reply.set_exception(error)
-                actor.cancel_target = env
-                task.cancel()
-            return None
-        if task is asyncio.current_task():
-            return None
-        task.cancel()
-        return task
 
     async def _tell_core(self, env: Envelope) -> None:
         recipient = env.recipient
@@ -747,7 +659,7 @@ class Runtime:
             actor = self._actors.get(recipient) or self._cell(recipient)
             await self._enqueue(actor, env)
         except BaseException:
-            self._rejected += 1
+            self.ledger.reject()
             raise
 
     async def _publish_core(self, env: Envelope) -> None:
@@ -769,14 +681,13 @@ class Runtime:
             if actor is not None and local_only and actor.mailbox.try_put(env):
                 fast += 1  # a live local actor with room: no await, no allocation
                 continue
-            self._accepted += fast
-            self._in_flight += fast
+            self.ledger.accept(fast)
             fast = 0
             await self._publish_slow(env, agent_id)
-        self._accepted += fast
-        self._in_flight += fast
+        if fast:
+            self.ledger.accept(fast)
         if not targeted:
-            self._accept_one()
+            self.ledger.accept()
             self._dead_letter(env, None, DeadLetterReason.NO_SUBSCRIBERS, None)
 
     async def _publish_slow(self, env: Envelope, agent_id: AgentId) -> None:
@@ -785,29 +696,25 @@ class Runtime:
             try:
                 await self.transport.tell(_with_recipient(env, agent_id))
             except Exception as exc:
-                self._accept_one()
+                self.ledger.accept()
                 self._dead_letter(env, agent_id, DeadLetterReason.UNDELIVERABLE, exc)
             return  # forwarded: the owning process accepts and counts it
         try:
             actor = self._actors.get(agent_id) or self._cell(agent_id)
         except AgentNotFoundError as exc:
-            self._accept_one()
+            self.ledger.accept()
             self._dead_letter(env, agent_id, DeadLetterReason.NO_SUCH_AGENT_TYPE, exc)
             return
         try:
             await self._enqueue(actor, env)
         except (MailboxFullError, AgentStoppedError) as exc:
-            self._accept_one()
+            self.ledger.accept()
             reason = (
                 DeadLetterReason.AGENT_STOPPED
                 if isinstance(exc, AgentStoppedError)
                 else DeadLetterReason.MAILBOX_FULL
             )
             self._dead_letter(env, agent_id, reason, exc)
-
-    def _accept_one(self) -> None:
-        self._accepted += 1
-        self._in_flight += 1
 
     def _resolve(self, topic: TopicId) -> tuple[AgentId, ...]:
         types = self._routes.get(topic.type)
@@ -823,232 +730,28 @@ class Runtime:
         self._recipients[topic] = recipients
         return recipients
 
-    # ----------------------------------------------------------------- internals: running
-
-    def _ready(self, actor: _Actor) -> None:
-        """Mailbox callback: an item arrived; make sure a task is draining this actor."""
-        if actor.task is None:
-            actor.task = asyncio.get_running_loop().create_task(self._drain(actor))
-
-    async def _drain(self, actor: _Actor) -> None:
-        """Handle queued messages one at a time; exit when the mailbox stays empty for a tick.
-
-        This is the hot path, so the common turn is inline; failures go to `_turn_failed`.
-        """
-        mailbox = actor.mailbox
-        handle_chain = self._handle_chain
-        try:
-            while True:
-                env = mailbox.get_nowait()
-                if env is None:
-                    # Linger one scheduling tick: a request/reply partner usually sends its next
-                    # message now, and that saves starting a new task for it.
-                    await asyncio.sleep(0)
-                    env = mailbox.get_nowait()
-                    if env is None:
-                        break
-                if isinstance(env, _Passivate):
-                    await self._passivate(actor, env)
-                    if actor.retired:
-                        break
-                    continue
-                reply = env.reply
-                if reply is not None and reply.done():  # the caller gave up (deadline, cancel)
-                    self._errored += 1
-                    self._settled()
-                    continue
-                agent = actor.agent
-                if agent is None:
-                    agent = await self._activate_for(actor, env)
-                    if agent is None:
-                        if actor.stopped:
-                            break
-                        continue
-                actor.current = env
-                try:
-                    if handle_chain is not None:
-                        addressed = (
-                            env if env.recipient is not None else replace(env, recipient=actor.id)
-                        )
-                        result = await handle_chain(addressed)
-                    else:
-                        message = env.message
-                        fn = agent._moot_dispatch.get(type(message)) or _handler(agent, message)
-                        result = await fn(agent, message, env)
-                except BaseException as exc:
-                    actor.current = None
-                    if self._turn_failed(actor, env, exc):
-                        raise
-                    if actor.stopped:
-                        break
-                    continue
-                actor.current = None
-                if actor.cancel_target is env:  # the handler swallowed our targeted cancel
-                    self._uncancel(actor)
-                if reply is not None:
-                    if reply.done():
-                        self._errored += 1
-                    else:
-                        reply.set_result(result)
-                        self._handled += 1
-                else:
-                    self._handled += 1
-                self._in_flight -= 1
-                if self._drained is not None and self._in_flight == 0:
-                    self._drained.set()
-        finally:
-            actor.task = None
-            if not actor.stopped and not actor.retired and not self._halting and len(mailbox):
-                self._ready(actor)  # a message raced the exit: keep going in a fresh task
-            elif actor.agent is not None and actor.type.idle_timeout is not None:
-                self._became_idle(actor)
-
-    def _uncancel(self, actor: _Actor) -> None:
-        actor.cancel_target = None
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-
-    def _turn_failed(self, actor: _Actor, env: Envelope, exc: BaseException) -> bool:
-        """Settle a turn that raised. Returns True when the exception must propagate."""
-        if isinstance(exc, asyncio.CancelledError):
-            if actor.cancel_target is env:  # our own targeted cancel of this one turn
-                self._uncancel(actor)
-                self._errored += 1
-                self._settled()
-                return False
-            self._fail(env, actor, RuntimeStoppedError("the runtime is stopping"), None)
-            return True
-        if actor.cancel_target is env:
-            self._uncancel(actor)
-        if isinstance(exc, _NoHandler):
-            self._no_handler(env, actor)
-        elif isinstance(exc, DropMessage):
-            self._dropped(env, actor, exc.reason)
-        elif isinstance(exc, Exception):
-            self._fail(env, actor, _handler_error(actor, exc), exc)
-            if env.kind is not Kind.SEND:  # a tell (even one a transport awaits) is supervised
-                self._supervise(actor, exc)
-        else:  # KeyboardInterrupt, SystemExit: settle, then let it go
-            self._fail(env, actor, RuntimeStoppedError("the runtime is stopping"), None)
-            return True
-        return False
-
-    async def _activate_for(self, actor: _Actor, env: Envelope) -> Agent | None:
-        """Build the agent for its first message; on failure settle `env` and return None."""
-        try:
-            return await self._activate(actor)
-        except asyncio.CancelledError:
-            self._fail(env, actor, RuntimeStoppedError("the runtime is stopping"), None)
-            raise
-        except Exception as exc:
-            log.error("agent.activation_failed", agent=str(actor.id), error=repr(exc))
-            self._fail(env, actor, _handler_error(actor, exc), exc)
-            self._supervise(actor, exc)
-            return None
+    # ----------------------------------------------------------------- internals: cells
 
     async def _handle_core(self, env: Envelope) -> Any:
+        """The innermost stage of the `on_handle` chain: the recipient's own handler."""
         actor = self._actors[env.recipient] if env.recipient is not None else None
         agent = actor.agent if actor is not None else None
-        if agent is None:  # pragma: no cover - the runner activates before handling
+        if agent is None:  # pragma: no cover - the cell activates before handling
             raise _NoHandler
         return await _handler(agent, env.message)(agent, env.message, env)
 
-    async def _activate(self, actor: _Actor) -> Agent:
-        made = actor.type.factory(AgentContext(actor.id, self))
-        agent = await made if inspect.isawaitable(made) else made
-        if not isinstance(agent, Agent):
-            raise RegistrationError(
-                f"the factory of {actor.type.name!r} returned {type(agent).__name__}, not an Agent"
-            )
-        state = await self.state_store.load(actor.id)
-        await agent.on_activate(state)
-        actor.agent = agent
-        return agent
-
-    async def _save(self, actor: _Actor) -> None:
-        agent = actor.agent
-        actor.agent = None
-        if agent is None:
-            return
-        try:
-            state = await agent.on_passivate()
-            if state is not None:
-                await self.state_store.save(actor.id, state)
-        except Exception as exc:
-            log.error("agent.passivate_failed", agent=str(actor.id), error=repr(exc))
-
-    async def _passivate(self, actor: _Actor, item: _Passivate) -> None:
-        if len(actor.mailbox):
-            return  # it got busy again after the reaper (or `retire`) looked
-        if item.since is not None and (actor.idle_since != item.since or actor.agent is None):
-            return
-        await self._save(actor)
-        if not len(actor.mailbox) and self._actors.get(actor.id) is actor:
-            del self._actors[actor.id]
-            actor.retired = True
-
-    def _supervise(self, actor: _Actor, error: Exception) -> None:
-        strategy = actor.type.supervisor
-        directive = strategy.decide(actor.id, error)
-        if directive is Directive.RESTART:
-            if actor.budget is None:
-                actor.budget = RestartBudget()
-            if actor.budget.try_spend(self.clock.now(), strategy):
-                log.warning("agent.restarted", agent=str(actor.id), error=repr(error))
-                actor.agent = None  # the factory builds a fresh instance for the next message
-                return
-            escalation: SupervisionError = RestartBudgetExceededError(
-                f"agent {actor.id} failed more than {strategy.max_restarts} times"
-                f" in {strategy.period} s",
-                agent_id=actor.id,
-                restarts=len(actor.budget.times),
-            )
-            escalation.__cause__ = error
-            self._escalate(actor, escalation)
-        elif directive is Directive.STOP:
-            log.warning("agent.stopped", agent=str(actor.id), error=repr(error))
-            actor.agent = None
-            self._close_actor(actor, DeadLetterReason.AGENT_STOPPED)
-        elif directive is Directive.ESCALATE:
-            escalation = SupervisionError(f"agent {actor.id} failed and escalated: {error!r}")
-            escalation.__cause__ = error
-            self._escalate(actor, escalation)
-
-    def _escalate(self, actor: _Actor, error: SupervisionError) -> None:
-        log.error("agent.escalated", agent=str(actor.id), error=str(error))
-        actor.agent = None
-        self._close_actor(actor, DeadLetterReason.AGENT_STOPPED)
+    def _escalated(self, error: SupervisionError) -> None:
+        """A cell's supervisor gave up: keep the error (re-raised on exit) and report it."""
         self.escalations.append(error)
         if self._on_escalation is not None:
             self._on_escalation(error)
 
-    def _close_actor(self, actor: _Actor, reason: DeadLetterReason) -> None:
-        """Stop an actor: settle everything still queued for it, refuse what comes later."""
-        actor.stopped = True
-        for item in actor.mailbox.close():
-            if type(item) is _Passivate:
-                continue
-            assert isinstance(item, Envelope)
-            if reason is DeadLetterReason.RUNTIME_STOPPING:
-                error: Exception = RuntimeStoppedError(
-                    "the runtime stopped before this message was handled", agent_id=actor.id
-                )
-            else:
-                error = AgentStoppedError(f"agent {actor.id} has stopped", agent_id=actor.id)
-            self._fail(item, actor, error, None, reason)
-
     # ----------------------------------------------------------------- internals: settling
-
-    def _settled(self) -> None:
-        self._in_flight -= 1
-        if self._drained is not None and self._in_flight == 0:
-            self._drained.set()
 
     def _fail(
         self,
         env: Envelope,
-        actor: _Actor,
+        agent_id: AgentId,
         error: Exception,
         cause: BaseException | None,
         reason: DeadLetterReason = DeadLetterReason.HANDLER_FAILED,
@@ -1058,27 +761,21 @@ class Runtime:
         if reply is not None:
             if not reply.done():
                 reply.set_exception(error)
-            self._errored += 1
-            self._settled()
+            self.ledger.settle(ERRORED)
         else:
-            self._dead_letter(env, actor.id, reason, cause or error)
+            self._dead_letter(env, agent_id, reason, cause or error)
 
-    def _no_handler(self, env: Envelope, actor: _Actor) -> None:
-        error = NoHandlerError(
-            f"agent {actor.id} has no handler for {type(env.message).__name__}", agent_id=actor.id
-        )
-        self._fail(env, actor, error, None, DeadLetterReason.NO_HANDLER)
-
-    def _dropped(self, env: Envelope, actor: _Actor, reason: str) -> None:
-        error = _drop_error(reason, actor.id)
+    def _dropped(self, env: Envelope, agent_id: AgentId, reason: str) -> None:
+        """An `on_handle` interceptor dropped `env`: answer its caller, dead-letter it."""
+        error = _drop_error(reason, agent_id)
         if env.reply is not None and not env.reply.done():
             env.reply.set_exception(error)
-        self._dead_letter(env, actor.id, DeadLetterReason.DROPPED_BY_INTERCEPTOR, error, reason)
+        self._dead_letter(env, agent_id, DeadLetterReason.DROPPED_BY_INTERCEPTOR, error, reason)
 
     def _dropped_at_door(self, env: Envelope, reason: str) -> MessageDroppedError:
         """An interceptor dropped `env` before routing: accept it, dead-letter it, return the
         error its sender should see."""
-        self._accept_one()
+        self.ledger.accept()
         error = _drop_error(reason, env.recipient)
         self._dead_letter(
             env, env.recipient, DeadLetterReason.DROPPED_BY_INTERCEPTOR, error, reason
@@ -1093,8 +790,7 @@ class Runtime:
         error: BaseException | None,
         detail: str = "",
     ) -> None:
-        self._dead += 1
-        self._settled()
+        self.ledger.settle(DEAD_LETTERED)
         letter = DeadLetter(
             envelope=env, recipient=recipient, reason=reason, detail=detail, error=error
         )
@@ -1110,25 +806,9 @@ class Runtime:
         if self._extra_sink is not None:
             self._extra_sink(letter)
 
-    def _expire(self, env: Envelope, actor: _Actor) -> None:
-        reply = env.reply
-        if reply is not None and not reply.done():
-            reply.set_exception(
-                DeadlineExceededError(
-                    f"no reply from {actor.id} before the deadline", agent_id=actor.id
-                )
-            )
-        self._abandon(env, actor)
-
-    def _abandon(self, env: Envelope, actor: _Actor) -> None:
-        """The caller stopped waiting: cancel the handler if it is working on `env` right now."""
-        if actor.current is env and actor.task is not None and actor.cancel_target is None:
-            actor.cancel_target = env
-            actor.task.cancel()
-
     # ----------------------------------------------------------------- internals: passivation
 
-    def _became_idle(self, actor: _Actor) -> None:
+    def _became_idle(self, actor: Cell) -> None:
         timeout = actor.type.idle_timeout
         assert timeout is not None
         now = self.clock.now()
@@ -1168,7 +848,7 @@ class Runtime:
                         and actor.task is None
                         and actor.agent is not None
                     ):
-                        actor.mailbox.put_system(_Passivate(since))
+                        actor.mailbox.put_system(Passivate(since))
             self._reaper_target = target
             self._reaper_wake = wake = loop.create_future()
             handle = None if target is None else self.clock.call_at(target, resolve_future, wake)
@@ -1178,29 +858,6 @@ class Runtime:
                 if handle is not None:
                     handle.cancel()
                 self._reaper_wake = None
-
-
-class _NoHandler(NoHandlerError):
-    def __init__(self) -> None:
-        super().__init__("the agent has no handler for this message type")
-
-
-def _handler(agent: Agent, message: Any) -> HandlerFn:
-    """The agent's handler for `message` (the hot paths try the dispatch cache first).
-
-    Raises:
-        _NoHandler: the agent has none; the caller settles the message as unhandled.
-    """
-    fn = type(agent).handler_for(type(message))
-    if fn is None:
-        raise _NoHandler
-    return fn
-
-
-def _handler_error(actor: _Actor, exc: BaseException) -> HandlerError:
-    error = HandlerError(f"handler of {actor.id} raised {exc!r}", agent_id=actor.id)
-    error.__cause__ = exc
-    return error
 
 
 def _drop_error(reason: str, agent_id: AgentId | None) -> MessageDroppedError:

@@ -7,7 +7,10 @@ process keeps working across processes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import pydantic
@@ -93,12 +96,23 @@ class MessageCodec:
             raise SerializationError(f"invalid {name} payload: {exc}") from exc
 
     def check(self, message: Any) -> None:
-        """Raise `SerializationError` unless `message` survives a JSON round trip's encoding."""
-        json.dumps(self.encode(message))
+        """Raise `SerializationError` unless `message` crosses a wire unchanged: no NaN or
+        infinity, no iterator or generator (which encoding would drain), no dict key that is not
+        a string (which JSON would rewrite). Nothing in `message` is consumed.
+
+        Raises:
+            SerializationError: the message would be refused, lost or changed on a wire.
+        """
+        refuse_lossy(message)
+        _json(self.encode(message))
 
     def dumps(self, message: Any) -> bytes:
-        """`encode` to JSON bytes."""
-        return json.dumps(self.encode(message), separators=(",", ":")).encode()
+        """`encode` to JSON bytes.
+
+        Raises:
+            SerializationError: the message cannot be serialized (NaN and infinity included).
+        """
+        return _json(self.encode(message)).encode()
 
     def loads(self, raw: bytes) -> Any:
         """`decode` from JSON bytes.
@@ -113,3 +127,58 @@ class MessageCodec:
         if not isinstance(payload, dict):
             raise SerializationError("expected a JSON object with 'type' and 'data'")
         return self.decode(payload)
+
+
+def _json(data: Any) -> str:
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:  # NaN or infinity somewhere a walk could not see
+        raise SerializationError(f"not valid JSON: {exc}") from exc
+
+
+_MAX_DEPTH = 200  # deeper than any message we mean to carry; also keeps the walk iterative-safe
+
+
+def refuse_lossy(message: Any) -> None:
+    """Walk `message` (containers, dataclasses, pydantic models) without consuming anything.
+
+    Raises:
+        SerializationError: a float that is NaN or infinite, an iterator or generator, a dict
+            key that is not a string, or nesting deeper than 200 levels.
+    """
+    stack: list[tuple[Any, int]] = [(message, 0)]
+    seen: set[int] = set()
+    while stack:
+        value, depth = stack.pop()
+        if value is None or isinstance(value, str | bytes | bool | int):
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise SerializationError(f"{value} has no JSON form; send a finite number")
+            continue
+        if depth > _MAX_DEPTH:
+            raise SerializationError(f"the message nests deeper than {_MAX_DEPTH} levels")
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        children: Any
+        if isinstance(value, Mapping):
+            for key in value:
+                if not isinstance(key, str):
+                    raise SerializationError(
+                        f"dict key {key!r} is a {type(key).__name__}; JSON keys are strings"
+                    )
+            children = value.values()
+        elif isinstance(value, list | tuple | set | frozenset):
+            children = value
+        elif isinstance(value, Iterator | AsyncIterator):
+            raise SerializationError(
+                f"a {type(value).__name__} cannot be sent (encoding would drain it); send a list"
+            )
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            children = [getattr(value, f.name) for f in dataclasses.fields(value)]
+        elif isinstance(value, pydantic.BaseModel):
+            children = [getattr(value, name) for name in type(value).model_fields]
+        else:
+            continue  # pydantic decides for other types when it encodes
+        stack.extend((child, depth + 1) for child in children)

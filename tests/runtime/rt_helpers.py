@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from moot.runtime import Agent, AgentContext, Envelope, Runtime, handler
+
+if TYPE_CHECKING:
+    from collections.abc import Sized
 
 
 @dataclass
@@ -55,6 +59,25 @@ class Worker(Agent):
             message.cancelled.append(True)
             raise
         return "released"
+
+
+async def wait_all_tasks_blocked() -> None:
+    """Return once no other task can run: each waits on a future, an event or a timer.
+
+    asyncio has no public check for this. anyio's `wait_all_tasks_blocked` works on a plain
+    asyncio loop too, but while any task is runnable it polls with real 0.1 s sleeps, which makes
+    a test slow and a hypothesis run unusable. So this yields one loop round at a time until the
+    loop's ready queue (CPython's `BaseEventLoop._ready`, the callbacks to run in the next round)
+    is empty when we resume: our own wake-up has been taken off it, so nothing else is runnable
+    until an outside event (a timer, I/O, a test's `ManualClock.advance`) happens.
+    """
+    loop = asyncio.get_running_loop()
+    ready: Sized = loop._ready  # type: ignore[attr-defined]
+    for _ in range(100_000):
+        await asyncio.sleep(0)
+        if not ready:
+            return
+    raise AssertionError("the event loop never went quiet: some task is spinning")
 
 
 def assert_balanced(rt: Runtime) -> None:

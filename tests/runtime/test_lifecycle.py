@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from rt_helpers import Block, Ping, Worker, assert_balanced
+from rt_helpers import Block, Ping, Worker, assert_balanced, wait_all_tasks_blocked
 
 from moot.runtime import (
     Agent,
@@ -76,7 +76,7 @@ async def test_graceful_stop_drains_then_cancels_and_answers_everyone() -> None:
     await block.started.wait()
     behind = asyncio.create_task(rt.send(Ping(2), W))
     await rt.tell(Ping(3), W)
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     await rt.stop(timeout=0.01)
     with pytest.raises(RuntimeStoppedError):
         await stuck
@@ -110,11 +110,6 @@ class Memo(Agent):
         return self.items
 
 
-async def _settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
 async def test_idle_agents_passivate_and_come_back_with_their_state() -> None:
     Memo.activations = []
     clock = ManualClock()
@@ -123,17 +118,17 @@ async def test_idle_agents_passivate_and_come_back_with_their_state() -> None:
     async with Runtime(clock=clock, state_store=store) as rt:
         rt.register("memo", Memo, idle_timeout=30)
         assert await rt.send(Ping(1), m) == [1]
-        await _settle()
+        await wait_all_tasks_blocked()
         clock.advance(29)
-        await _settle()
+        await wait_all_tasks_blocked()
         assert rt.is_active(m)
         assert await rt.send(Ping(2), m) == [1, 2]  # activity resets the idle timer
-        await _settle()
+        await wait_all_tasks_blocked()
         clock.advance(29)
-        await _settle()
+        await wait_all_tasks_blocked()
         assert rt.is_active(m)
         clock.advance(2)
-        await _settle()
+        await wait_all_tasks_blocked()
         assert not rt.is_active(m)
         assert store.saved[m] == {"items": [1, 2]}
         assert await rt.send(Ping(3), m) == [1, 2, 3]
@@ -179,7 +174,7 @@ async def test_drop_while_handling_dead_letters_and_answers_the_caller() -> None
         with pytest.raises(MessageDroppedError):
             await rt.send(Ping(1), W)
         await rt.tell(Ping(2), W)
-        await _settle()
+        await wait_all_tasks_blocked()
         assert rt.dead_letters.counts[DeadLetterReason.DROPPED_BY_INTERCEPTOR] == 2
         assert_balanced(rt)
 
@@ -226,10 +221,10 @@ async def test_retire_passivates_after_queued_work_and_forgets_the_key() -> None
         rt.retire(m)  # nothing to retire yet: no cell
         assert await first == [1]
         queued = asyncio.create_task(rt.send(Ping(2), m))
-        await asyncio.sleep(0)
+        await wait_all_tasks_blocked()
         rt.retire(m)  # after the queued Ping(2)
         assert await queued == [1, 2]
-        await _settle()
+        await wait_all_tasks_blocked()
         assert not rt.is_active(m)
         assert rt.mailbox_statistics(m) is None  # the cell is gone
         assert store.saved[m] == {"items": [1, 2]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from rt_helpers import wait_all_tasks_blocked
 
 from moot.runtime import (
     AgentId,
@@ -51,7 +52,7 @@ async def test_waiting_sender_gets_room_in_order() -> None:
     box.put_nowait(0)
     first = asyncio.create_task(box.put(1))
     second = asyncio.create_task(box.put(2))
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     assert box.statistics().waiting_senders == 2
     assert box.get_nowait() == 0
     await first
@@ -66,9 +67,9 @@ async def test_waiting_sender_deadline_uses_the_clock() -> None:
     box: Mailbox[int] = Mailbox(1, ID, clock=clock)
     box.put_nowait(0)
     waiting = asyncio.create_task(box.put(1, deadline=5.0))
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     clock.advance(4.9)
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     assert not waiting.done()
     clock.advance(0.2)
     with pytest.raises(DeadlineExceededError):
@@ -80,7 +81,7 @@ async def test_close_fails_waiters_and_returns_leftovers() -> None:
     box: Mailbox[int] = Mailbox(1, ID)
     box.put_nowait(7)
     waiting = asyncio.create_task(box.put(8))
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     assert box.close() == [7]
     with pytest.raises(AgentStoppedError):
         await waiting

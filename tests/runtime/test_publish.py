@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
-from rt_helpers import assert_balanced
+from rt_helpers import assert_balanced, wait_all_tasks_blocked
 
 from moot.runtime import (
     Agent,
@@ -43,10 +43,8 @@ class Reader(Agent):
 
 
 async def _idle(rt: Runtime) -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
-        if rt.statistics().in_flight == 0:
-            return
+    await wait_all_tasks_blocked()
+    assert rt.statistics().in_flight == 0
 
 
 async def test_type_and_prefix_subscriptions_route_by_source() -> None:
@@ -119,7 +117,7 @@ async def test_fail_fast_publish_dead_letters_the_full_recipient() -> None:
         rt.subscribe(TypeSubscription("t", "slow"))
         topic = TopicId("t", "k")
         await rt.publish(News("1"), topic)  # taken by the handler
-        await asyncio.sleep(0)
+        await wait_all_tasks_blocked()
         await rt.publish(News("2"), topic)  # waits in the mailbox
         await rt.publish(News("3"), topic, fail_fast=True)
         assert rt.dead_letters.counts[DeadLetterReason.MAILBOX_FULL] == 1

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
-from rt_helpers import Block, Boom, Ping, Worker, assert_balanced
+from rt_helpers import Block, Boom, Ping, Worker, assert_balanced, wait_all_tasks_blocked
 
 from moot.runtime import (
     Agent,
@@ -68,7 +68,7 @@ async def test_deadline_fails_the_caller_and_cancels_the_handler(
     call = asyncio.create_task(runtime.send(block, W, timeout=2.0))
     await block.started.wait()
     clock.advance(1.9)
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     assert not call.done()
     clock.advance(0.2)
     with pytest.raises(DeadlineExceededError) as info:
@@ -100,7 +100,7 @@ async def test_cancelled_while_queued_is_skipped_not_run(runtime: Runtime) -> No
     running = asyncio.create_task(runtime.send(first, W))
     await first.started.wait()
     waiting = asyncio.create_task(runtime.send(queued, W))
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     waiting.cancel()
     gate.set()
     assert await running == "released"
@@ -117,11 +117,11 @@ async def test_fail_fast_on_a_full_mailbox_and_waiting_backpressure(runtime: Run
     busy = asyncio.create_task(runtime.send(first, W))
     await first.started.wait()
     queued = [asyncio.create_task(runtime.send(Ping(i), W)) for i in range(4)]
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     with pytest.raises(MailboxFullError):
         await runtime.send(Ping(99), W, fail_fast=True)
     waiter = asyncio.create_task(runtime.send(Ping(4), W))
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     stats = runtime.mailbox_statistics(W)
     assert stats is not None
     assert (stats.depth, stats.capacity, stats.waiting_senders) == (4, 4, 1)
@@ -221,10 +221,13 @@ class Link(Agent):
     """Passes a relay on to the next key; never suspends on its own."""
 
     turns = 0
+    halfway: asyncio.Event | None = None  # set once `turns` reaches 100
 
     @handler
     async def on_relay(self, message: Relay, ctx: Envelope) -> int:
         Link.turns += 1
+        if Link.turns == 100 and Link.halfway is not None:
+            Link.halfway.set()
         if message.left == 0:
             return 0
         nxt = AgentId("link", str(int(self.id.key) + 1))
@@ -242,12 +245,13 @@ async def test_a_long_synchronous_chain_neither_overflows_nor_blocks_a_cancel() 
             await rt.send(Relay(0), AgentId("link", str(k)))
         assert await rt.send(Relay(keys), AgentId("link", "0")) == keys
         Link.turns = 0
+        Link.halfway = asyncio.Event()
         chain = asyncio.create_task(rt.send(Relay(keys), AgentId("link", "0")))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        await Link.halfway.wait()  # runs only because the chain yields now and then
         chain.cancel()
         with pytest.raises(asyncio.CancelledError):
             await chain
         assert 0 < Link.turns < keys
+        await wait_all_tasks_blocked()  # the hops the cancel reached unwind in their own tasks
         assert rt.statistics().in_flight == 0
         assert_balanced(rt)

@@ -1,21 +1,27 @@
 """A hypothesis state machine drives random traffic and faults through one runtime.
 
-After every step: accepted == handled + errored + dead_lettered + in_flight. At the end, after a
-graceful stop, nothing is in flight and every request got an answer (a result or a typed error).
+After every step: accepted == handled + errored + dead_lettered + in_flight; each key has a single
+live instance (a turn runs only on the key's newest instance, one turn at a time); no turn starts
+on a key after `stop_agent`. Traffic races retire, idle passivation and full mailboxes. At the
+end, after a graceful stop, nothing is in flight and every request got an answer (a result or a
+typed error).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from rt_helpers import wait_all_tasks_blocked
 
 from moot.runtime import (
     Agent,
+    AgentContext,
     AgentId,
     Envelope,
     MootError,
@@ -29,6 +35,9 @@ from moot.runtime import (
 )
 from moot.testing import ManualClock
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
 
 @dataclass
 class Job:
@@ -36,17 +45,66 @@ class Job:
     gate: asyncio.Event
 
 
+class Watch:
+    """What the agents saw: the newest instance per key, turns in progress, stopped keys."""
+
+    def __init__(self) -> None:
+        self.newest: dict[AgentId, Flaky] = {}
+        self.running: defaultdict[AgentId, int] = defaultdict(int)
+        self.stopped: set[AgentId] = set()
+        self.violations: list[str] = []
+        self.live: defaultdict[AgentId, set[int]] = defaultdict(set)  # activated, not passivated
+
+    def activated(self, agent: Flaky) -> None:
+        self.newest[agent.id] = agent
+        live = self.live[agent.id]
+        live.add(id(agent))
+        if len(live) > 1 and agent.id.type in RESUMING:  # nothing else drops an instance there
+            self.violations.append(f"two live instances of {agent.id}")
+
+    def turn_started(self, agent: Flaky) -> None:
+        key = agent.id
+        if self.newest.get(key) is not agent:
+            self.violations.append(f"a turn on a second instance of {key}")
+        if self.running[key]:
+            self.violations.append(f"two turns at once on {key}")
+        if key in self.stopped:
+            self.violations.append(f"a turn on {key} after stop_agent")
+        self.running[key] += 1
+
+
+WATCH = Watch()
+
+
 class Flaky(Agent):
+    def __init__(self, context: AgentContext) -> None:
+        super().__init__(context)
+        self.count = 0
+
+    async def on_activate(self, state: Mapping[str, Any] | None) -> None:
+        WATCH.activated(self)
+        self.count = int(state["count"]) if state else 0
+
+    async def on_passivate(self) -> dict[str, Any]:
+        WATCH.live[self.id].discard(id(self))
+        return {"count": self.count}
+
     @handler
     async def on_job(self, message: Job, ctx: Envelope) -> str:
-        if message.behaviour == "fail":
-            raise RuntimeError("injected")
-        if message.behaviour == "block":
-            await message.gate.wait()
-        return "done"
+        WATCH.turn_started(self)
+        try:
+            self.count += 1
+            if message.behaviour == "fail":
+                raise RuntimeError("injected")
+            if message.behaviour == "block":
+                await message.gate.wait()
+            return "done"
+        finally:
+            WATCH.running[self.id] -= 1
 
 
-TYPES = ("resume", "restart", "stop")
+TYPES = ("resume", "restart", "stop", "idle")
+RESUMING = ("resume", "idle")  # supervisors that keep the instance: only passivation drops it
 KEYS = ("a", "b")
 BEHAVIOURS = ("ok", "fail", "block")
 
@@ -60,6 +118,9 @@ class RuntimeMachine(RuleBasedStateMachine):
         self.rt.register("resume", Flaky, supervisor=Resume())
         self.rt.register("restart", Flaky, supervisor=Restart(max_restarts=2, period=5))
         self.rt.register("stop", Flaky, supervisor=Stop())
+        self.rt.register("idle", Flaky, supervisor=Resume(), idle_timeout=1.0)
+        global WATCH
+        WATCH = Watch()
         for agent_type in TYPES:
             self.rt.subscribe(TypeSubscription("jobs", agent_type))
         self.requests: list[asyncio.Task[Any]] = []
@@ -71,11 +132,26 @@ class RuntimeMachine(RuleBasedStateMachine):
         await self.rt.start()
 
     def pump(self) -> None:
-        async def ticks() -> None:
-            for _ in range(8):
+        """Run the loop until every task is blocked, so each step's effects have landed."""
+        self.loop.run_until_complete(wait_all_tasks_blocked())
+
+    def step(self, ticks: int) -> None:
+        """Let the loop run exactly `ticks` rounds: hypothesis picks where the next action
+        lands among the tasks in progress (an interleaving to explore, not a wait)."""
+
+        async def rounds() -> None:
+            for _ in range(ticks):
                 await asyncio.sleep(0)
 
-        self.loop.run_until_complete(ticks())
+        self.loop.run_until_complete(rounds())
+
+    def in_loop(self, fn: Callable[[AgentId], None], agent_id: AgentId) -> None:
+        """Call a synchronous runtime method from inside the event loop, as agents do."""
+
+        async def call() -> None:
+            fn(agent_id)
+
+        self.loop.run_until_complete(call())
 
     @rule(
         agent_type=st.sampled_from(TYPES),
@@ -135,8 +211,34 @@ class RuntimeMachine(RuleBasedStateMachine):
 
     @rule(agent_type=st.sampled_from(TYPES), key=st.sampled_from(KEYS))
     def stop_an_agent(self, agent_type: str, key: str) -> None:
-        self.loop.run_until_complete(self.rt.stop_agent(AgentId(agent_type, key)))
+        agent_id = AgentId(agent_type, key)
+        WATCH.stopped.add(agent_id)
+        self.loop.run_until_complete(self.rt.stop_agent(agent_id))
         self.pump()
+
+    @rule(agent_type=st.sampled_from(TYPES), key=st.sampled_from(KEYS))
+    def retire(self, agent_type: str, key: str) -> None:
+        self.in_loop(self.rt.retire, AgentId(agent_type, key))
+        self.pump()
+
+    @rule(
+        agent_type=st.sampled_from(TYPES),
+        key=st.sampled_from(KEYS),
+        count=st.integers(1, 6),
+        ticks=st.integers(0, 3),
+    )
+    def tell_a_burst_then_retire(self, agent_type: str, key: str, count: int, ticks: int) -> None:
+        """More tells than the mailbox holds, so some wait for room while the key retires."""
+        agent_id = AgentId(agent_type, key)
+        for _ in range(count):
+            self.others.append(self.loop.create_task(self.rt.tell(Job("ok", self.gate), agent_id)))
+        self.step(ticks)
+        self.in_loop(self.rt.retire, agent_id)
+        self.pump()
+
+    @invariant()
+    def single_activation_and_no_turn_after_stop(self) -> None:
+        assert not WATCH.violations, WATCH.violations
 
     @invariant()
     def accepted_is_accounted_for(self) -> None:
@@ -162,6 +264,8 @@ class RuntimeMachine(RuleBasedStateMachine):
                     assert error is None or isinstance(error, MootError), repr(error)
             s = self.rt.statistics()
             assert s.in_flight == 0, s
+            left = {k: v for k, v in WATCH.live.items() if v and k.type in RESUMING}
+            assert not left, f"stop() did not passivate {left}"
             assert s.accepted == s.handled + s.errored + s.dead_lettered, s
         finally:
             self.loop.close()
