@@ -10,17 +10,28 @@ from ._errors import (
     ImageError,
     InvalidCodeError,
     LeaseTimeoutError,
+    PackageNameError,
     SandboxError,
+    SmokeImportError,
     UnsafePathError,
 )
 from ._extract import extract_code_blocks
 from ._function import CodeFunction, FunctionExecutor
-from ._image import build_image, image_exists, image_tag, open_docker
+from ._image import (
+    PROFILES,
+    build_image,
+    check_image,
+    image_exists,
+    image_tag,
+    open_docker,
+    resolve_packages,
+)
 from ._keys import key_dir_name
 from ._local import LocalExecutor
 from ._types import CodeBlock, CodeResult, format_results
 
 __all__ = [
+    "PROFILES",
     "CodeBlock",
     "CodeFunction",
     "CodeResult",
@@ -37,10 +48,13 @@ __all__ = [
     "LeaseTimeoutError",
     "LocalExecutor",
     "Mount",
+    "PackageNameError",
     "SandboxError",
+    "SmokeImportError",
     "UnsafePathError",
     "WorkDir",
     "build_image",
+    "check_image",
     "extract_code_blocks",
     "format_results",
     "image_exists",
@@ -48,4 +62,5 @@ __all__ = [
     "key_dir_name",
     "open_docker",
     "reap_leftovers",
+    "resolve_packages",
 ]
