@@ -31,7 +31,6 @@ from ._local import LocalExecutor
 from ._types import CodeBlock, CodeResult, format_results
 
 __all__ = [
-    "PROFILES",
     "CodeBlock",
     "CodeFunction",
     "CodeResult",
@@ -48,6 +47,7 @@ __all__ = [
     "LeaseTimeoutError",
     "LocalExecutor",
     "Mount",
+    "PROFILES",
     "PackageNameError",
     "SandboxError",
     "SmokeImportError",
