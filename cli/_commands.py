@@ -164,18 +164,19 @@ def _run_doctor(args: argparse.Namespace, out: Output) -> ExitCode:
 
 def _run_image_build(args: argparse.Namespace, out: Output) -> ExitCode:
     from moot.executors import (
-        PROFILES,
         DockerUnavailableError,
         ImageError,
         PackageNameError,
         build_image,
+        profiles,
         resolve_packages,
     )
 
-    unknown = [name for name in args.profile if name not in PROFILES]
+    known = profiles()
+    unknown = [name for name in args.profile if name not in known]
     if unknown:
         raise UsageError(
-            f"unknown profile {', '.join(map(repr, unknown))}; profiles: {', '.join(PROFILES)}"
+            f"unknown profile {', '.join(map(repr, unknown))}; profiles: {', '.join(known)}"
         )
     extra = [name for item in args.extra for name in item.replace(",", " ").split()]
     try:

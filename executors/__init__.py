@@ -18,12 +18,12 @@ from ._errors import (
 from ._extract import extract_code_blocks
 from ._function import CodeFunction, FunctionExecutor
 from ._image import (
-    PROFILES,
     build_image,
     check_image,
     image_exists,
     image_tag,
     open_docker,
+    profiles,
     resolve_packages,
 )
 from ._keys import key_dir_name
@@ -47,7 +47,6 @@ __all__ = [
     "LeaseTimeoutError",
     "LocalExecutor",
     "Mount",
-    "PROFILES",
     "PackageNameError",
     "SandboxError",
     "SmokeImportError",
@@ -61,6 +60,7 @@ __all__ = [
     "image_tag",
     "key_dir_name",
     "open_docker",
+    "profiles",
     "reap_leftovers",
     "resolve_packages",
 ]

@@ -46,6 +46,12 @@ PROFILES: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 """Named package sets: `packages="data"` or `moot image build --profile data`."""
 
+
+def profiles() -> Mapping[str, tuple[str, ...]]:
+    """The named package sets (read-only): profile name -> Debian packages."""
+    return PROFILES
+
+
 # Hard dependencies a headless, offline sandbox never uses. They are declared installed to apt
 # (never downloaded) unless asked for by name; the smoke import proves the rest still imports.
 STUBS: Mapping[str, str] = MappingProxyType(
@@ -286,9 +292,30 @@ async def check_image(name: str) -> dict[str, str]:
 
 
 def _check_known(extra: Sequence[str], tag: str) -> None:
-    """Refuse names no Debian package has, using the host's apt lists when it has them."""
-    if not extra or shutil.which("apt-cache") is None:
+    """Refuse names no Debian package has, before building: by the host's apt lists when it has
+    them, else by a simulated mmdebstrap run (an `apt-get update` and a resolution, no download).
+
+    Raises:
+        PackageNameError: some name is unknown.
+    """
+    if not extra:
         return
+    unknown = _unknown_by_host_lists(extra)
+    if unknown is None:
+        unknown = _unknown_by_simulation(extra)
+    if unknown:
+        raise PackageNameError(
+            f"No Debian {SUITE} package is named {', '.join(map(repr, unknown))}. Debian names"
+            " Python libraries python3-<name> (e.g. python3-sklearn); `apt-cache search NAME`"
+            " finds one.",
+            name=unknown[0],
+        )
+
+
+def _unknown_by_host_lists(extra: Sequence[str]) -> list[str] | None:
+    """The names the host's apt lists lack; None when the host has no usable lists."""
+    if shutil.which("apt-cache") is None:
+        return None
     names = [*extra, BASE_PACKAGES[0]]
     done = subprocess.run(
         ["apt-cache", "show", "--no-all-versions", "--", *names],
@@ -298,14 +325,27 @@ def _check_known(extra: Sequence[str], tag: str) -> None:
     )
     found = set(re.findall(r"^Package: (\S+)$", done.stdout, flags=re.MULTILINE))
     if BASE_PACKAGES[0] not in found:
-        return  # the host has no usable package lists; mmdebstrap's own check will tell
-    unknown = [name for name in extra if name not in found]
-    if unknown:
-        raise PackageNameError(
-            f"No Debian package is named {', '.join(map(repr, unknown))}. Debian names Python"
-            " libraries python3-<name> (e.g. python3-sklearn); `apt-cache search NAME` finds one.",
-            name=unknown[0],
-        )
+        return None
+    return [name for name in extra if name not in found]
+
+
+def _unknown_by_simulation(extra: Sequence[str]) -> list[str]:
+    """The names apt cannot locate in a simulated build; [] if the simulation fails otherwise
+    (the real build then reports it)."""
+    done = subprocess.run(
+        [
+            "mmdebstrap",
+            "--simulate",
+            "--variant=extract",
+            f"--include={','.join([*BASE_PACKAGES, *extra])}",
+            SUITE,
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return sorted(set(_UNKNOWN.findall(done.stderr + done.stdout)))
 
 
 class _build_lock:

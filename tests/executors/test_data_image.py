@@ -12,16 +12,16 @@ import anyio
 import pytest
 
 from moot.executors import (
-    PROFILES,
     CodeBlock,
     ImageError,
     PackageNameError,
     SmokeImportError,
     build_image,
     image_tag,
+    profiles,
     resolve_packages,
 )
-from moot.executors._image import _build_failure
+from moot.executors._image import _build_failure, _unknown_by_simulation
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,7 +33,7 @@ DATA = ("python3-matplotlib", "python3-numpy", "python3-pandas", "python3-scipy"
 
 def test_the_data_profile_is_numpy_pandas_matplotlib_scipy() -> None:
     assert resolve_packages("data") == DATA
-    assert sorted(PROFILES["data"]) == list(DATA)
+    assert sorted(profiles()["data"]) == list(DATA)
     assert resolve_packages(["python3-six", "data"]) == tuple(sorted([*DATA, "python3-six"]))
     assert image_tag("data") == image_tag(list(DATA)) != image_tag()
 
@@ -144,3 +144,9 @@ def test_cli_refuses_an_unknown_profile_and_a_bad_name() -> None:
 def test_image_errors_share_one_base() -> None:
     assert issubclass(PackageNameError, ImageError)
     assert issubclass(SmokeImportError, ImageError)
+
+
+@pytest.mark.docker
+def test_without_host_package_lists_a_simulated_build_finds_unknown_names() -> None:
+    unknown = _unknown_by_simulation(["python3-six", "python3-no-such-thing-moot"])
+    assert unknown == ["python3-no-such-thing-moot"]
