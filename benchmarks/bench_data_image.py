@@ -13,7 +13,6 @@ import os
 import statistics
 import sys
 import time
-from typing import Literal
 
 import aiodocker
 import anyio
@@ -43,24 +42,27 @@ def summary_ms(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def job_latency(
-    tag: str, mode: Literal["spawn", "fork"], block: CodeBlock, runs: int
-) -> dict[str, float]:
-    """Sequential runs of one job in one leased slot, after two warm-up runs."""
+async def job_latency(tag: str, block: CodeBlock, runs: int) -> dict[str, dict[str, float]]:
+    """Runs of one job in a spawn-mode and a fork-mode slot, alternating so that both see the
+    same machine load, after two warm-up runs each."""
+    samples: dict[str, list[float]] = {"spawn": [], "fork": []}
     async with (
-        DockerExecutor(image=tag, mode=mode, pool_size=1, timeout=120) as executor,
-        executor.session() as session,
+        DockerExecutor(image=tag, mode="spawn", pool_size=1, timeout=120) as spawn,
+        DockerExecutor(image=tag, mode="fork", pool_size=1, timeout=120) as fork,
+        spawn.session() as spawn_session,
+        fork.session() as fork_session,
     ):
-        samples = []
+        sessions = {"spawn": spawn_session, "fork": fork_session}
         for index in range(runs + 2):
-            started = time.perf_counter()
-            result = await session.run(block)
-            took = time.perf_counter() - started
-            if result.exit_code != 0:
-                raise SystemExit(f"the {mode} job failed: {result.stderr}")
-            if index >= 2:
-                samples.append(took)
-    return summary_ms(samples)
+            for mode, session in sessions.items():
+                started = time.perf_counter()
+                result = await session.run(block)
+                took = time.perf_counter() - started
+                if result.exit_code != 0:
+                    raise SystemExit(f"the {mode} job failed: {result.stderr}")
+                if index >= 2:
+                    samples[mode].append(took)
+    return {mode: summary_ms(values) for mode, values in samples.items()}
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
@@ -77,11 +79,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         info = await docker.images.inspect(tag)
     runs = 5 if args.quick else 25
     jobs: dict[str, dict[str, float]] = {}
-    modes: tuple[Literal["spawn", "fork"], ...] = ("spawn", "fork")
-    for mode in modes:
-        jobs[f"pandas_{mode}"] = await job_latency(tag, mode, PANDAS_JOB, runs)
-        jobs[f"baseline_{mode}"] = await job_latency(tag, mode, BASELINE_JOB, runs)
-    jobs["chart_spawn"] = await job_latency(tag, "spawn", CHART_JOB, runs)
+    for name, block in (("pandas", PANDAS_JOB), ("baseline", BASELINE_JOB), ("chart", CHART_JOB)):
+        for mode, figures in (await job_latency(tag, block, runs)).items():
+            jobs[f"{name}_{mode}"] = figures
     return {
         "image": tag,
         "image_size_mb": round(info["Size"] / 1e6, 1),
