@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from moot.agents import AgentConfigError, AssistantAgent, UserProxyAgent
-from moot.executors import ImageError, PackageNameError
+from moot.executors import ImageError, LocalExecutor, PackageNameError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -26,11 +26,15 @@ if TYPE_CHECKING:
         ({"use_docker": " "}, "True, False or an image name"),
         ({"use_docker": 3}, "True, False or an image name"),
         ({"packages": {"python3-six": "1.0"}}, "a profile name such as 'data' or a list"),
+        ({"executor": "given", "packages": "data"}, "would be ignored"),
+        ({"executor": "given", "use_docker": "my-image"}, "would be ignored"),
     ],
 )
 def test_unusable_sandbox_settings_are_refused_at_construction(
     config: dict[str, Any], wanted: str
 ) -> None:
+    if config.get("executor") == "given":
+        config = {**config, "executor": LocalExecutor()}
     with pytest.raises(AgentConfigError, match=wanted):
         UserProxyAgent("user", code_execution_config=config)
 
