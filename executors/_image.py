@@ -230,7 +230,7 @@ async def build_image(
                 "Building the sandbox image needs mmdebstrap: sudo apt-get install -y mmdebstrap",
                 image=tag,
             )
-        await anyio.to_thread.run_sync(_check_known, extra, tag)
+        await anyio.to_thread.run_sync(_check_known, extra)
         async with _build_lock(tag, say):
             if if_missing and await image_exists(docker, tag):
                 say(f"image {tag} exists (another build made it)")
@@ -291,7 +291,7 @@ async def check_image(name: str) -> dict[str, str]:
     return labels
 
 
-def _check_known(extra: Sequence[str], tag: str) -> None:
+def _check_known(extra: Sequence[str]) -> None:
     """Refuse names no Debian package has, before building: by the host's apt lists when it has
     them, else by a simulated mmdebstrap run (an `apt-get update` and a resolution, no download).
 
