@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from moot.agents import AgentConfigError, AssistantAgent, UserProxyAgent
-from moot.agents._code_execution import run_code
-from moot.executors import ImageError, LocalExecutor, PackageNameError
+from moot.agents._code_execution import files_note
+from moot.executors import CodeBlock, ImageError, LocalExecutor, PackageNameError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -130,27 +130,34 @@ async def test_a_prebuilt_image_must_exist_and_be_a_moot_sandbox(
 
 
 async def test_files_written_are_named_with_their_sizes(tmp_path: Path) -> None:
-    text = (
-        "```python\n# filename: make.py\n"
+    code = (
         "open('big.bin', 'wb').write(b'x' * 3_000_000)\n"
         "open('mid.csv', 'w').write('a' * 5000)\n"
         "open('small.txt', 'w').write('hi')\n"
         "for i in range(25):\n"
         "    open(f'part{i:02}.txt', 'w').write('p')\n"
-        "```"
     )
+    blocks = [CodeBlock(code, "python", "make.py")]
     async with LocalExecutor() as executor, executor.session(tmp_path) as session:
-        reply = await run_code(session, text, timeout=30, work_dir=str(tmp_path))
+        results = await session.run_blocks(blocks)
 
-    files = reply.split(f"Files written (in {tmp_path}): ")[1]
+    note = files_note(results, blocks, tmp_path)
+    assert note is not None
+    files = note.split(f"Files written (in {tmp_path}): ")[1]
     assert files.startswith("big.bin, 2.9 MB; mid.csv, 5 KB; part00.txt, 1 byte;")
     assert files.endswith("; and 8 more")  # 28 files, 20 named
     assert "make.py" not in files  # the code's own file is not a result
 
 
-async def test_without_a_sandbox_a_missing_module_gets_no_sandbox_advice(tmp_path: Path) -> None:
-    text = "```python\nimport no_such_module_moot\n```"
-    async with LocalExecutor() as executor, executor.session(tmp_path) as session:
-        reply = await run_code(session, text, timeout=30, work_dir=str(tmp_path))
+async def test_without_a_sandbox_a_missing_module_gets_no_sandbox_advice(
+    server: ScriptedModelServer, llm_config: dict[str, Any], local_code: dict[str, Any]
+) -> None:
+    server.push("```python\nimport no_such_module_moot\n```", "TERMINATE")
+    assistant = AssistantAgent("assistant", llm_config=llm_config)
+    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=local_code)
+
+    result = await user.a_initiate_chat(assistant, message="run it", silent=True)
+
+    reply = result.chat_history[2]["content"]
     assert "ModuleNotFoundError" in reply
     assert "no network" not in reply
