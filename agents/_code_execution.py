@@ -20,7 +20,9 @@ Per chat, three decisions, each with a safe default and an explicit opt-out:
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -39,8 +41,11 @@ from moot.executors import (
     LocalExecutor,
     SandboxError,
     UnsafePathError,
+    build_image,
+    check_image,
     extract_code_blocks,
     format_results,
+    resolve_packages,
 )
 
 from ._errors import AgentConfigError
@@ -50,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from contextlib import AsyncExitStack
 
-    from moot.executors import CodeBlock, ExecutorSession
+    from moot.executors import CodeBlock, CodeResult, ExecutorSession
 
     from ._participant import Message
     from ._resources import Lease
@@ -61,6 +66,7 @@ _KEYS = frozenset(
     {
         "work_dir",
         "use_docker",
+        "packages",
         "timeout",
         "last_n_messages",
         "executor",
@@ -76,6 +82,7 @@ FAILED = "exitcode: 1 (execution failed)\nCode output: "
 ExecuteFrom = Literal["models", "any"] | tuple[str, ...]
 _NAMED_EXECUTORS = {"commandline-local": False, "docker": True}  # name -> runs in Docker
 _EXECUTOR_OPTIONS = frozenset({"work_dir", "timeout"})
+MAX_LISTED_FILES = 20
 _TRUTHY = frozenset({"1", "true", "yes", "t"})
 _FALSY = frozenset({"0", "false", "no", "f", "none"})
 
@@ -112,18 +119,21 @@ class CodeExecution:
     lease: Literal["run", "chat"] = "run"
     shared_workspace: bool = False
     execute_from: ExecuteFrom = "models"
+    sandbox: Sandbox | None = None  # the image of the agent's own Docker sandbox
 
     @classmethod
     def from_config(
         cls, config: Mapping[str, Any] | Executor | Literal[False] | None
     ) -> CodeExecution | None:
         """Read `code_execution_config`: False/None (no code execution), an `Executor`, or a dict
-        with `work_dir`, `use_docker` (default True), `timeout`, `last_n_messages`, `executor`,
-        `lease` ("run" or "chat"), `shared_workspace` (bool) and `execute_from` ("models",
-        "any" or a list of agent names).
+        with `work_dir`, `use_docker` (default True, or a prebuilt image's name), `packages` (a
+        profile such as "data" or Debian package names), `timeout`, `last_n_messages`,
+        `executor`, `lease` ("run" or "chat"), `shared_workspace` (bool) and `execute_from`
+        ("models", "any" or a list of agent names).
 
         Raises:
             AgentConfigError: an unknown key or a value of the wrong kind.
+            PackageNameError: a package is neither a profile nor a valid Debian package name.
         """
         if config is False or config is None:
             return None
@@ -173,8 +183,16 @@ class CodeExecution:
         if lease not in ("run", "chat"):
             raise AgentConfigError(f"lease must be 'run' or 'chat'; got {lease!r}")
         work_dir = options.get("work_dir", DEFAULT_WORK_DIR)
+        if executor is not None and (
+            "packages" in config or isinstance(config.get("use_docker"), str)
+        ):
+            raise AgentConfigError(
+                "code_execution_config['executor'] runs the code, so 'packages' and an image"
+                " name in 'use_docker' would be ignored; give one or the other"
+            )
         if use_docker is None:
             use_docker = executor is None and decide_use_docker(config.get("use_docker"))
+        sandbox = Sandbox.from_config(use_docker, config.get("use_docker"), config.get("packages"))
         return cls(
             executor=executor,
             use_docker=use_docker,
@@ -184,6 +202,7 @@ class CodeExecution:
             lease=lease,
             shared_workspace=bool(config.get("shared_workspace", False)),
             execute_from=_execute_from(config.get("execute_from", "models")),
+            sandbox=sandbox,
         )
 
     def open_executor(self) -> AbstractAsyncContextManager[Executor]:
@@ -192,8 +211,158 @@ class CodeExecution:
         if self.executor is not None:
             return borrowed(self.executor)
         if self.use_docker:
-            return _started(DockerExecutor(timeout=self.timeout))
+            return _sandboxed(self.timeout, self.sandbox)
         return _started(LocalExecutor(timeout=self.timeout))
+
+
+# -- sandbox image: config parsing and selection (use_docker=True | "<image>", packages) --------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sandbox:
+    """Which Docker image an agent's own sandbox runs: ours with extra Debian packages, or a
+    user's prebuilt one (AutoGen's `use_docker="<image>"`)."""
+
+    packages: tuple[str, ...] = ()  # Debian packages on top of the base image (profiles expanded)
+    image: str | None = None  # a prebuilt image; its packages are whatever its builder put in
+
+    @classmethod
+    def from_config(cls, docker: bool, use_docker: object, packages: object) -> Sandbox | None:
+        """The sandbox that `use_docker` and `packages` ask for; None when code does not run in
+        our Docker sandbox (`docker` is the decided `use_docker`).
+
+        Raises:
+            AgentConfigError: `use_docker` is neither a bool nor an image name, or `packages`
+                is given without our sandbox image.
+            PackageNameError: a package is neither a profile nor a valid Debian package name.
+        """
+        if use_docker is not None and not isinstance(use_docker, bool | str):
+            raise AgentConfigError(
+                f"use_docker must be True, False or an image name; got {use_docker!r}"
+            )
+        if isinstance(use_docker, str) and use_docker:
+            if not use_docker.strip():
+                raise AgentConfigError("use_docker must be True, False or an image name; got ' '")
+            if packages is not None:
+                raise AgentConfigError(
+                    f"packages cannot be added to the prebuilt image {use_docker!r}; use"
+                    " use_docker=True with packages, or build the image with them"
+                )
+            return cls(image=use_docker.strip())
+        if not docker:
+            if packages is not None:
+                raise AgentConfigError(
+                    "packages are installed in the Docker sandbox; they need use_docker=True"
+                    " (code run with use_docker=False uses this machine's Python)"
+                )
+            return None
+        if packages is not None and not isinstance(packages, str | list | tuple):
+            raise AgentConfigError(
+                "packages must be a profile name such as 'data' or a list of Debian package"
+                f" names; got {type(packages).__name__}"
+            )
+        return cls(packages=resolve_packages(packages or ()))
+
+    async def image_tag(self) -> str | None:
+        """The image to run: a checked prebuilt one, ours built on first use, or None (the
+        executor's default). A first build prints progress lines to stderr.
+
+        Raises:
+            DockerUnavailableError: no Docker engine answers.
+            ImageError: the prebuilt image is missing or not a moot sandbox, or the build failed.
+        """
+        if self.image is not None:
+            await check_image(self.image)
+            return self.image
+        if not self.packages:
+            return None
+        return await build_image(self.packages, progress=_BuildProgress())
+
+    def missing_module_note(self, results: Sequence[CodeResult]) -> str | None:
+        """Advice for a model (and the user reading along) when code needs a module or pip."""
+        failed = "\n".join(result.stderr + result.stdout for result in results if result.exit_code)
+        missing = _MISSING_MODULE.search(failed)
+        if missing is None and _NO_PIP.search(failed) is None:
+            return None
+        if self.image is not None:
+            has = f"It runs the prebuilt image {self.image} with whatever its builder put in."
+        elif self.packages:
+            has = f"Besides Python's standard library it has: {', '.join(self.packages)}."
+        else:
+            has = "It has Python's standard library only."
+        guess = f"python3-{missing.group(1).split('.')[0].lower()}" if missing else "python3-NAME"
+        return (
+            "Note: this sandbox has no network, so pip install cannot work there; do not retry"
+            f" it. {has} Solve the task with what is there. A user adds a package with"
+            f" code_execution_config={{'use_docker': True, 'packages': ['{guess}']}} (Debian"
+            " package names; 'data' = numpy, pandas, matplotlib, scipy)."
+        )
+
+
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+_NO_PIP = re.compile(r"\bpip3?: (?:command )?not found|No module named pip\b")
+
+
+class _BuildProgress:
+    """Progress lines on stderr once a build (or a wait for one) starts; a cached image is quiet."""
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def __call__(self, line: str) -> None:
+        self._started = self._started or line.startswith(("building", "waiting"))
+        if self._started:
+            sys.stderr.write(f"[moot image] {line}\n")
+            sys.stderr.flush()
+
+
+@asynccontextmanager
+async def _sandboxed(timeout: float, sandbox: Sandbox | None) -> AsyncIterator[Executor]:
+    """A started `DockerExecutor` on the image `sandbox` asks for (built on first use)."""
+    try:
+        image = await sandbox.image_tag() if sandbox is not None else None
+    except DockerUnavailableError as exc:
+        raise docker_unavailable(exc) from exc
+    async with _started(DockerExecutor(timeout=timeout, image=image)) as executor:
+        yield executor
+
+
+def files_note(
+    results: Sequence[CodeResult], blocks: Sequence[CodeBlock], workspace: Path | None
+) -> str | None:
+    """`Files written (in DIR): chart.png, 41 KB; ...` so a model can tell the user where its
+    results are. A block's own `# filename:` file is not a result."""
+    written: dict[str, None] = {}
+    for result in results:
+        written.update(dict.fromkeys(result.files))
+    for block in blocks:
+        if block.filename:
+            written.pop(block.filename, None)
+    if not written:
+        return None
+    names = list(written)
+    shown = [_describe(name, workspace) for name in names[:MAX_LISTED_FILES]]
+    more = len(names) - len(shown)
+    tail = f"; and {more} more" if more > 0 else ""
+    where = f" (in {workspace})" if workspace is not None else ""
+    return f"Files written{where}: {'; '.join(shown)}{tail}"
+
+
+def _describe(name: str, workspace: Path | None) -> str:
+    if workspace is None:
+        return name
+    try:
+        size = (workspace / name).stat().st_size
+    except OSError:
+        return f"{name}, not copied back (over the file size limit)"
+    if size < 1024:
+        return f"{name}, {size} byte{'' if size == 1 else 's'}"
+    if size < 1024 * 1024:
+        return f"{name}, {round(size / 1024)} KB"
+    return f"{name}, {size / (1024 * 1024):.1f} MB"
+
+
+# -- end of sandbox image -----------------------------------------------------------------------
 
 
 def _execute_from(value: Any) -> ExecuteFrom:
@@ -296,7 +465,12 @@ class ChatCode:
 
     async def _run(self, session: ExecutorSession, blocks: Sequence[CodeBlock]) -> str:
         results = await session.run_blocks(blocks, timeout=self.settings.timeout)
-        return format_results(results)
+        sandbox = self.settings.sandbox
+        notes = [
+            files_note(results, blocks, self._workspace),
+            sandbox.missing_module_note(results) if sandbox is not None else None,
+        ]
+        return "\n".join([format_results(results), *(note for note in notes if note)])
 
     async def _open_workspace(self, stack: AsyncExitStack) -> Path:
         if self._shared:

@@ -7,7 +7,6 @@ raises `CliError`. They import their heavy dependencies lazily so `moot --help` 
 from __future__ import annotations
 
 import argparse
-import re
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
@@ -26,9 +25,6 @@ class CliParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
-
-_DEBIAN_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
-"""Debian policy 5.6.1: a package name starts with a letter or digit; never an option like -rf."""
 
 _STATUS_STYLE = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
 
@@ -68,6 +64,13 @@ def add_commands(commands: Any) -> None:
         default=[],
         metavar="PKG",
         help="an extra Debian package, e.g. python3-pandas (repeatable; commas allowed)",
+    )
+    build.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a named package set: data = numpy, pandas, matplotlib, scipy (repeatable)",
     )
     build.add_argument("--force", action="store_true", help="rebuild even if the image exists")
     build.set_defaults(run=_run_image_build)
@@ -160,14 +163,26 @@ def _run_doctor(args: argparse.Namespace, out: Output) -> ExitCode:
 
 
 def _run_image_build(args: argparse.Namespace, out: Output) -> ExitCode:
-    from moot.executors import DockerUnavailableError, ImageError, build_image
+    from moot.executors import (
+        DockerUnavailableError,
+        ImageError,
+        PackageNameError,
+        build_image,
+        profiles,
+        resolve_packages,
+    )
 
+    known = profiles()
+    unknown = [name for name in args.profile if name not in known]
+    if unknown:
+        raise UsageError(
+            f"unknown profile {', '.join(map(repr, unknown))}; profiles: {', '.join(known)}"
+        )
     extra = [name for item in args.extra for name in item.replace(",", " ").split()]
-    for name in extra:
-        if not _DEBIAN_NAME.fullmatch(name):
-            raise UsageError(
-                f"{name!r} is not a Debian package name (lower case letters, digits, + - .)"
-            )
+    try:
+        packages = list(resolve_packages([*args.profile, *extra]))
+    except PackageNameError as exc:
+        raise UsageError(str(exc)) from exc
     with out.err.status("building the sandbox image", spinner="dots") as status:
 
         def progress(line: str) -> None:
@@ -176,13 +191,15 @@ def _run_image_build(args: argparse.Namespace, out: Output) -> ExitCode:
 
         try:
             tag = anyio.run(
-                lambda: build_image(extra, if_missing=not args.force, progress=progress)
+                lambda: build_image(packages, if_missing=not args.force, progress=progress)
             )
         except DockerUnavailableError as exc:
             raise MissingError(str(exc), hint="start Docker, then run `moot image build`") from exc
+        except PackageNameError as exc:
+            raise UsageError(str(exc), hint="Debian names: python3-<name>") from exc
         except ImageError as exc:
             raise CliError(str(exc), code=ExitCode.FAILED) from exc
-    out.result({"tag": tag, "packages": extra})
+    out.result({"tag": tag, "packages": packages})
     if not out.json_mode:
         out.console.print(tag)
     return ExitCode.OK

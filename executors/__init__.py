@@ -10,12 +10,22 @@ from ._errors import (
     ImageError,
     InvalidCodeError,
     LeaseTimeoutError,
+    PackageNameError,
     SandboxError,
+    SmokeImportError,
     UnsafePathError,
 )
 from ._extract import extract_code_blocks
 from ._function import CodeFunction, FunctionExecutor
-from ._image import build_image, image_exists, image_tag, open_docker
+from ._image import (
+    build_image,
+    check_image,
+    image_exists,
+    image_tag,
+    open_docker,
+    profiles,
+    resolve_packages,
+)
 from ._keys import key_dir_name
 from ._local import LocalExecutor
 from ._types import CodeBlock, CodeResult, format_results
@@ -37,15 +47,20 @@ __all__ = [
     "LeaseTimeoutError",
     "LocalExecutor",
     "Mount",
+    "PackageNameError",
     "SandboxError",
+    "SmokeImportError",
     "UnsafePathError",
     "WorkDir",
     "build_image",
+    "check_image",
     "extract_code_blocks",
     "format_results",
     "image_exists",
     "image_tag",
     "key_dir_name",
     "open_docker",
+    "profiles",
     "reap_leftovers",
+    "resolve_packages",
 ]

@@ -69,3 +69,24 @@ class ImageError(ExecutorError):
     def __init__(self, message: str, *, image: str) -> None:
         super().__init__(message)
         self.image = image
+
+
+class PackageNameError(ImageError, ConfigError):
+    """A requested package is not a valid Debian name or profile, or no Debian package has it.
+
+    Raised before anything is built.
+    """
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message, image="")
+        self.name = name
+        self.setting = "packages"
+
+
+class SmokeImportError(ImageError):
+    """The image was built, but a requested package's Python module does not import in it."""
+
+    def __init__(self, message: str, *, image: str, package: str, module: str) -> None:
+        super().__init__(message, image=image)
+        self.package = package
+        self.module = module

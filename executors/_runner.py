@@ -46,6 +46,8 @@ JOB_ENV = {
     "LANG": "C.UTF-8",
     "PYTHONPATH": WORK_DIR,
     "PYTHONDONTWRITEBYTECODE": "1",
+    "MPLBACKEND": "Agg",  # matplotlib draws to files: the sandbox has no display
+    "MPLCONFIGDIR": TMP_DIR + "/matplotlib",  # its font cache, kept out of the user's work dir
 }
 INTERPRETERS = {"python": "/usr/bin/python3", "sh": "/bin/sh", "bash": "/bin/bash"}
 SUFFIXES = {"python": ".py", "sh": ".sh", "bash": ".sh"}

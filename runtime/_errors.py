@@ -62,6 +62,8 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   ├── InvalidCodeError (ValueError)      a block's code is too large or not encodable
     │   ├── DockerUnavailableError             no Docker engine answers
     │   └── ImageError                         the sandbox image is missing or cannot be built
+    │       ├── PackageNameError (ConfigError) a package is not a Debian name or profile, or unknown
+    │       └── SmokeImportError               a requested package does not import in the image
     ├── JournalError                           journal: a chat cannot be journaled or read back
     │   ├── JournalConfigError (ConfigError)   an unknown store URL, bad limit or cursor
     │   ├── MissingDriverError (ImportError)   aiosqlite / asyncpg is not installed (moot[durable])

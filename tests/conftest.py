@@ -56,8 +56,19 @@ def docker_image() -> str:
     A missing Docker engine skips the test on a workstation and fails it under CI=true. The CLI
     runs as a subprocess, so this works from inside a running event loop too.
     """
+    return _moot_image_build()
+
+
+@pytest.fixture(scope="session")
+def data_image(docker_image: str) -> str:
+    """The "data" profile's image (numpy, pandas, matplotlib, scipy): built once per machine
+    (about half a minute), then found by its recipe hash."""
+    return _moot_image_build("--profile", "data")
+
+
+def _moot_image_build(*options: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "moot.cli", "image", "build"],
+        [sys.executable, "-m", "moot.cli", "image", "build", *options],
         capture_output=True,
         text=True,
         timeout=600,

@@ -39,8 +39,9 @@ async def test_code_runs_in_the_docker_sandbox_by_default(
 
     first, second = result.chat_history[2]["content"], result.chat_history[4]["content"]
     assert first.startswith("exitcode: 0 (execute succeeded)\nCode output: uid ")
-    uid = first.split("uid ")[1].strip()
+    uid = first.split("uid ")[1].split()[0]
     assert uid != "0"  # not root inside the sandbox
+    assert first.endswith(f"Files written (in {tmp_path}): out.txt, {len(uid)} bytes")
     assert second == f"exitcode: 0 (execute succeeded)\nCode output: {uid}"  # files persist
     assert (tmp_path / "out.txt").read_text() == uid  # and come back to the host
     assert docker_image

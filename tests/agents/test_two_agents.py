@@ -38,7 +38,10 @@ async def test_code_fails_then_the_fix_runs_and_the_chat_ends_on_terminate(
     assert contents[2].startswith("exitcode: 1 (execution failed)\nCode output: ")
     assert "ZeroDivisionError" in contents[2]
     assert contents[3] == FIXED
-    assert contents[4] == "exitcode: 0 (execute succeeded)\nCode output: saved 42\n"
+    assert contents[4] == (
+        "exitcode: 0 (execute succeeded)\nCode output: saved 42\n\n"
+        f"Files written (in {local_code['work_dir']}): answer.txt, 2 bytes"
+    )
     assert contents[5].endswith("TERMINATE.")
     assert len(contents) == 6
     assert (Path(local_code["work_dir"]) / "answer.txt").read_text() == "42"

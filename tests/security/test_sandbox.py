@@ -20,6 +20,14 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.docker
 
+
+@pytest.fixture(params=["base", "data"])
+def docker_image(request: pytest.FixtureRequest, docker_image: str) -> str:
+    """Every check runs on the base image and on the "data" profile's image (more packages, more
+    binaries: the hardening must not depend on what the image lacks)."""
+    return docker_image if request.param == "base" else str(request.getfixturevalue("data_image"))
+
+
 COUNT_OTHER_JOB_PROCESSES = (
     "import os\n"
     "me = os.getpid()\n"
