@@ -5,7 +5,6 @@ the scripted HTTP server."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -29,7 +28,6 @@ from moot.agents import (
     UserProxyAgent,
     register_function,
 )
-from moot.models import LLMConfig, client_from_llm_config
 from moot.runtime import Runtime
 from moot.testing import Reply, Rule, ScriptedModelServer
 
@@ -357,12 +355,8 @@ async def test_stopping_the_runtime_cancels_a_call_in_flight_and_releases_the_se
     fixture_log: Path, server: ScriptedModelServer, llm_config: dict[str, Any]
 ) -> None:
     server.push(Reply(tool_calls=[{"name": "hang", "arguments": {}, "id": "c1"}]))
-    # The model client is the test's: a chat cut off by the stop never releases its hold on the
-    # agent's own client (the chat's CloseChat cannot be delivered), which would leak a socket.
-    model = client_from_llm_config(LLMConfig.from_autogen(llm_config))
-    assistant = AssistantAgent("assistant", llm_config=llm_config, model_client=model)
-    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
-    async with _stdio(fixture_log) as mcp, contextlib.aclosing(model):
+    assistant, user = _pair(llm_config)
+    async with _stdio(fixture_log) as mcp:
         await mcp.register(caller=assistant, executor=user)
         runtime = Runtime()
         await runtime.start()
