@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     import httpx2
     import mcp
 
+    from ._conversable import ConversableAgent
+
 log = structlog.get_logger("moot.agents.mcp")
 
 DEFAULT_CALL_TIMEOUT = 60.0  # seconds one tool call may take on the server
@@ -470,9 +472,11 @@ class McpServer:
                 f"the connection to MCP server {self.name!r} failed during {what!r}: {exc!r}"
             ) from exc
 
-    async def register(self, *, caller: Any, executor: Any) -> list[McpTool]:
-        """List the tools and offer each to `caller`'s model, run by `executor` (two
-        `ConversableAgent`s, or one agent twice); returns the tools.
+    async def register(
+        self, *, caller: ConversableAgent, executor: ConversableAgent
+    ) -> list[McpTool]:
+        """List the tools and offer each to `caller`'s model, run by `executor` (one agent may
+        be both); returns the tools.
 
         Raises:
             ToolRegistrationError: `caller` has no model.
