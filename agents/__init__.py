@@ -1,5 +1,6 @@
 """moot.agents: AutoGen's classic agents on the moot runtime: ConversableAgent, AssistantAgent,
-UserProxyAgent, two-agent and nested chats, tools, human input and code execution.
+UserProxyAgent, two-agent and nested chats, tools (MCP servers' too: `McpServer`), human input and
+code execution.
 
 `GroupChat` and `GroupChatManager` live in `moot.groupchat`; they are also reachable here, as in
 AutoGen's flat namespace, through a lazy attribute (the group chat builds on the agents, so this
@@ -36,6 +37,13 @@ from ._errors import (
     EventLoopRunningError,
     HumanInputError,
     InvalidMessageError,
+    McpCallError,
+    McpConfigError,
+    McpConnectionError,
+    McpError,
+    McpNotInstalledError,
+    McpServerDiedError,
+    McpTimeoutError,
     NoConversationError,
     NoMessagesError,
     ToolRegistrationError,
@@ -49,6 +57,7 @@ from ._human_input import (
     QueueInputProvider,
     ScriptedInputProvider,
 )
+from ._mcp import McpResult, McpServer, McpStatistics, McpTool
 from ._nested import register_nested_chats
 from ._participant import ChatParticipant, CloseChat, Say, Summarize, Turn, TurnReply
 from ._sequential import a_initiate_chats, initiate_chats
@@ -95,6 +104,17 @@ __all__ = [
     "InputProvider",
     "InputRequest",
     "InvalidMessageError",
+    "McpCallError",
+    "McpConfigError",
+    "McpConnectionError",
+    "McpError",
+    "McpNotInstalledError",
+    "McpResult",
+    "McpServer",
+    "McpServerDiedError",
+    "McpStatistics",
+    "McpTimeoutError",
+    "McpTool",
     "NoConversationError",
     "NoMessagesError",
     "PendingInput",

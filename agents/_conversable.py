@@ -49,8 +49,9 @@ from ._errors import (
 from ._hooks import Hooks
 from ._human_input import ConsoleInputProvider, InputProvider, InputRequest
 from ._llm_setup import read_llm_config
+from ._mcp import McpTool, mcp_servers
 from ._participant import ChatParticipant, Message, Say, Summarize, Turn, TurnReply
-from ._resources import Hold, Lease, ResourceHolder, borrowed, hold
+from ._resources import Hold, Holdable, Lease, ResourceHolder, borrowed, hold
 from ._tool_registry import ApiStyle, ToolRegistry, take_legacy_functions
 from ._tools import Tool, run_tool_calls, tool_call_id
 
@@ -567,7 +568,7 @@ class ConversableAgent(Agent):
         return AgentId(self._actor_type, chat_id)
 
     def _holder_factory(self, context: AgentContext) -> ResourceHolder:
-        leases: list[Lease[Any]] = []
+        leases: list[Holdable] = list(mcp_servers(self._function_map.values()))
         if self._model_lease is not None:
             leases.append(self._model_lease)
         if self._executor_lease is not None:
@@ -1376,6 +1377,8 @@ class ConversableAgent(Agent):
     # ------------------------------------------------------------------ tools
 
     def _execution_tool(self, function: Callable[..., Any] | Tool, name: str | None) -> Tool:
+        if isinstance(function, McpTool):
+            return function.renamed(name)
         if isinstance(function, Tool):
             return (
                 function
@@ -1417,7 +1420,11 @@ class ConversableAgent(Agent):
             text = description
             if not text and not isinstance(function, Tool):
                 text = inspect.getdoc(function)
-            tool = Tool(name=name, description=text, func_or_tool=function)
+            tool = (
+                function.renamed(name, text)
+                if isinstance(function, McpTool)
+                else Tool(name=name, description=text, func_or_tool=function)
+            )
             if not tool.description:
                 raise ToolRegistrationError(
                     f"tool {tool.name!r} needs a description (pass description= or a docstring)"

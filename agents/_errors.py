@@ -54,3 +54,31 @@ class AmbiguousPeerError(AgentError, ValueError):
 class NoMessagesError(AgentError, ValueError, AssertionError):
     """`generate_reply` was given neither messages nor a sender; AutoGen asserts here, so code
     written for it catches AssertionError, and this is one too."""
+
+
+class McpError(AgentError):
+    """Base of the errors of MCP servers used as tools (see `McpServer`)."""
+
+
+class McpNotInstalledError(McpError, ImportError):
+    """The official `mcp` SDK is not installed; `pip install 'moot[mcp]'` brings it."""
+
+
+class McpConfigError(McpError, AgentConfigError):
+    """An `McpServer` argument cannot be used (neither or both of command and url, a bound < 1)."""
+
+
+class McpConnectionError(McpError):
+    """The server could not be started or reached, or its handshake failed."""
+
+
+class McpServerDiedError(McpConnectionError):
+    """The connection to the server ended while a request was waiting; the next call reconnects."""
+
+
+class McpTimeoutError(McpError, TimeoutError):
+    """The server did not answer within the call or connect timeout; the call was cancelled."""
+
+
+class McpCallError(McpError):
+    """The server answered with a protocol error (an unknown tool, invalid parameters, ...)."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from moot.runtime import Agent, AgentContext, Envelope, handler
 
@@ -155,6 +155,14 @@ async def hold(stack: AsyncExitStack, lease: Lease[T]) -> T:
     return value
 
 
+class Holdable(Protocol):
+    """What a `ResourceHolder` keeps open: a `Lease`, or an `McpServer` (see `_mcp`)."""
+
+    def hold(self) -> None: ...
+
+    async def release(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hold:
     """Ask an agent's `ResourceHolder` to keep the agent's leases open on this runtime."""
@@ -167,7 +175,7 @@ class ResourceHolder(Agent):
     between chats on the same runtime, and the runtime's stop passivates it, which releases them.
     """
 
-    def __init__(self, context: AgentContext, leases: tuple[Lease[Any], ...]) -> None:
+    def __init__(self, context: AgentContext, leases: tuple[Holdable, ...]) -> None:
         super().__init__(context)
         self.leases = leases
         self.stack: AsyncExitStack | None = None

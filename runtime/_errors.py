@@ -46,7 +46,14 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   ├── NoConversationError (KeyError)     no conversation with the agent asked about
     │   ├── AmbiguousPeerError (ValueError)    last_message() without an agent, several peers
     │   ├── NoMessagesError (ValueError, AssertionError)  generate_reply() with nothing to read
-    │   └── HumanInputError                    the input provider could not give an answer
+    │   ├── HumanInputError                    the input provider could not give an answer
+    │   └── McpError                           an MCP server could not serve tools as asked
+    │       ├── McpNotInstalledError (ImportError)  the `mcp` SDK is missing: moot[mcp]
+    │       ├── McpConfigError (AgentConfigError)   an McpServer argument is unusable
+    │       ├── McpConnectionError             the server could not be started or reached
+    │       │   └── McpServerDiedError         the connection ended mid-call; the next reconnects
+    │       ├── McpTimeoutError (TimeoutError) no answer within the call or connect timeout
+    │       └── McpCallError                   the server answered a protocol error
     ├── GroupChatError (ValueError)            groupchat: cannot be built or run as configured
     │   ├── GroupChatConfigError (ConfigError) a GroupChat / policy / termination setting
     │   ├── AgentNameConflictError             two agents of the group share a name
