@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 class RunGroupChat:
     """Run the chat from `message` (sent by `sender`, maybe someone outside the group).
 
-    `history` continues an earlier conversation (resume); `sink` receives the chat's events.
+    `history` continues an earlier conversation (resume); `sink` receives the chat's events;
+    `journal` (a `GroupJournal`) makes each turn durable before the next.
     """
 
     message: Mapping[str, Any] | None
@@ -31,6 +32,7 @@ class RunGroupChat:
     history: tuple[Mapping[str, Any], ...] = ()
     silent: bool = True
     sink: EventSink | None = field(default=None, compare=False)
+    journal: Any = field(default=None, compare=False)  # the chat's GroupJournal, if journaled
 
 
 class ManagerParticipant(ChatParticipant):

@@ -41,6 +41,7 @@ from moot.models import ModelResponse, Usage, UsageSummary
 from moot.runtime import HandlerError
 
 from ._actor import ManagerParticipant, RunGroupChat
+from ._durable import DEFAULT, GroupJournal, StoreOption, group_journal
 from ._errors import AgentNameConflictError, GroupChatError
 from ._events import (
     ChatEvent,
@@ -61,6 +62,8 @@ from ._state import (
 from ._terminations import MaxMessages, MessagePredicate, Termination
 
 if TYPE_CHECKING:
+    from types import EllipsisType
+
     from moot.agents import ChatState, InputProvider
     from moot.models import LLMConfig, ModelClient
     from moot.runtime import AgentContext, AgentId, Runtime
@@ -121,10 +124,13 @@ class GroupChatResult:
 class _GroupRun:
     """The bookkeeping of one chat run inside the manager's actor."""
 
-    __slots__ = ("chat", "ids", "opened", "silent", "spent", "synced")
+    __slots__ = ("chat", "ids", "journal", "opened", "silent", "spent", "synced")
 
-    def __init__(self, chat: GroupChatState, *, silent: bool) -> None:
+    def __init__(
+        self, chat: GroupChatState, *, silent: bool, journal: GroupJournal | None = None
+    ) -> None:
         self.chat = chat
+        self.journal = journal
         self.silent = silent
         self.synced: dict[str, int] = {}  # per participant: messages delivered to it so far
         self.ids: dict[str, AgentId] = {}
@@ -138,6 +144,11 @@ class GroupChatManager(ConversableAgent):
 
     `termination` adds conditions to AutoGen's two (`max_round` and the manager's
     `is_termination_msg`), e.g. `TokenBudget(50_000) | LoopDetection(3)`.
+
+    Chats run by `run`/`a_run` are journaled turn by turn (see docs/durability.md): by default
+    to `$MOOT_JOURNAL_URL` or the SQLite file under the user's data folder; `store=` takes a
+    `ChatStore` or a URL, and `store=None` turns the journal off. `a_run(chat_id=...)` of a
+    journaled chat resumes it.
     """
 
     DEFAULT_SYSTEM_MESSAGE = "Group chat manager."
@@ -158,6 +169,8 @@ class GroupChatManager(ConversableAgent):
         input_provider: InputProvider | None = None,
         model_client: ModelClient | None = None,
         finished_chats_kept: int = 256,
+        store: StoreOption = DEFAULT,
+        lease_ttl: float = 30.0,
     ) -> None:
         if isinstance(llm_config, Mapping) and (
             llm_config.get("functions") or llm_config.get("tools")
@@ -183,6 +196,8 @@ class GroupChatManager(ConversableAgent):
             )
         self.groupchat = groupchat
         self.silent = silent
+        self.store: StoreOption = store
+        self.lease_ttl = lease_ttl
         self._termination_predicate = is_termination_msg or default_is_termination_msg
         base: Termination = MaxMessages(groupchat.max_round) | MessagePredicate(
             self._termination_predicate
@@ -220,20 +235,27 @@ class GroupChatManager(ConversableAgent):
         chat_id: str | None = None,
         runtime: Runtime | None = None,
         silent: bool = True,
+        store: StoreOption | EllipsisType = ...,
     ) -> GroupChatResult:
         """Run one group chat from `message` (sent by `sender`, who need not be a participant).
 
-        With `chat_id` of a saved or resumed chat, the chat continues its history; `message`
-        may then be None to go on from the last message.
+        With `chat_id` of a journaled chat that has not finished, the chat resumes from its
+        journal (`message` is then not used); with the id of a saved (`load_state`) chat, it
+        continues that history. `store` overrides the manager's journal for this chat.
 
         Raises:
             GroupChatError: nothing to start from, or the chat is running already.
+            ChatAlreadyFinishedError: the journaled chat has finished.
+            LeaseHeldError: another process is running this chat.
+            StoreUnavailableError: the journal cannot be reached (before any model call).
+            JournalError: the journal refused or lost a turn; the chat stops, resumable.
             ModelError: a model call failed for good.
         """
+        option = self.store if store is ... else store
         if runtime is not None:  # no scope to open: a frame less per chat in flight
-            return await self._ask_run(runtime, message, sender, chat_id, silent, None)
+            return await self._journaled_run(runtime, message, sender, chat_id, silent, option)
         async with runtime_scope(None) as rt:
-            return await self._ask_run(rt, message, sender, chat_id, silent, None)
+            return await self._journaled_run(rt, message, sender, chat_id, silent, option)
 
     def run(  # type: ignore[override]  # the group's own run: message first
         self,
@@ -242,10 +264,11 @@ class GroupChatManager(ConversableAgent):
         sender: str = "user",
         chat_id: str | None = None,
         silent: bool = True,
+        store: StoreOption | EllipsisType = ...,
     ) -> GroupChatResult:
         """Blocking `a_run`, for plain scripts."""
         return run_sync(
-            lambda: self.a_run(message, sender=sender, chat_id=chat_id, silent=silent),
+            lambda: self.a_run(message, sender=sender, chat_id=chat_id, silent=silent, store=store),
             "run",
             "a_run",
         )
@@ -289,6 +312,48 @@ class GroupChatManager(ConversableAgent):
         finally:
             await sink.aclose()
 
+    async def _journaled_run(
+        self,
+        rt: Runtime,
+        message: str | Mapping[str, Any] | None,
+        sender: str,
+        chat_id: str | None,
+        silent: bool,
+        option: StoreOption,
+    ) -> GroupChatResult:
+        """`_ask_run` inside the chat's journal (opened before any model is called)."""
+        if (
+            option is None
+            or option is False
+            or (chat_id is not None and chat_id in self._resume_from)
+        ):
+            # no journal, or a continuation driven by hand (`load_state`): nothing to journal
+            return await self._ask_run(rt, message, sender, chat_id, silent, None)
+        chat_id = chat_id or new_chat_id()
+        opening = None
+        if message is not None:
+            raw = {"content": message} if isinstance(message, str) else dict(message)
+            opening = _group_message(raw, sender)
+        async with group_journal(
+            option,
+            chat_id=chat_id,
+            manager=self.name,
+            participants=tuple(agent.name for agent in self.groupchat.agents),
+            policy=type(self.groupchat.policy).__name__,
+            max_round=self.groupchat.max_round,
+            opening=opening,
+            ttl=self.lease_ttl,
+        ) as journal:
+            reason: StopReason | None = None
+            try:
+                if journal.resumed:
+                    message = None
+                result = await self._ask_run(rt, message, sender, chat_id, silent, None, journal)
+                reason = result.stop_reason
+            finally:
+                await journal.close(reason)
+            return result
+
     async def _ask_run(
         self,
         rt: Runtime,
@@ -297,10 +362,13 @@ class GroupChatManager(ConversableAgent):
         chat_id: str | None,
         silent: bool,
         sink: EventSink | None,
+        journal: GroupJournal | None = None,
     ) -> GroupChatResult:
         chat_id = chat_id or new_chat_id()
         await self._attach_all(rt)
         history = self._resume_from.pop(chat_id, ())
+        if journal is not None and journal.resumed:
+            history = journal.history
         opening: Message | None
         if message is None:
             if not history:
@@ -309,7 +377,12 @@ class GroupChatManager(ConversableAgent):
         else:
             opening = {"content": message} if isinstance(message, str) else dict(message)
         request = RunGroupChat(
-            message=opening, sender=sender, history=history, silent=silent, sink=sink
+            message=opening,
+            sender=sender,
+            history=history,
+            silent=silent,
+            sink=sink,
+            journal=journal,
         )
         try:  # `ask` inlined: one coroutine less per chat in flight
             result: GroupChatResult = await rt.send(request, self.participant_id(rt, chat_id))
@@ -544,7 +617,11 @@ class GroupChatManager(ConversableAgent):
         chat.sink = request.sink
         if messages:
             chat.last_speaker = messages[-1].get("name")
-        run = _GroupRun(chat, silent=request.silent or self.silent)
+        journal: GroupJournal | None = request.journal
+        resumed = journal is not None and journal.resumed
+        if journal is not None and resumed:  # the journal's turns count in this run
+            chat.start_index, chat.turns = 0, journal.turns
+        run = _GroupRun(chat, silent=request.silent or self.silent, journal=journal)
         self._live[chat_id] = chat
         client: ModelClient | None = None
         lease = groupchat.selection_lease(self)  # the selector's model (held by its agent)
@@ -553,7 +630,7 @@ class GroupChatManager(ConversableAgent):
                 client = await lease.acquire()
                 chat.model_client = client
             self._open_participants(rt, run, initiator, request.silent)
-            if groupchat.send_introductions:
+            if groupchat.send_introductions and not resumed:
                 intro = {"content": groupchat.introductions_msg(), "name": self.name}
                 turn = Turn(sender=self.name, message=intro, request_reply=False)
                 for agent_id in run.ids.values():
@@ -703,7 +780,10 @@ class GroupChatManager(ConversableAgent):
                     print_message(self.name, choice, ack)
                 if chat.sink is not None:
                     await _emit_message(chat, self.name, ack)
-        return self.termination.check(chat)
+        reason = self.termination.check(chat)
+        if run.journal is not None:  # durable before the next speaker is asked
+            await run.journal.record(chat, choice, message, type(policy).__name__, reason)
+        return reason
 
     async def _count_usage(self, run: _GroupRun, speaker: str) -> None:
         agent = self.groupchat.agent_by_name(speaker)

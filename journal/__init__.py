@@ -1,6 +1,7 @@
 """moot.journal: a write-ahead journal of chats (definitions, turns, events, questions to
 humans, leases) behind one seam, `ChatStore`, in memory, in SQLite or in Postgres."""
 
+from ._batch import GroupCommitStore
 from ._errors import (
     ChatExistsError,
     ChatFinishedError,
@@ -45,6 +46,7 @@ from ._records import (
     Turn,
     Usage,
 )
+from ._shared import journal_url, use_store
 from ._sqlite import SqliteChatStore
 from ._store import SCHEMA_VERSION, ChatStore
 
@@ -64,6 +66,7 @@ __all__ = [
     "CorruptRecordError",
     "Decision",
     "FileChange",
+    "GroupCommitStore",
     "InMemoryChatStore",
     "InputAlreadyAnsweredError",
     "InputTokenError",
@@ -94,6 +97,8 @@ __all__ = [
     "Usage",
     "default_journal_path",
     "default_store",
+    "journal_url",
     "open_store",
     "store_from_url",
+    "use_store",
 ]

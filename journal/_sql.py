@@ -19,6 +19,7 @@ from ._errors import (
     ChatNotFoundError,
     CorruptRecordError,
     InputAlreadyAnsweredError,
+    JournalError,
     LeaseHeldError,
     LeaseLostError,
     SchemaVersionError,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from ._records import ChatDefinition, StoreLimits, Termination, Turn
+    from ._rows import PreparedTurn
 
 Row: TypeAlias = "Sequence[Any]"
 
@@ -334,47 +336,81 @@ class SqlChatStore(ChatStore, abc.ABC):
         self, chat_id: str, turn: Turn, *, lease: ChatLease | None = None
     ) -> None:
         prepared = prepare_turn(turn, self.limits)
+        async with self._transaction() as tx:
+            await self._append_in(tx, chat_id, prepared, lease)
+
+    async def append_turns(
+        self, batch: Sequence[tuple[str, Turn, ChatLease | None]]
+    ) -> list[JournalError | None]:
+        """Group commit: the turns of many chats in one transaction (one sync to disk).
+
+        A turn refused by a check (order, lease, status, size) fails alone; a failure of the
+        store itself fails the whole batch and keeps nothing of it.
+        """
+        outcome: list[JournalError | None] = [None] * len(batch)
+        prepared: list[tuple[int, str, PreparedTurn, ChatLease | None]] = []
+        for index, (chat_id, turn, lease) in enumerate(batch):
+            try:
+                prepared.append((index, chat_id, prepare_turn(turn, self.limits), lease))
+            except JournalError as exc:
+                outcome[index] = exc
+        if prepared:
+            async with self._transaction() as tx:
+                for index, chat_id, ready, lease in prepared:
+                    try:  # the checks run before the writes, so a refusal leaves tx clean
+                        await self._append_in(tx, chat_id, ready, lease)
+                    except (
+                        ChatNotFoundError,
+                        ChatFinishedError,
+                        TurnOrderError,
+                        LeaseLostError,
+                        CorruptRecordError,
+                    ) as exc:
+                        outcome[index] = exc
+        return outcome
+
+    async def _append_in(
+        self, tx: SqlTx, chat_id: str, prepared: PreparedTurn, lease: ChatLease | None
+    ) -> None:
         finished = prepared.finished
         termination = None if finished is None else encode_termination(finished, self.limits)
         events = [self._event("turn", turn_event(prepared))]
         if finished is not None:
             events.append(self._event("status", {"status": ChatStatus.FINISHED.value}))
-        async with self._transaction() as tx:
-            _, turns, last_event = await self._writable(tx, chat_id, lease)
-            if prepared.number != turns + 1:
-                raise TurnOrderError(
-                    f"Chat {chat_id!r} expects turn {turns + 1} next, not {prepared.number}.",
-                    chat_id=chat_id,
-                    expected=turns + 1,
-                    got=prepared.number,
-                )
-            for sha in sorted(prepared.blobs):  # one order everywhere: no deadlock between turns
-                await tx.execute(
-                    "INSERT INTO blobs (sha256, data) VALUES (?, ?)"
-                    " ON CONFLICT (sha256) DO NOTHING",
-                    sha,
-                    prepared.blobs[sha],
-                )
-            await tx.execute(
-                "INSERT INTO turns (chat_id, number, body) VALUES (?, ?, ?)",
-                chat_id,
-                prepared.number,
-                prepared.body,
+        _, turns, last_event = await self._writable(tx, chat_id, lease)
+        if prepared.number != turns + 1:
+            raise TurnOrderError(
+                f"Chat {chat_id!r} expects turn {turns + 1} next, not {prepared.number}.",
+                chat_id=chat_id,
+                expected=turns + 1,
+                got=prepared.number,
             )
+        for sha in sorted(prepared.blobs):  # one order everywhere: no deadlock between turns
             await tx.execute(
-                "UPDATE chats SET turns = ?, tokens = tokens + ?, cost = cost + ?,"
-                " status = COALESCE(?, status), termination = COALESCE(?, termination),"
-                " last_event = ?, updated_at = ? WHERE chat_id = ?",
-                prepared.number,
-                prepared.tokens,
-                float(prepared.cost),
-                None if finished is None else ChatStatus.FINISHED.value,
-                termination,
-                last_event + len(events),
-                self._clock(),
-                chat_id,
+                "INSERT INTO blobs (sha256, data) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING",
+                sha,
+                prepared.blobs[sha],
             )
-            await self._add_events(tx, chat_id, last_event, events, chat_updated=True)
+        await tx.execute(
+            "INSERT INTO turns (chat_id, number, body) VALUES (?, ?, ?)",
+            chat_id,
+            prepared.number,
+            prepared.body,
+        )
+        await tx.execute(
+            "UPDATE chats SET turns = ?, tokens = tokens + ?, cost = cost + ?,"
+            " status = COALESCE(?, status), termination = COALESCE(?, termination),"
+            " last_event = ?, updated_at = ? WHERE chat_id = ?",
+            prepared.number,
+            prepared.tokens,
+            float(prepared.cost),
+            None if finished is None else ChatStatus.FINISHED.value,
+            termination,
+            last_event + len(events),
+            self._clock(),
+            chat_id,
+        )
+        await self._add_events(tx, chat_id, last_event, events, chat_updated=True)
 
     async def turns(self, chat_id: str, *, after: int = 0) -> list[Turn]:
         async with self._transaction(write=False) as tx:

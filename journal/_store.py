@@ -7,10 +7,11 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any, Self
 
+from ._errors import JournalError
 from ._records import ChatStatus, StoreLimits
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
 
     from ._records import (
@@ -140,6 +141,23 @@ class ChatStore(abc.ABC):
             LeaseLostError: `lease` is no longer the chat's.
             StoreWriteError, StoreUnavailableError: the store failed; nothing was kept.
         """
+
+    async def append_turns(
+        self, batch: Sequence[tuple[str, Turn, ChatLease | None]]
+    ) -> list[JournalError | None]:
+        """Journal the turns of many chats at once (group commit); per turn, None or its error.
+
+        This default appends one by one; the SQL stores commit a batch in one transaction.
+        """
+        outcome: list[JournalError | None] = []
+        for chat_id, turn, lease in batch:
+            try:
+                await self.append_turn(chat_id, turn, lease=lease)
+            except JournalError as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+        return outcome
 
     @abc.abstractmethod
     async def turns(self, chat_id: str, *, after: int = 0) -> list[Turn]:

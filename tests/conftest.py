@@ -49,6 +49,17 @@ def _structlog_through_logging() -> Iterator[None]:
     _configure_structlog()
 
 
+@pytest.fixture(autouse=True)
+def _journal_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chats journal by default; the suite's journal lives in a temporary folder, never in the
+    real home directory (child processes inherit the same environment)."""
+    data = tmp_path_factory.mktemp("xdg-data")
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    monkeypatch.setenv("MOOT_JOURNAL_URL", f"sqlite:///{data}/moot/journal.sqlite3")
+
+
 @pytest.fixture(scope="session")
 def docker_image() -> str:
     """The base sandbox image tag, built by `moot image build` when missing.

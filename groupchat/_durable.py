@@ -1,0 +1,272 @@
+"""A group chat's journal: created (or found again) before any model call, one durable turn
+before the next speaker is asked, and the history rebuilt from it on resume.
+
+The manager calls three things: `open_group_journal` (before the chat starts), `record` (at the
+end of each turn) and `close` (when the chat ends or fails). Everything else stays here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from moot.journal import (
+    ChatDefinition,
+    ChatNotFoundError,
+    ChatStatus,
+    ChatStore,
+    CodeRun,
+    Decision,
+    JournalError,
+    Termination,
+    Usage,
+    use_store,
+)
+from moot.journal import Turn as JournalTurn
+
+from ._errors import GroupChatError
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from moot.journal import ChatLease
+
+    from ._state import GroupChatState, StopReason
+
+log = structlog.get_logger("moot.groupchat.journal")
+
+Message = dict[str, Any]
+_EXITCODE = re.compile(r"^exitcode: (-?\d+)")
+
+#: What `store=` takes: a store, a URL, None/False for no journal, or "default".
+StoreOption = ChatStore | str | bool | None
+DEFAULT = "default"
+
+
+class ChatAlreadyFinishedError(GroupChatError):
+    """The journaled chat has finished: there is nothing to resume (read its transcript)."""
+
+    def __init__(self, message: str, *, chat_id: str) -> None:
+        super().__init__(message)
+        self.chat_id = chat_id
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(slots=True, kw_only=True)
+class GroupJournal:
+    """One chat run's writer: holds the lease, numbers the turns, finishes the chat."""
+
+    store: ChatStore
+    chat_id: str
+    lease: ChatLease
+    ttl: float
+    turns: int = 0  # journaled so far
+    history: tuple[Message, ...] = ()  # rebuilt on resume: the opening message and every turn
+    finished: bool = False
+    _spent: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _renewer: asyncio.Task[None] | None = None
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.history)
+
+    def start_renewing(self) -> None:
+        self._renewer = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            self.lease = await self.store.renew_lease(self.lease, ttl=self.ttl)
+
+    async def record(
+        self,
+        chat: GroupChatState,
+        speaker: str,
+        message: Message,
+        policy: str,
+        reason: StopReason | None,
+    ) -> None:
+        """Journal the turn just taken; returns once it is durable (the next speaker waits).
+
+        Raises:
+            JournalError: the store refused or lost the turn; nothing of it was kept.
+        """
+        self._check_renewer()
+        number = self.turns + 1
+        content = message.get("content")
+        runs: tuple[CodeRun, ...] = ()
+        if isinstance(content, str):
+            found = _EXITCODE.match(content)
+            if found:
+                runs = (
+                    CodeRun(language="", code="", exit_code=int(found.group(1)), output=content),
+                )
+        turn = JournalTurn(
+            number=number,
+            speaker=speaker,
+            message=message,
+            decision=Decision(policy=policy, chosen=speaker, candidates=chat.participants),
+            usage=self._usage(chat, speaker),
+            code_runs=runs,
+            termination=None if reason is None else _termination(reason),
+        )
+        await self.store.append_turn(self.chat_id, turn, lease=self.lease)
+        self.turns = number
+        self.finished = reason is not None
+
+    def _usage(self, chat: GroupChatState, speaker: str) -> Usage:
+        agent = chat.agents.get(speaker)
+        if agent is None:
+            return Usage()
+        try:
+            summary = agent.chat_state(chat.chat_id).usage.summary()
+        except Exception:  # no state, or not a moot agent: nothing to count
+            return Usage()
+        tokens, cost = int(summary.total_tokens), float(summary.total_cost)
+        before = self._spent.get(speaker, (0, 0.0))
+        self._spent[speaker] = (tokens, cost)
+        return Usage(completion_tokens=max(0, tokens - before[0]), cost=max(0.0, cost - before[1]))
+
+    def _check_renewer(self) -> None:
+        renewer = self._renewer
+        if renewer is not None and renewer.done() and not renewer.cancelled():
+            error = renewer.exception()
+            if error is not None:
+                raise error
+
+    async def close(self, reason: StopReason | None) -> None:
+        """Finish the chat (unless its last turn did), or leave it resumable; free the lease."""
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, JournalError):
+                await renewer
+        try:
+            if reason is not None and not self.finished:
+                await self.store.set_status(
+                    self.chat_id,
+                    ChatStatus.FINISHED,
+                    termination=_termination(reason),
+                    lease=self.lease,
+                )
+                self.finished = True
+        finally:
+            with contextlib.suppress(JournalError, OSError):
+                await self.store.release_lease(self.lease)
+
+
+def _termination(reason: StopReason) -> Termination:
+    return Termination(reason=reason.condition, detail=reason.detail)
+
+
+@contextlib.asynccontextmanager
+async def group_journal(
+    option: StoreOption,
+    *,
+    chat_id: str,
+    manager: str,
+    participants: tuple[str, ...],
+    policy: str,
+    max_round: int,
+    opening: Message | None,
+    ttl: float,
+) -> Any:
+    """Yield the chat's `GroupJournal` (None when journaling is off), created or resumed.
+
+    Raises:
+        StoreUnavailableError: the store cannot be reached (before any model call).
+        LeaseHeldError: another process runs this chat now.
+        ChatAlreadyFinishedError: the chat finished already.
+        GroupChatError: a new chat without an opening message.
+    """
+    if option is None or option is False:
+        yield None
+        return
+    source: ChatStore | str | None = None if option is True or option == DEFAULT else option
+    opened: AbstractAsyncContextManager[ChatStore] = use_store(source)
+    async with opened as store:
+        journal = await _begin(
+            store, chat_id, manager, participants, policy, max_round, opening, ttl
+        )
+        journal.start_renewing()
+        yield journal
+
+
+async def _begin(
+    store: ChatStore,
+    chat_id: str,
+    manager: str,
+    participants: tuple[str, ...],
+    policy: str,
+    max_round: int,
+    opening: Message | None,
+    ttl: float,
+) -> GroupJournal:
+    try:
+        summary = await store.summary(chat_id)
+    except ChatNotFoundError:
+        summary = None
+    if summary is None:
+        if opening is None:
+            raise GroupChatError(
+                f"a group chat needs a first message or a history to resume (no journaled chat"
+                f" {chat_id!r})"
+            )
+        await store.create_chat(
+            ChatDefinition(
+                chat_id=chat_id,
+                participants=participants,
+                policy=policy,
+                limits={"max_round": max_round},
+                spec={"kind": "group", "manager": manager, "opening": opening},
+            )
+        )
+        lease = await store.acquire_lease(chat_id, _owner(), ttl=ttl)
+        return GroupJournal(store=store, chat_id=chat_id, lease=lease, ttl=ttl)
+    if summary.status in (ChatStatus.FINISHED, ChatStatus.FAILED):
+        raise ChatAlreadyFinishedError(
+            f"chat {chat_id!r} has {summary.status} already; read it with `moot chats show`",
+            chat_id=chat_id,
+        )
+    lease = await store.acquire_lease(chat_id, _owner(), ttl=ttl)
+    try:
+        definition = await store.definition(chat_id)
+        turns = await store.turns(chat_id)
+        history = rebuild_history(definition.spec, [t.message for t in turns], manager)
+    except BaseException:
+        await store.release_lease(lease)
+        raise
+    log.info("groupchat.resumed", chat_id=chat_id, turns=len(turns))
+    return GroupJournal(
+        store=store, chat_id=chat_id, lease=lease, ttl=ttl, turns=len(turns), history=tuple(history)
+    )
+
+
+def rebuild_history(
+    spec: Mapping[str, Any], messages: list[Message], manager: str
+) -> list[Message]:
+    """The group's messages from the journal: the opening one, then each turn's (and the
+    manager's answer to a handoff, which is not a turn of its own)."""
+    from ._manager import _handoff_ack  # one definition of the answer
+
+    opening = spec.get("opening")
+    history: list[Message] = [dict(opening)] if isinstance(opening, Mapping) else []
+    for message in messages:
+        history.append(dict(message))
+        if message.get("tool_calls"):
+            ack = _handoff_ack(dict(message), manager)
+            if ack is not None:
+                history.append(ack)
+    return history
