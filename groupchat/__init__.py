@@ -4,6 +4,7 @@ termination condition holds; the events it streams; the errors it raises."""
 
 from ._errors import (
     AgentNameConflictError,
+    ChatAlreadyFinishedError,
     GroupChatConfigError,
     GroupChatError,
     NoEligibleSpeakerError,
@@ -61,6 +62,7 @@ __all__ = [
     "AllOf",
     "AnyOf",
     "CallablePolicy",
+    "ChatAlreadyFinishedError",
     "ChatEvent",
     "CodeRunEvent",
     "CostBudget",

@@ -33,7 +33,7 @@ from moot.journal import (
 )
 from moot.journal import Turn as JournalTurn
 
-from ._errors import GroupChatError
+from ._errors import ChatAlreadyFinishedError, GroupChatError
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -52,15 +52,8 @@ StoreOption = ChatStore | str | bool | None
 DEFAULT = "default"
 
 
-class ChatAlreadyFinishedError(GroupChatError):
-    """The journaled chat has finished: there is nothing to resume (read its transcript)."""
-
-    def __init__(self, message: str, *, chat_id: str) -> None:
-        super().__init__(message)
-        self.chat_id = chat_id
-
-
-def _owner() -> str:
+def lease_owner() -> str:
+    """A lease holder's name: this host and process, and a random part per manager."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -182,6 +175,7 @@ async def group_journal(
     max_round: int,
     opening: Message | None,
     ttl: float,
+    owner: str,
 ) -> Any:
     """Yield the chat's `GroupJournal` (None when journaling is off), created or resumed.
 
@@ -198,7 +192,7 @@ async def group_journal(
     opened: AbstractAsyncContextManager[ChatStore] = use_store(source)
     async with opened as store:
         journal = await _begin(
-            store, chat_id, manager, participants, policy, max_round, opening, ttl
+            store, chat_id, manager, participants, policy, max_round, opening, ttl, owner
         )
         journal.start_renewing()
         yield journal
@@ -213,6 +207,7 @@ async def _begin(
     max_round: int,
     opening: Message | None,
     ttl: float,
+    owner: str,
 ) -> GroupJournal:
     try:
         summary = await store.summary(chat_id)
@@ -233,14 +228,14 @@ async def _begin(
                 spec={"kind": "group", "manager": manager, "opening": opening},
             )
         )
-        lease = await store.acquire_lease(chat_id, _owner(), ttl=ttl)
+        lease = await store.acquire_lease(chat_id, owner, ttl=ttl)
         return GroupJournal(store=store, chat_id=chat_id, lease=lease, ttl=ttl)
     if summary.status in (ChatStatus.FINISHED, ChatStatus.FAILED):
         raise ChatAlreadyFinishedError(
             f"chat {chat_id!r} has {summary.status} already; read it with `moot chats show`",
             chat_id=chat_id,
         )
-    lease = await store.acquire_lease(chat_id, _owner(), ttl=ttl)
+    lease = await store.acquire_lease(chat_id, owner, ttl=ttl)
     try:
         definition = await store.definition(chat_id)
         turns = await store.turns(chat_id)

@@ -43,3 +43,11 @@ class NoEligibleSpeakerError(GroupChatError):
 
 class SpeakerSelectionError(GroupChatError):
     """A policy named a speaker that is not a candidate (a bug in the policy or its config)."""
+
+
+class ChatAlreadyFinishedError(GroupChatError):
+    """The journaled chat has finished: there is nothing to resume (read its transcript)."""
+
+    def __init__(self, message: str, *, chat_id: str) -> None:
+        super().__init__(message)
+        self.chat_id = chat_id

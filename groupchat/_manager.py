@@ -41,7 +41,7 @@ from moot.models import ModelResponse, Usage, UsageSummary
 from moot.runtime import HandlerError
 
 from ._actor import ManagerParticipant, RunGroupChat
-from ._durable import DEFAULT, GroupJournal, StoreOption, group_journal
+from ._durable import DEFAULT, GroupJournal, StoreOption, group_journal, lease_owner
 from ._errors import AgentNameConflictError, GroupChatError
 from ._events import (
     ChatEvent,
@@ -198,6 +198,7 @@ class GroupChatManager(ConversableAgent):
         self.silent = silent
         self.store: StoreOption = store
         self.lease_ttl = lease_ttl
+        self._lease_owner = lease_owner()  # this manager's chats: one holder, back after outages
         self._termination_predicate = is_termination_msg or default_is_termination_msg
         base: Termination = MaxMessages(groupchat.max_round) | MessagePredicate(
             self._termination_predicate
@@ -343,6 +344,7 @@ class GroupChatManager(ConversableAgent):
             max_round=self.groupchat.max_round,
             opening=opening,
             ttl=self.lease_ttl,
+            owner=self._lease_owner,
         ) as journal:
             reason: StopReason | None = None
             try:

@@ -277,7 +277,7 @@ class InMemoryChatStore(ChatStore):
         self._chat(chat_id)
         now = self._clock()
         held = self._leases.get(chat_id)
-        if held is not None and held.expires_at > now:
+        if held is not None and held.expires_at > now and held.owner != owner:
             raise LeaseHeldError(
                 f"Chat {chat_id!r} is leased to {held.owner!r} for"
                 f" {held.expires_at - now:.1f} s more.",

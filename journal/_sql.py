@@ -569,12 +569,14 @@ class SqlChatStore(ChatStore, abc.ABC):
             if not await tx.fetch("SELECT 1 FROM chats WHERE chat_id = ?", chat_id):
                 raise ChatNotFoundError(f"No chat {chat_id!r} is journaled.", chat_id=chat_id)
             now = self._clock()
-            # One statement decides: insert, or take over only if the holder's lease expired.
+            # One statement decides: insert, or take over only if the holder's lease expired
+            # (or the holder is this owner again, e.g. after the store came back).
             rows = await tx.fetch(
                 "INSERT INTO leases (chat_id, owner, token, fence, expires_at)"
                 " VALUES (?, ?, ?, 1, ?) ON CONFLICT (chat_id) DO UPDATE SET"
                 " owner = excluded.owner, token = excluded.token, fence = leases.fence + 1,"
-                " expires_at = excluded.expires_at WHERE leases.expires_at <= ? RETURNING fence",
+                " expires_at = excluded.expires_at"
+                " WHERE leases.expires_at <= ? OR leases.owner = excluded.owner RETURNING fence",
                 chat_id,
                 owner,
                 token,

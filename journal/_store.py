@@ -251,7 +251,8 @@ class ChatStore(abc.ABC):
 
     @abc.abstractmethod
     async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> ChatLease:
-        """Take the right to write the chat for `ttl` seconds; an expired lease is taken over.
+        """Take the right to write the chat for `ttl` seconds; an expired lease is taken over,
+        and so is one held by the same `owner` (it comes back, e.g. after a store outage).
 
         Raises:
             ChatNotFoundError: no such chat.

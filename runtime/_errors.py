@@ -59,7 +59,8 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   ├── AgentNameConflictError             two agents of the group share a name
     │   ├── UndefinedNextAgentError            the next-speaker candidates are not in the group
     │   ├── NoEligibleSpeakerError             nobody may speak next
-    │   └── SpeakerSelectionError              a policy named someone who may not speak now
+    │   ├── SpeakerSelectionError              a policy named someone who may not speak now
+    │   └── ChatAlreadyFinishedError           resuming a journaled chat that has finished
     ├── ExecutorError                          executors: code could not be run as asked
     │   ├── ExecutorConfigError (ConfigError)  an executor setting (pool size, mode, sizes)
     │   ├── ExecutorClosedError (RuntimeError) the executor is closed or closed mid-job

@@ -17,18 +17,24 @@ from typing import Any
 from moot.agents import AssistantAgent
 from moot.groupchat import GroupChat, GroupChatManager
 from moot.journal import ChatLease, GroupCommitStore, LeaseHeldError, Turn, store_from_url
+from moot.testing import RecordedRequest, Reply
 
 TURNS = 12
 
 
-def setup(team: str | None = None, *, store: Any = "default") -> GroupChatManager:
+def answer(request: RecordedRequest) -> Reply:
+    """The scripted server's answer: who asks (their system message) and how much they heard."""
+    who = str(request.messages[0].get("content", ""))
+    return Reply(f"{who} hears {len(request.messages) - 1} messages", latency=0.02)
+
+
+def setup(
+    team: str | None = None, *, store: Any = "default", url: str | None = None
+) -> GroupChatManager:
     """The manager of the team (one team here, whatever its name)."""
     del team
-    config = {
-        "config_list": [
-            {"model": "scripted", "base_url": os.environ["DURABLE_MODEL_URL"], "api_key": "x"}
-        ]
-    }
+    base_url = url or os.environ["DURABLE_MODEL_URL"]
+    config = {"config_list": [{"model": "scripted", "base_url": base_url, "api_key": "x"}]}
     agents = [
         AssistantAgent(name, system_message=f"You are {name}.", llm_config=config)
         for name in ("a", "b", "c")
@@ -41,7 +47,9 @@ def setup(team: str | None = None, *, store: Any = "default") -> GroupChatManage
 class AnnouncingStore(GroupCommitStore):
     """Prints `turn N` once turn N is committed: the parent kills on the line it waits for."""
 
-    async def append_turn(self, chat_id: str, turn: Turn, *, lease: ChatLease | None = None) -> None:
+    async def append_turn(
+        self, chat_id: str, turn: Turn, *, lease: ChatLease | None = None
+    ) -> None:
         await super().append_turn(chat_id, turn, lease=lease)
         print(f"turn {turn.number}", flush=True)  # noqa: T201
 
@@ -58,7 +66,7 @@ async def main(store_url: str, chat_id: str, mode: str) -> None:
             except LeaseHeldError as exc:  # the killed process's lease runs out first
                 if mode == "start":
                     raise
-                time.sleep(max(0.0, exc.expires_at - time.time()) + 0.05)
+                await asyncio.sleep(max(0.0, exc.expires_at - time.time()) + 0.05)
     print("transcript " + json.dumps(result.chat_history), flush=True)  # noqa: T201
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from chat_team import answer
 
-from moot.testing import RecordedRequest, Reply, ScriptedModelServer
+from moot.testing import ScriptedModelServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -22,15 +23,9 @@ if TYPE_CHECKING:
 CHILD = Path(__file__).resolve().parent.parent / "_helpers" / "chat_team.py"
 
 
-def _answer(request: RecordedRequest) -> Reply:
-    """Deterministic: who asks (their system message) and how long the history is."""
-    who = str(request.messages[0].get("content", ""))
-    return Reply(f"{who} hears {len(request.messages) - 1} messages", latency=0.02)
-
-
 @pytest.fixture
 def server() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer(default=_answer) as running:
+    with ScriptedModelServer(default=answer) as running:
         yield running
 
 
@@ -79,7 +74,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_a_killed_group_chat_resumes_in_a_new_process_without_asking_again(
     server: ScriptedModelServer, store_url: str, tmp_path: Path
 ) -> None:
-    with ScriptedModelServer(default=_answer) as reference_server:
+    with ScriptedModelServer(default=answer) as reference_server:
         reference = _transcript(
             _run_to_end(reference_server, f"sqlite:///{tmp_path / 'ref.sqlite3'}", "ref", "start")
         )
@@ -102,5 +97,7 @@ def test_a_killed_group_chat_resumes_in_a_new_process_without_asking_again(
     assert resumed == reference
     asked = _asked(server)
     assert all(asked.count(turn) == 1 for turn in range(1, 7)), asked
-    assert sorted(set(asked)) == list(range(1, 13))  # every turn asked; the in-flight one twice at most
+    assert sorted(set(asked)) == list(
+        range(1, 13)
+    )  # every turn asked; the in-flight one twice at most
     assert all(asked.count(turn) <= 2 for turn in range(7, 13)), asked
