@@ -101,7 +101,7 @@ async def one_size(chats: int, latency: float, turns: int, agents: int) -> dict[
     group = GroupChat(
         team, messages=[], max_round=turns + 1, speaker_selection_method="round_robin"
     )
-    manager = GroupChatManager(group, silent=True)
+    manager = GroupChatManager(group, silent=True, store=None)  # moot alone: no journal
     tasks = [f"Chat {i}: please discuss the plan." for i in range(chats)]
     async with Runtime() as runtime:
         gc.collect()

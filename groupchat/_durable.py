@@ -7,11 +7,11 @@ end of each turn) and `close` (when the chat ends or fails). Everything else sta
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -69,18 +69,16 @@ class GroupJournal:
     history: tuple[Message, ...] = ()  # rebuilt on resume: the opening message and every turn
     finished: bool = False
     _spent: dict[str, tuple[int, float]] = field(default_factory=dict)
-    _renewer: asyncio.Task[None] | None = None
 
     @property
     def resumed(self) -> bool:
         return bool(self.history)
 
-    def start_renewing(self) -> None:
-        self._renewer = asyncio.get_running_loop().create_task(self._renew())
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / 3)
+    async def _keep_lease(self) -> None:
+        """Renew the lease once half its TTL is gone; a chat renews as it journals its turns
+        (no task or timer per chat). A turn longer than the TTL may lose the chat to another
+        process, which the fence then stops from writing twice: set `lease_ttl` above it."""
+        if time.time() > self.lease.expires_at - self.ttl / 2:
             self.lease = await self.store.renew_lease(self.lease, ttl=self.ttl)
 
     async def record(
@@ -96,7 +94,7 @@ class GroupJournal:
         Raises:
             JournalError: the store refused or lost the turn; nothing of it was kept.
         """
-        self._check_renewer()
+        await self._keep_lease()
         number = self.turns + 1
         content = message.get("content")
         runs: tuple[CodeRun, ...] = ()
@@ -132,20 +130,8 @@ class GroupJournal:
         self._spent[speaker] = (tokens, cost)
         return Usage(completion_tokens=max(0, tokens - before[0]), cost=max(0.0, cost - before[1]))
 
-    def _check_renewer(self) -> None:
-        renewer = self._renewer
-        if renewer is not None and renewer.done() and not renewer.cancelled():
-            error = renewer.exception()
-            if error is not None:
-                raise error
-
     async def close(self, reason: StopReason | None) -> None:
         """Finish the chat (unless its last turn did), or leave it resumable; free the lease."""
-        renewer, self._renewer = self._renewer, None
-        if renewer is not None:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, JournalError):
-                await renewer
         try:
             if reason is not None and not self.finished:
                 await self.store.set_status(
@@ -194,7 +180,6 @@ async def group_journal(
         journal = await _begin(
             store, chat_id, manager, participants, policy, max_round, opening, ttl, owner
         )
-        journal.start_renewing()
         yield journal
 
 
@@ -209,27 +194,27 @@ async def _begin(
     ttl: float,
     owner: str,
 ) -> GroupJournal:
-    try:
-        summary = await store.summary(chat_id)
-    except ChatNotFoundError:
-        summary = None
-    if summary is None:
-        if opening is None:
-            raise GroupChatError(
-                f"a group chat needs a first message or a history to resume (no journaled chat"
-                f" {chat_id!r})"
-            )
-        await store.create_chat(
+    if opening is not None:
+        lease = await store.start_chat(
             ChatDefinition(
                 chat_id=chat_id,
                 participants=participants,
                 policy=policy,
                 limits={"max_round": max_round},
                 spec={"kind": "group", "manager": manager, "opening": opening},
-            )
+            ),
+            owner,
+            ttl=ttl,
         )
-        lease = await store.acquire_lease(chat_id, owner, ttl=ttl)
-        return GroupJournal(store=store, chat_id=chat_id, lease=lease, ttl=ttl)
+        if lease is not None:
+            return GroupJournal(store=store, chat_id=chat_id, lease=lease, ttl=ttl)
+    try:
+        summary = await store.summary(chat_id)
+    except ChatNotFoundError:
+        raise GroupChatError(
+            f"a group chat needs a first message or a history to resume (no journaled chat"
+            f" {chat_id!r})"
+        ) from None
     if summary.status in (ChatStatus.FINISHED, ChatStatus.FAILED):
         raise ChatAlreadyFinishedError(
             f"chat {chat_id!r} has {summary.status} already; read it with `moot chats show`",

@@ -12,7 +12,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import JournalError, StoreUnavailableError
-from ._store import ChatStore
+from ._store import AppendTurn, BatchOp, ChatStore, ReleaseLease, StartChat
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,11 +30,12 @@ if TYPE_CHECKING:
         Turn,
     )
 
-_Item = tuple[str, "Turn", "ChatLease | None", "asyncio.Future[None]"]
+_Item = tuple[BatchOp, "asyncio.Future[Any]"]
 
 
 class GroupCommitStore(ChatStore):
-    """Wraps a store; `append_turn` joins the next group commit, everything else passes through.
+    """Wraps a store; `append_turn`, `start_chat` and `release_lease` join the next group
+    commit, everything else passes through.
 
     The queue is bounded (`max_pending`): past it, `append_turn` waits for room. A failure of a
     commit reaches every chat whose turn was in it, as the typed error the store raised.
@@ -60,7 +61,7 @@ class GroupCommitStore(ChatStore):
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
         while not self._queue.empty():  # accepted means answered
-            *_, future = self._queue.get_nowait()
+            _, future = self._queue.get_nowait()
             if not future.done():
                 future.set_exception(self._closed())
         await self.inner.aclose()
@@ -71,14 +72,26 @@ class GroupCommitStore(ChatStore):
             store=type(self.inner).__name__,
         )
 
+    async def _submit(self, op: BatchOp) -> Any:
+        if self._writer is None:
+            raise self._closed()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, future))
+        return await future
+
     async def append_turn(
         self, chat_id: str, turn: Turn, *, lease: ChatLease | None = None
     ) -> None:
-        if self._writer is None:
-            raise self._closed()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((chat_id, turn, lease, future))
-        await future
+        await self._submit(AppendTurn(chat_id, turn, lease))
+
+    async def start_chat(
+        self, definition: ChatDefinition, owner: str, *, ttl: float
+    ) -> ChatLease | None:
+        lease: ChatLease | None = await self._submit(StartChat(definition, owner, ttl))
+        return lease
+
+    async def release_lease(self, lease: ChatLease) -> None:
+        await self._submit(ReleaseLease(lease))
 
     async def _write_loop(self) -> None:
         queue = self._queue
@@ -87,24 +100,22 @@ class GroupCommitStore(ChatStore):
             while len(batch) < self.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                outcome: list[JournalError | None] = await self.inner.append_turns(
-                    [(chat_id, turn, lease) for chat_id, turn, lease, _ in batch]
-                )
+                outcome = await self.inner.write_batch([op for op, _ in batch])
             except asyncio.CancelledError:
-                for *_, future in batch:
+                for _, future in batch:
                     if not future.done():
                         future.set_exception(self._closed())
                 raise
             except JournalError as exc:  # the store failed: nothing of the batch was kept
                 outcome = [exc] * len(batch)
             self.batches += 1
-            for (*_, future), error in zip(batch, outcome, strict=True):
+            for (_, future), result in zip(batch, outcome, strict=True):
                 if future.done():  # its chat was cancelled while waiting
                     continue
-                if error is None:
-                    future.set_result(None)
+                if isinstance(result, JournalError):
+                    future.set_exception(result)
                 else:
-                    future.set_exception(error)
+                    future.set_result(result)
 
     # -- everything else passes through ------------------------------------------------------
 
@@ -162,9 +173,6 @@ class GroupCommitStore(ChatStore):
 
     async def renew_lease(self, lease: ChatLease, *, ttl: float) -> ChatLease:
         return await self.inner.renew_lease(lease, ttl=ttl)
-
-    async def release_lease(self, lease: ChatLease) -> None:
-        await self.inner.release_lease(lease)
 
     async def statistics(self) -> StoreStatistics:
         return await self.inner.statistics()

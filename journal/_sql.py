@@ -51,7 +51,9 @@ from ._rows import (
 from ._store import (
     SCHEMA_VERSION,
     TERMINAL,
+    AppendTurn,
     ChatStore,
+    StartChat,
     check_page_limit,
     decode_cursor,
     encode_cursor,
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
 
     from ._records import ChatDefinition, StoreLimits, Termination, Turn
     from ._rows import PreparedTurn
+    from ._store import BatchOp
 
 Row: TypeAlias = "Sequence[Any]"
 
@@ -207,6 +210,32 @@ class SqlChatStore(ChatStore, abc.ABC):
                 )
         return status, turns, last_event
 
+    async def _writable_turn(
+        self, tx: SqlTx, chat_id: str, lease: ChatLease | None
+    ) -> tuple[ChatStatus, int, int]:
+        """`_writable` in one statement (the chat's row, locked, and its lease): the hot path."""
+        if lease is None:
+            return await self._writable(tx, chat_id, None)
+        rows = await tx.fetch(
+            "SELECT chats.status, chats.turns, chats.last_event, leases.token, leases.expires_at"
+            " FROM chats LEFT JOIN leases ON leases.chat_id = chats.chat_id"
+            " WHERE chats.chat_id = ?"
+            + (" FOR UPDATE OF chats" if self.dialect.for_update else ""),
+            chat_id,
+        )
+        if not rows:
+            raise ChatNotFoundError(f"No chat {chat_id!r} is journaled.", chat_id=chat_id)
+        raw_status, turns, last_event, token, expires_at = rows[0]
+        status = self._status(raw_status, chat_id)
+        if status in TERMINAL:
+            raise ChatFinishedError(f"Chat {chat_id!r} has {status} already.", chat_id=chat_id)
+        if token != lease.token or expires_at is None or float(expires_at) <= self._clock():
+            raise LeaseLostError(
+                f"The lease of {lease.owner!r} on chat {chat_id!r} expired or was taken over.",
+                chat_id=chat_id,
+            )
+        return status, int(turns), int(last_event)
+
     async def _add_events(
         self,
         tx: SqlTx,
@@ -245,19 +274,20 @@ class SqlChatStore(ChatStore, abc.ABC):
         async with self._transaction() as tx:
             if await tx.fetch("SELECT 1 FROM chats WHERE chat_id = ?", chat_id):
                 raise ChatExistsError(f"Chat {chat_id!r} is journaled already.", chat_id=chat_id)
-            now = self._clock()
-            await tx.execute(
-                "INSERT INTO chats (chat_id, definition, status, turns, tokens, cost, last_event,"
-                " created_at, updated_at) VALUES (?, ?, ?, 0, 0, 0.0, 0, ?, ?)",
-                chat_id,
-                text,
-                ChatStatus.RUNNING.value,
-                now,
-                now,
-            )
-            await self._add_events(
-                tx, chat_id, 0, [self._event("chat.created", {"status": "running"})]
-            )
+            await self._insert_chat(tx, chat_id, text)
+
+    async def _insert_chat(self, tx: SqlTx, chat_id: str, text: str) -> None:
+        now = self._clock()
+        await tx.execute(
+            "INSERT INTO chats (chat_id, definition, status, turns, tokens, cost, last_event,"
+            " created_at, updated_at) VALUES (?, ?, ?, 0, 0, 0.0, 0, ?, ?)",
+            chat_id,
+            text,
+            ChatStatus.RUNNING.value,
+            now,
+            now,
+        )
+        await self._add_events(tx, chat_id, 0, [self._event("chat.created", {"status": "running"})])
 
     async def definition(self, chat_id: str) -> ChatDefinition:
         async with self._transaction(write=False) as tx:
@@ -339,35 +369,71 @@ class SqlChatStore(ChatStore, abc.ABC):
         async with self._transaction() as tx:
             await self._append_in(tx, chat_id, prepared, lease)
 
-    async def append_turns(
-        self, batch: Sequence[tuple[str, Turn, ChatLease | None]]
-    ) -> list[JournalError | None]:
-        """Group commit: the turns of many chats in one transaction (one sync to disk).
+    async def start_chat(
+        self, definition: ChatDefinition, owner: str, *, ttl: float
+    ) -> ChatLease | None:
+        text = encode_definition(definition, self.limits)
+        async with self._transaction() as tx:
+            return await self._start_in(tx, definition.chat_id, text, owner, ttl)
 
-        A turn refused by a check (order, lease, status, size) fails alone; a failure of the
-        store itself fails the whole batch and keeps nothing of it.
-        """
-        outcome: list[JournalError | None] = [None] * len(batch)
-        prepared: list[tuple[int, str, PreparedTurn, ChatLease | None]] = []
-        for index, (chat_id, turn, lease) in enumerate(batch):
+    async def write_batch(self, ops: Sequence[BatchOp]) -> list[Any]:
+        outcome, ready = self._prepare_batch(ops)
+        if ready:
+            async with self._transaction() as tx:
+                await self._batch_in(tx, ops, ready, outcome)
+        return outcome
+
+    def _prepare_batch(self, ops: Sequence[BatchOp]) -> tuple[list[Any], list[tuple[int, Any]]]:
+        """Encode every op first (outside the transaction): a record refused fails alone."""
+        outcome: list[Any] = [None] * len(ops)
+        ready: list[tuple[int, Any]] = []
+        for index, op in enumerate(ops):
             try:
-                prepared.append((index, chat_id, prepare_turn(turn, self.limits), lease))
+                if isinstance(op, AppendTurn):
+                    ready.append((index, prepare_turn(op.turn, self.limits)))
+                elif isinstance(op, StartChat):
+                    ready.append((index, encode_definition(op.definition, self.limits)))
+                else:
+                    ready.append((index, None))
             except JournalError as exc:
                 outcome[index] = exc
-        if prepared:
-            async with self._transaction() as tx:
-                for index, chat_id, ready, lease in prepared:
-                    try:  # the checks run before the writes, so a refusal leaves tx clean
-                        await self._append_in(tx, chat_id, ready, lease)
-                    except (
-                        ChatNotFoundError,
-                        ChatFinishedError,
-                        TurnOrderError,
-                        LeaseLostError,
-                        CorruptRecordError,
-                    ) as exc:
-                        outcome[index] = exc
-        return outcome
+        return outcome, ready
+
+    async def _batch_in(
+        self,
+        tx: SqlTx,
+        ops: Sequence[BatchOp],
+        ready: Sequence[tuple[int, Any]],
+        outcome: list[Any],
+    ) -> None:
+        for index, prepared in ready:
+            op = ops[index]
+            try:  # the checks run before the writes, so a refusal leaves tx clean
+                if isinstance(op, AppendTurn):
+                    await self._append_in(tx, op.chat_id, prepared, op.lease)
+                elif isinstance(op, StartChat):
+                    outcome[index] = await self._start_in(
+                        tx, op.definition.chat_id, prepared, op.owner, op.ttl
+                    )
+                else:
+                    await self._release_in(tx, op.lease)
+            except (
+                ChatNotFoundError,
+                ChatFinishedError,
+                TurnOrderError,
+                LeaseHeldError,
+                LeaseLostError,
+                CorruptRecordError,
+            ) as exc:
+                outcome[index] = exc
+
+    async def _start_in(
+        self, tx: SqlTx, chat_id: str, text: str, owner: str, ttl: float
+    ) -> ChatLease | None:
+        if await tx.fetch("SELECT 1 FROM chats WHERE chat_id = ?", chat_id):
+            return None
+        await self._insert_chat(tx, chat_id, text)
+        return await self._lease_in(tx, chat_id, owner, ttl)
 
     async def _append_in(
         self, tx: SqlTx, chat_id: str, prepared: PreparedTurn, lease: ChatLease | None
@@ -377,7 +443,7 @@ class SqlChatStore(ChatStore, abc.ABC):
         events = [self._event("turn", turn_event(prepared))]
         if finished is not None:
             events.append(self._event("status", {"status": ChatStatus.FINISHED.value}))
-        _, turns, last_event = await self._writable(tx, chat_id, lease)
+        _, turns, last_event = await self._writable_turn(tx, chat_id, lease)
         if prepared.number != turns + 1:
             raise TurnOrderError(
                 f"Chat {chat_id!r} expects turn {turns + 1} next, not {prepared.number}.",
@@ -564,36 +630,37 @@ class SqlChatStore(ChatStore, abc.ABC):
     # -- leases -------------------------------------------------------------------------------
 
     async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> ChatLease:
-        token = secrets.token_urlsafe(16)
         async with self._transaction() as tx:
             if not await tx.fetch("SELECT 1 FROM chats WHERE chat_id = ?", chat_id):
                 raise ChatNotFoundError(f"No chat {chat_id!r} is journaled.", chat_id=chat_id)
-            now = self._clock()
-            # One statement decides: insert, or take over only if the holder's lease expired
-            # (or the holder is this owner again, e.g. after the store came back).
-            rows = await tx.fetch(
-                "INSERT INTO leases (chat_id, owner, token, fence, expires_at)"
-                " VALUES (?, ?, ?, 1, ?) ON CONFLICT (chat_id) DO UPDATE SET"
-                " owner = excluded.owner, token = excluded.token, fence = leases.fence + 1,"
-                " expires_at = excluded.expires_at"
-                " WHERE leases.expires_at <= ? OR leases.owner = excluded.owner RETURNING fence",
-                chat_id,
-                owner,
-                token,
-                now + ttl,
-                now,
+            return await self._lease_in(tx, chat_id, owner, ttl)
+
+    async def _lease_in(self, tx: SqlTx, chat_id: str, owner: str, ttl: float) -> ChatLease:
+        token = secrets.token_urlsafe(16)
+        now = self._clock()
+        # One statement decides: insert, or take over only if the holder's lease expired
+        # (or the holder is this owner again, e.g. after the store came back).
+        rows = await tx.fetch(
+            "INSERT INTO leases (chat_id, owner, token, fence, expires_at)"
+            " VALUES (?, ?, ?, 1, ?) ON CONFLICT (chat_id) DO UPDATE SET"
+            " owner = excluded.owner, token = excluded.token, fence = leases.fence + 1,"
+            " expires_at = excluded.expires_at"
+            " WHERE leases.expires_at <= ? OR leases.owner = excluded.owner RETURNING fence",
+            chat_id,
+            owner,
+            token,
+            now + ttl,
+            now,
+        )
+        if not rows:
+            held = await tx.fetch("SELECT owner, expires_at FROM leases WHERE chat_id = ?", chat_id)
+            holder, expires_at = (held[0][0], float(held[0][1])) if held else ("?", now)
+            raise LeaseHeldError(
+                f"Chat {chat_id!r} is leased to {holder!r} for {expires_at - now:.1f} s more.",
+                chat_id=chat_id,
+                owner=str(holder),
+                expires_at=expires_at,
             )
-            if not rows:
-                held = await tx.fetch(
-                    "SELECT owner, expires_at FROM leases WHERE chat_id = ?", chat_id
-                )
-                holder, expires_at = (held[0][0], float(held[0][1])) if held else ("?", now)
-                raise LeaseHeldError(
-                    f"Chat {chat_id!r} is leased to {holder!r} for {expires_at - now:.1f} s more.",
-                    chat_id=chat_id,
-                    owner=str(holder),
-                    expires_at=expires_at,
-                )
         return ChatLease(
             chat_id=chat_id, owner=owner, token=token, fence=int(rows[0][0]), expires_at=now + ttl
         )
@@ -622,13 +689,16 @@ class SqlChatStore(ChatStore, abc.ABC):
         )
 
     async def release_lease(self, lease: ChatLease) -> None:
-        # Keep the row (and its fence); an expired, tokenless lease is free to take.
         async with self._transaction() as tx:
-            await tx.execute(
-                "UPDATE leases SET token = '', expires_at = 0.0 WHERE chat_id = ? AND token = ?",
-                lease.chat_id,
-                lease.token,
-            )
+            await self._release_in(tx, lease)
+
+    async def _release_in(self, tx: SqlTx, lease: ChatLease) -> None:
+        # Keep the row (and its fence); an expired, tokenless lease is free to take.
+        await tx.execute(
+            "UPDATE leases SET token = '', expires_at = 0.0 WHERE chat_id = ? AND token = ?",
+            lease.chat_id,
+            lease.token,
+        )
 
     # -- the store ----------------------------------------------------------------------------
 

@@ -5,9 +5,10 @@ speaker is asked, and each write is one transaction, so a crash never leaves hal
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Self
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
-from ._errors import JournalError
+from ._errors import ChatExistsError, JournalError
 from ._records import ChatStatus, StoreLimits
 
 if TYPE_CHECKING:
@@ -25,6 +26,34 @@ if TYPE_CHECKING:
         Termination,
         Turn,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AppendTurn:
+    """A write of a group commit: `append_turn`."""
+
+    chat_id: str
+    turn: Turn
+    lease: ChatLease | None
+
+
+@dataclass(frozen=True, slots=True)
+class StartChat:
+    """A write of a group commit: `start_chat`."""
+
+    definition: ChatDefinition
+    owner: str
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLease:
+    """A write of a group commit: `release_lease`."""
+
+    lease: ChatLease
+
+
+BatchOp: TypeAlias = "AppendTurn | StartChat | ReleaseLease"
 
 #: The journal's schema version this moot writes; older journals are migrated on open.
 SCHEMA_VERSION = 2
@@ -142,21 +171,42 @@ class ChatStore(abc.ABC):
             StoreWriteError, StoreUnavailableError: the store failed; nothing was kept.
         """
 
-    async def append_turns(
-        self, batch: Sequence[tuple[str, Turn, ChatLease | None]]
-    ) -> list[JournalError | None]:
-        """Journal the turns of many chats at once (group commit); per turn, None or its error.
+    async def start_chat(
+        self, definition: ChatDefinition, owner: str, *, ttl: float
+    ) -> ChatLease | None:
+        """Journal a new chat and lease it to `owner`, in one write; None if the chat exists
+        already (then resume it: `summary`, `acquire_lease`, `turns`).
 
-        This default appends one by one; the SQL stores commit a batch in one transaction.
+        Raises:
+            InvalidRecordError: the definition is not JSON-able or too large.
+            StoreWriteError, StoreUnavailableError: the store failed; nothing was kept.
         """
-        outcome: list[JournalError | None] = []
-        for chat_id, turn, lease in batch:
+        try:
+            await self.create_chat(definition)
+        except ChatExistsError:
+            return None
+        return await self.acquire_lease(definition.chat_id, owner, ttl=ttl)
+
+    async def write_batch(self, ops: Sequence[BatchOp]) -> list[Any]:
+        """Group commit: run many chats' writes together; per op its result or its JournalError.
+
+        This default runs them one by one; the SQL stores run a batch in one transaction, where
+        an op refused by a check fails alone and a failure of the store fails the whole batch
+        (raised, nothing kept).
+        """
+        outcome: list[Any] = []
+        for op in ops:
             try:
-                await self.append_turn(chat_id, turn, lease=lease)
+                result: ChatLease | None = None
+                if isinstance(op, AppendTurn):
+                    await self.append_turn(op.chat_id, op.turn, lease=op.lease)
+                elif isinstance(op, StartChat):
+                    result = await self.start_chat(op.definition, op.owner, ttl=op.ttl)
+                else:
+                    await self.release_lease(op.lease)
+                outcome.append(result)
             except JournalError as exc:
                 outcome.append(exc)
-            else:
-                outcome.append(None)
         return outcome
 
     @abc.abstractmethod
