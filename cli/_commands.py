@@ -1,4 +1,4 @@
-"""The subcommands: `doctor`, `image build`, `model fetch|path|serve`, `bench`, `demo`.
+"""The subcommands: `doctor`, `image build`, `model fetch|path|serve`, `bench`, `demo`, `chats`.
 
 Each `_run_*` function takes the parsed arguments and an `Output` and returns an `ExitCode`, or
 raises `CliError`. They import their heavy dependencies lazily so `moot --help` stays fast.
@@ -131,6 +131,10 @@ def add_commands(commands: Any) -> None:
     from ._demo import add_demo
 
     add_demo(commands)
+
+    from ._chats import add_chats
+
+    add_chats(commands)
 
 
 # ---------------------------------------------------------------------------------- doctor

@@ -2,9 +2,11 @@
 (round robin, random, manual, LLM-chosen, transition graph, handoffs, your callable) until a
 termination condition holds; the events it streams; the errors it raises."""
 
+from ._durable import JournaledInput
 from ._errors import (
     AgentNameConflictError,
     ChatAlreadyFinishedError,
+    ChatWaitingForInputError,
     GroupChatConfigError,
     GroupChatError,
     NoEligibleSpeakerError,
@@ -64,6 +66,7 @@ __all__ = [
     "CallablePolicy",
     "ChatAlreadyFinishedError",
     "ChatEvent",
+    "ChatWaitingForInputError",
     "CodeRunEvent",
     "CostBudget",
     "ExternalStop",
@@ -75,6 +78,7 @@ __all__ = [
     "GroupChatState",
     "HandoffTermination",
     "Handoffs",
+    "JournaledInput",
     "LLMSelector",
     "LoopDetection",
     "ManualPolicy",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from moot.agents import HumanInputError, InputProvider, InputRequest
 from moot.journal import (
     ChatDefinition,
     ChatNotFoundError,
@@ -26,6 +27,7 @@ from moot.journal import (
     ChatStore,
     CodeRun,
     Decision,
+    InputAlreadyAnsweredError,
     JournalError,
     Termination,
     Usage,
@@ -33,7 +35,7 @@ from moot.journal import (
 )
 from moot.journal import Turn as JournalTurn
 
-from ._errors import ChatAlreadyFinishedError, GroupChatError
+from ._errors import ChatAlreadyFinishedError, ChatWaitingForInputError, GroupChatError
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -130,6 +132,41 @@ class GroupJournal:
         self._spent[speaker] = (tokens, cost)
         return Usage(completion_tokens=max(0, tokens - before[0]), cost=max(0.0, cost - before[1]))
 
+    async def human_answer(self, request: InputRequest, ask: InputProvider) -> str:
+        """The answer to a question asked in the turn being taken, applied exactly once.
+
+        The question is journaled first (the chat is `waiting`); then `ask` (the agent's own
+        provider) may answer it here. An answer given from anywhere else is used instead, on
+        resume. With no answer, the chat stops and waits in the journal.
+
+        Raises:
+            ChatWaitingForInputError: nobody answered; answer it later, then resume.
+        """
+        number = self.turns + 1
+        asked = [q for q in await self.store.inputs(self.chat_id) if q.turn == number]
+        question = asked[-1] if asked else None
+        if question is not None and question.answer is not None:
+            return question.answer
+        if question is None:
+            question = await self.store.ask_input(self.chat_id, request.prompt, lease=self.lease)
+        try:
+            text = await ask.get_input(request)
+        except HumanInputError:
+            raise ChatWaitingForInputError(
+                f"chat {self.chat_id!r} waits for a human: {request.prompt!r}",
+                chat_id=self.chat_id,
+                token=question.token,
+                prompt=request.prompt,
+            ) from None
+        try:
+            await self.store.answer_input(question.token, text)
+        except InputAlreadyAnsweredError:  # answered elsewhere meanwhile: that answer holds
+            current = [
+                q for q in await self.store.inputs(self.chat_id) if q.token == question.token
+            ]
+            return current[0].answer or text
+        return text
+
     async def close(self, reason: StopReason | None) -> None:
         """Finish the chat (unless its last turn did), or leave it resumable; free the lease."""
         try:
@@ -144,6 +181,32 @@ class GroupJournal:
         finally:
             with contextlib.suppress(JournalError, OSError):
                 await self.store.release_lease(self.lease)
+
+
+_ACTIVE: dict[str, GroupJournal] = {}  # journaled chats running in this process, by id
+
+
+class JournaledInput(InputProvider):
+    """An agent's input provider in journaled chats: each question waits in the journal, so a
+    later process can answer it (see `GroupJournal.human_answer`); other chats ask `inner`."""
+
+    def __init__(self, inner: InputProvider) -> None:
+        self.inner = inner
+
+    async def get_input(self, request: InputRequest) -> str:
+        journal = None if request.chat_id is None else _ACTIVE.get(request.chat_id)
+        if journal is None:
+            return await self.inner.get_input(request)
+        return await journal.human_answer(request, self.inner)
+
+
+def journal_human_input(agents: Any) -> None:
+    """Route the questions of agents that may ask a human through the journal (once each)."""
+    for agent in agents:
+        if getattr(agent, "human_input_mode", "NEVER") == "NEVER":
+            continue
+        if not isinstance(agent.input_provider, JournaledInput):
+            agent.input_provider = JournaledInput(agent.input_provider)
 
 
 def _termination(reason: StopReason) -> Termination:
@@ -180,7 +243,11 @@ async def group_journal(
         journal = await _begin(
             store, chat_id, manager, participants, policy, max_round, opening, ttl, owner
         )
-        yield journal
+        _ACTIVE[chat_id] = journal
+        try:
+            yield journal
+        finally:
+            _ACTIVE.pop(chat_id, None)
 
 
 async def _begin(

@@ -51,3 +51,17 @@ class ChatAlreadyFinishedError(GroupChatError):
     def __init__(self, message: str, *, chat_id: str) -> None:
         super().__init__(message)
         self.chat_id = chat_id
+
+
+class ChatWaitingForInputError(GroupChatError):
+    """The journaled chat asked a human and no answer is here: it waits in the journal.
+
+    Answer it from any process (`moot chats answer ID TEXT`, or `answer_input(token, text)`
+    on the store), then resume the chat by its id.
+    """
+
+    def __init__(self, message: str, *, chat_id: str, token: str, prompt: str) -> None:
+        super().__init__(message)
+        self.chat_id = chat_id
+        self.token = token
+        self.prompt = prompt

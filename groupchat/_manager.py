@@ -41,7 +41,14 @@ from moot.models import ModelResponse, Usage, UsageSummary
 from moot.runtime import HandlerError
 
 from ._actor import ManagerParticipant, RunGroupChat
-from ._durable import DEFAULT, GroupJournal, StoreOption, group_journal, lease_owner
+from ._durable import (
+    DEFAULT,
+    GroupJournal,
+    StoreOption,
+    group_journal,
+    journal_human_input,
+    lease_owner,
+)
 from ._errors import AgentNameConflictError, GroupChatError
 from ._events import (
     ChatEvent,
@@ -331,6 +338,7 @@ class GroupChatManager(ConversableAgent):
             # no journal, or a continuation driven by hand (`load_state`): nothing to journal
             return await self._ask_run(rt, message, sender, chat_id, silent, None)
         chat_id = chat_id or new_chat_id()
+        journal_human_input(self.groupchat.agents)
         opening = None
         if message is not None:
             raw = {"content": message} if isinstance(message, str) else dict(message)

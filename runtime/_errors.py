@@ -60,7 +60,8 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   ├── UndefinedNextAgentError            the next-speaker candidates are not in the group
     │   ├── NoEligibleSpeakerError             nobody may speak next
     │   ├── SpeakerSelectionError              a policy named someone who may not speak now
-    │   └── ChatAlreadyFinishedError           resuming a journaled chat that has finished
+    │   ├── ChatAlreadyFinishedError           resuming a journaled chat that has finished
+    │   └── ChatWaitingForInputError           a journaled chat waits for a human's answer
     ├── ExecutorError                          executors: code could not be run as asked
     │   ├── ExecutorConfigError (ConfigError)  an executor setting (pool size, mode, sizes)
     │   ├── ExecutorClosedError (RuntimeError) the executor is closed or closed mid-job
