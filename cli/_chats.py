@@ -201,8 +201,16 @@ def _run_export(args: argparse.Namespace, out: Output) -> ExitCode:
 def _run_answer(args: argparse.Namespace, out: Output) -> ExitCode:
     from moot.journal import InputAlreadyAnsweredError
 
+    # Two answers at once: the store applies one, the other gets InputAlreadyAnsweredError.
     async def work(store: ChatStore) -> dict[str, Any]:
-        open_questions = [q for q in await store.inputs(args.chat_id) if q.answer is None]
+        questions = await store.inputs(args.chat_id)
+        open_questions = [q for q in questions if q.answer is None]
+        if not open_questions and questions:
+            raise CliError(
+                f"the question of chat {args.chat_id!r} (turn {questions[-1].turn}) was answered"
+                " already",
+                hint="each question takes one answer; `moot chats resume ID` goes on with it",
+            )
         if not open_questions:
             raise UsageError(
                 f"chat {args.chat_id!r} is not waiting for an answer",

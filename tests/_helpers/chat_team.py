@@ -14,8 +14,8 @@ import sys
 import time
 from typing import Any
 
-from moot.agents import AssistantAgent
-from moot.groupchat import GroupChat, GroupChatManager
+from moot.agents import AssistantAgent, ScriptedInputProvider, UserProxyAgent
+from moot.groupchat import ChatWaitingForInputError, GroupChat, GroupChatManager
 from moot.journal import ChatLease, GroupCommitStore, LeaseHeldError, Turn, store_from_url
 from moot.testing import RecordedRequest, Reply
 
@@ -44,6 +44,29 @@ def setup(
     return GroupChatManager(group, store=store, lease_ttl=ttl)
 
 
+def setup_human(team: str | None = None, *, store: Any = "default") -> GroupChatManager:
+    """a, then a human (no one at the keyboard here: the question waits), then b; 3 turns."""
+    del team
+    config = {
+        "config_list": [
+            {"model": "scripted", "base_url": os.environ["DURABLE_MODEL_URL"], "api_key": "x"}
+        ]
+    }
+    human = UserProxyAgent(
+        "human",
+        human_input_mode="ALWAYS",
+        code_execution_config=False,
+        input_provider=ScriptedInputProvider([]),
+    )
+    agents = [
+        AssistantAgent("a", system_message="You are a.", llm_config=config),
+        human,
+        AssistantAgent("b", system_message="You are b.", llm_config=config),
+    ]
+    group = GroupChat(agents, max_round=4, speaker_selection_method="round_robin")
+    return GroupChatManager(group, store=store)
+
+
 class AnnouncingStore(GroupCommitStore):
     """Prints `turn N` once turn N is committed: the parent kills on the line it waits for."""
 
@@ -55,6 +78,12 @@ class AnnouncingStore(GroupCommitStore):
 
 
 async def main(store_url: str, chat_id: str, mode: str) -> None:
+    if mode == "human":
+        try:
+            await setup_human(store=store_url).a_run("Plan the release.", chat_id=chat_id)
+        except ChatWaitingForInputError as exc:
+            print(f"waiting {exc.prompt}", flush=True)  # noqa: T201
+        return
     async with AnnouncingStore(store_from_url(store_url)) as store:
         manager = setup(store=store)
         while True:
