@@ -20,6 +20,7 @@ import structlog
 from moot.models import UsageSummary, UsageTracker
 from moot.runtime import HandlerError, Runtime
 
+from ._durable import resume_states, two_agent_journal
 from ._errors import AgentConfigError, EventLoopRunningError
 from ._participant import CloseChat, Message, Say, Summarize, Turn, TurnReply
 from ._resources import hold
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from ._code_execution import ChatCode
     from ._conversable import ConversableAgent
+    from ._durable import StoreOption, TwoAgentJournal
     from ._resources import Lease
 
 log = structlog.get_logger("moot.agents.chat")
@@ -305,6 +307,8 @@ async def run_two_agent_chat(
     request_reply: bool | None = True,
     exchange: bool = False,
     initiator_records: bool = True,
+    chat_id: str | None = None,
+    store: StoreOption = None,
 ) -> ChatResult:
     """Run one chat between two agents on `runtime` and return its result.
 
@@ -314,8 +318,51 @@ async def run_two_agent_chat(
     `request_reply` says so (None: when the recipient replies on receipt to the initiator), each
     later one when its listener replies on receipt to its speaker; it has no summary. With
     `initiator_records=False` (a `receive`) the first message is recorded by the recipient only.
+    With `store` (not for exchanges), each message is journaled before the other side is asked;
+    a `chat_id` found in the journal resumes that chat (see `_durable`).
     """
-    chat_id = new_chat_id()
+    chat_id = chat_id or new_chat_id()
+    async with two_agent_journal(
+        None if exchange else store,
+        chat_id=chat_id,
+        initiator=initiator.name,
+        recipient=recipient.name,
+        max_turns=max_turns,
+    ) as journal:
+        finished = False
+        try:
+            result = await _run_two_agent_chat(
+                runtime, initiator, recipient, chat_id, journal, message=message,
+                max_turns=max_turns, summary_method=summary_method, summary_args=summary_args,
+                clear_history=clear_history, silent=silent, context=context,
+                request_reply=request_reply, exchange=exchange,
+                initiator_records=initiator_records,
+            )  # fmt: skip
+            finished = True
+            return result
+        finally:
+            if journal is not None:
+                await journal.close(finished)
+
+
+async def _run_two_agent_chat(
+    runtime: Runtime,
+    initiator: ConversableAgent,
+    recipient: ConversableAgent,
+    chat_id: str,
+    journal: TwoAgentJournal | None,
+    *,
+    message: Any,
+    max_turns: int | None,
+    summary_method: Any,
+    summary_args: dict[str, Any],
+    clear_history: bool,
+    silent: bool,
+    context: dict[str, Any],
+    request_reply: bool | None,
+    exchange: bool,
+    initiator_records: bool,
+) -> ChatResult:
     alone = initiator is recipient
     await initiator.attach(runtime)
     if not alone:
@@ -336,14 +383,24 @@ async def run_two_agent_chat(
     b = recipient.participant_id(runtime, chat_id)
     agents = {a: initiator, b: recipient}
     try:
-        say = Say(message=message, context=context, record=initiator_records)
-        sent: Message = await ask(runtime, say, a, sender=None)
-        turns = 1
-        speaker, listener = a, b
-        speaker_name = initiator.name
-        if request_reply is None:
-            request_reply = recipient.reply_at_receive[initiator]
-        replying = request_reply
+        sent: Message
+        if journal is not None and journal.history:  # resume: no model asked for these
+            sent, by_initiator = resume_states(journal, initiator, recipient, first, second)
+            speaker, listener = (a, b) if by_initiator else (b, a)
+            speaker_name = agents[speaker].name
+            turns = (len(journal.history) + 1) // 2
+            replying = agents[listener].reply_at_receive[agents[speaker]]
+        else:
+            say = Say(message=message, context=context, record=initiator_records)
+            sent = await ask(runtime, say, a, sender=None)
+            if journal is not None:
+                await journal.record(initiator.name, _named(sent, initiator.name))
+            turns = 1
+            speaker, listener = a, b
+            speaker_name = initiator.name
+            if request_reply is None:
+                request_reply = recipient.reply_at_receive[initiator]
+            replying = request_reply
         while True:
             last_turn = not replying or (
                 max_turns is not None and listener == a and turns >= max_turns
@@ -357,6 +414,8 @@ async def run_two_agent_chat(
             if reply.message is None or last_turn:
                 break
             sent = reply.message
+            if journal is not None:  # durable before the other side is asked to reply
+                await journal.record(agents[listener].name, _named(sent, agents[listener].name))
             speaker, listener = listener, speaker
             speaker_name = agents[speaker].name
             if speaker == a:
@@ -376,6 +435,10 @@ async def run_two_agent_chat(
         )
     finally:
         await close_participants(runtime, [a] if alone else [a, b])
+
+
+def _named(message: Message, name: str) -> Message:
+    return message if "name" in message else {**message, "name": name}
 
 
 _HOST_LOOP: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     import httpx
 
     from moot.executors import Executor
+    from moot.journal import ChatStore
 
 HumanInputMode = Literal["ALWAYS", "NEVER", "TERMINATE"]
 ReplyFunction = Callable[..., "tuple[bool, Any] | Awaitable[tuple[bool, Any]]"]
@@ -1581,6 +1582,8 @@ class ConversableAgent(Agent):
         clear_history: bool = True,
         silent: bool = False,
         runtime: Runtime | None = None,
+        chat_id: str | None = None,
+        store: ChatStore | str | bool | None = "default",
         **context: Any,
     ) -> ChatResult:
         """Chat with `recipient`, starting with `message`, until one side stops replying.
@@ -1589,11 +1592,20 @@ class ConversableAgent(Agent):
         the messages this agent sends. Extra keyword arguments are the chat's context (e.g.
         `carryover`), passed to a callable `message`.
 
+        Each message is journaled (docs/durability.md): by default to $MOOT_JOURNAL_URL or the
+        SQLite file under the user's data folder; `store` takes a `ChatStore` or a URL, and
+        `store=None` turns the journal off. A `chat_id` found in the journal resumes that chat.
+
         Raises:
             ModelError: a model call failed for good (after retries and fallbacks).
             DockerUnavailableError: code must run in Docker and no engine answers.
             HumanInputError: the input provider could not answer.
+            StoreUnavailableError: the journal cannot be reached (before any model call).
+            LeaseHeldError: another process is running this chat.
+            JournalError: the journal refused or lost a message; the chat stops, resumable.
         """
+        if chat_id is not None and not isinstance(chat_id, str):
+            raise AgentConfigError(f"chat_id is a str, not {type(chat_id).__name__}")
         if max_turns is not None and max_turns < 1:
             raise AgentConfigError(f"max_turns must be at least 1; got {max_turns}")
         if not (summary_method in _SUMMARY_METHODS or callable(summary_method)):
@@ -1613,6 +1625,8 @@ class ConversableAgent(Agent):
                 clear_history=clear_history,
                 silent=silent,
                 context=context,
+                chat_id=chat_id,
+                store=store,
             )
 
     def initiate_chat(
@@ -1625,6 +1639,8 @@ class ConversableAgent(Agent):
         summary_args: Mapping[str, Any] | None = None,
         clear_history: bool = True,
         silent: bool = False,
+        chat_id: str | None = None,
+        store: ChatStore | str | bool | None = "default",
         **context: Any,
     ) -> ChatResult:
         """Blocking `a_initiate_chat` for plain scripts (it runs its own event loop).
@@ -1642,6 +1658,8 @@ class ConversableAgent(Agent):
                 summary_args=summary_args,
                 clear_history=clear_history,
                 silent=silent,
+                chat_id=chat_id,
+                store=store,
                 **context,
             ),
             "initiate_chat",

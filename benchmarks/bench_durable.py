@@ -64,7 +64,12 @@ def _manager(stub: StubClient, store: ChatStore | None) -> GroupChatManager:
 
 
 async def _run(
-    manager: GroupChatManager, stub: StubClient, runtime: Runtime, chats: int, resume: bool
+    manager: GroupChatManager,
+    stub: StubClient,
+    runtime: Runtime,
+    chats: int,
+    resume: bool,
+    prefix: str = "w",
 ) -> tuple[list[Any], float, float]:
     tasks = [f"Chat {i}: please discuss the plan." for i in range(chats)]
     gc.collect()
@@ -73,7 +78,7 @@ async def _run(
         stub.last[task] = start
     results = await asyncio.gather(
         *(
-            manager.a_run(None if resume else task, runtime=runtime, chat_id=f"c{i}")
+            manager.a_run(None if resume else task, runtime=runtime, chat_id=f"{prefix}{i}")
             for i, task in enumerate(tasks)
         ),
         return_exceptions=True,
@@ -117,9 +122,10 @@ async def resume(variant: str, url: str, chats: int, latency: float) -> dict[str
     crashing = InterruptingStub(latency, limit=chats * TURNS // 2)
     stub = StubClient(latency)
     async with GroupCommitStore(store_from_url(url)) as store, Runtime() as runtime:
-        await _run(_manager(crashing, store), crashing, runtime, chats, False)
         before = (await store.statistics()).turns
-        results, wall, cpu = await _run(_manager(stub, store), stub, runtime, chats, True)
+        await _run(_manager(crashing, store), crashing, runtime, chats, False, "r")
+        before = (await store.statistics()).turns - before
+        results, wall, cpu = await _run(_manager(stub, store), stub, runtime, chats, True, "r")
     failed = [r for r in results if isinstance(r, BaseException)]
     remaining = chats * TURNS - before
     return {

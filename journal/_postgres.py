@@ -15,7 +15,7 @@ from ._errors import StoreError, StoreUnavailableError, StoreWriteError
 from ._sql import POSTGRES_TYPES, Dialect, SqlChatStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from ._records import StoreLimits
     from ._sql import Row
@@ -54,6 +54,9 @@ class _Tx:
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return [tuple(r) for r in await self._connection.fetch(_numbered(sql), *args)]
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._connection.executemany(_numbered(sql), rows)
 
 
 class PostgresChatStore(SqlChatStore):

@@ -110,6 +110,10 @@ class SqlTx(Protocol):
         """Run a query; its rows."""
         ...
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run a statement once per row of arguments (one trip where the driver can)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dialect:
@@ -406,26 +410,128 @@ class SqlChatStore(ChatStore, abc.ABC):
         ready: Sequence[tuple[int, Any]],
         outcome: list[Any],
     ) -> None:
+        turns: list[tuple[int, AppendTurn, PreparedTurn]] = []
         for index, prepared in ready:
             op = ops[index]
+            if isinstance(op, AppendTurn):
+                turns.append((index, op, prepared))
+                continue
             try:  # the checks run before the writes, so a refusal leaves tx clean
-                if isinstance(op, AppendTurn):
-                    await self._append_in(tx, op.chat_id, prepared, op.lease)
-                elif isinstance(op, StartChat):
+                if isinstance(op, StartChat):
                     outcome[index] = await self._start_in(
                         tx, op.definition.chat_id, prepared, op.owner, op.ttl
                     )
                 else:
                     await self._release_in(tx, op.lease)
+            except (LeaseHeldError, ChatNotFoundError) as exc:
+                outcome[index] = exc
+        if turns:
+            await self._append_many(tx, turns, outcome)
+
+    async def _append_many(
+        self,
+        tx: SqlTx,
+        turns: Sequence[tuple[int, AppendTurn, PreparedTurn]],
+        outcome: list[Any],
+    ) -> None:
+        """Many chats' turns in a handful of statements: one SELECT locks and reads every
+        chat (and its lease), then one batched statement per table writes what passed."""
+        ids = sorted({op.chat_id for _, op, _ in turns})  # one lock order: no deadlocks
+        lock = " ORDER BY chats.chat_id FOR UPDATE OF chats" if self.dialect.for_update else ""
+        rows = await tx.fetch(
+            "SELECT chats.chat_id, chats.status, chats.turns, chats.last_event, leases.token,"
+            " leases.expires_at FROM chats LEFT JOIN leases ON leases.chat_id = chats.chat_id"
+            f" WHERE chats.chat_id IN ({', '.join('?' for _ in ids)})" + lock,
+            *ids,
+        )
+        chats: dict[str, list[Any]] = {str(row[0]): list(row[1:]) for row in rows}
+        now = self._clock()
+        blobs: dict[str, bytes] = {}
+        turn_rows: list[tuple[Any, ...]] = []
+        chat_rows: list[tuple[Any, ...]] = []
+        event_rows: list[tuple[Any, ...]] = []
+        for index, op, prepared in turns:
+            chat_id, lease = op.chat_id, op.lease
+            try:
+                found = chats.get(chat_id)
+                if found is None:
+                    raise ChatNotFoundError(f"No chat {chat_id!r} is journaled.", chat_id=chat_id)
+                raw_status, count, last_event, token, expires_at = found
+                status = self._status(raw_status, chat_id)
+                if status in TERMINAL:
+                    raise ChatFinishedError(
+                        f"Chat {chat_id!r} has {status} already.", chat_id=chat_id
+                    )
+                if lease is not None and (
+                    token != lease.token or expires_at is None or float(expires_at) <= now
+                ):
+                    raise LeaseLostError(
+                        f"The lease of {lease.owner!r} on chat {chat_id!r} expired or was taken"
+                        " over.",
+                        chat_id=chat_id,
+                    )
+                if prepared.number != int(count) + 1:
+                    raise TurnOrderError(
+                        f"Chat {chat_id!r} expects turn {int(count) + 1} next, not"
+                        f" {prepared.number}.",
+                        chat_id=chat_id,
+                        expected=int(count) + 1,
+                        got=prepared.number,
+                    )
             except (
                 ChatNotFoundError,
                 ChatFinishedError,
-                TurnOrderError,
-                LeaseHeldError,
                 LeaseLostError,
+                TurnOrderError,
                 CorruptRecordError,
             ) as exc:
                 outcome[index] = exc
+                continue
+            finished = prepared.finished
+            events = [self._event("turn", turn_event(prepared))]
+            if finished is not None:
+                events.append(self._event("status", {"status": ChatStatus.FINISHED.value}))
+            blobs.update(prepared.blobs)
+            turn_rows.append((chat_id, prepared.number, prepared.body))
+            last = int(last_event)
+            chat_rows.append(
+                (
+                    prepared.number,
+                    prepared.tokens,
+                    float(prepared.cost),
+                    None if finished is None else ChatStatus.FINISHED.value,
+                    None if finished is None else encode_termination(finished, self.limits),
+                    last + len(events),
+                    now,
+                    chat_id,
+                )
+            )
+            event_rows += [
+                (chat_id, last + offset, kind, data, now)
+                for offset, (kind, data) in enumerate(events, start=1)
+            ]
+            found[1], found[2] = prepared.number, last + len(events)  # a second turn of it
+            if finished is not None:
+                found[0] = ChatStatus.FINISHED.value
+        if blobs:
+            await tx.execute_many(
+                "INSERT INTO blobs (sha256, data) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING",
+                sorted(blobs.items()),
+            )
+        if turn_rows:
+            await tx.execute_many(
+                "INSERT INTO turns (chat_id, number, body) VALUES (?, ?, ?)", turn_rows
+            )
+            await tx.execute_many(
+                "UPDATE chats SET turns = ?, tokens = tokens + ?, cost = cost + ?,"
+                " status = COALESCE(?, status), termination = COALESCE(?, termination),"
+                " last_event = ?, updated_at = ? WHERE chat_id = ?",
+                chat_rows,
+            )
+            await tx.execute_many(
+                "INSERT INTO events (chat_id, id, kind, data, at) VALUES (?, ?, ?, ?, ?)",
+                event_rows,
+            )
 
     async def _start_in(
         self, tx: SqlTx, chat_id: str, text: str, owner: str, ttl: float

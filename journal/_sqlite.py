@@ -42,6 +42,9 @@ class _Tx:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self._connection.execute_fetchall(sql, args))
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._connection.executemany(sql, rows)
+
 
 class _SyncTx:
     """A transaction of the batch connection, in its own thread: nothing here really waits."""
@@ -54,6 +57,9 @@ class _SyncTx:
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return self._connection.execute(sql, args).fetchall()
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._connection.executemany(sql, rows)
 
 
 def _drive(coroutine: Coroutine[Any, Any, None]) -> None:

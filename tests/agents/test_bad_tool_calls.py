@@ -76,7 +76,8 @@ async def test_a_bad_tool_call_is_an_error_result_and_the_chat_goes_on(
     )
     assistant, user = _pair(llm_config)
 
-    result = await user.a_initiate_chat(assistant, message="go", silent=True)
+    # No journal: a 10 MB message is over its row limit (journaled, the chat stops, typed).
+    result = await user.a_initiate_chat(assistant, message="go", silent=True, store=None)
 
     responses = {r["tool_call_id"]: r["content"] for r in result.chat_history[2]["tool_responses"]}
     assert responses["bad"].startswith(expected)
