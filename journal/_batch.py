@@ -12,7 +12,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import JournalError, StoreUnavailableError
-from ._store import AppendTurn, BatchOp, ChatStore, ReleaseLease, StartChat
+from ._store import AcquireLease, AppendTurn, BatchOp, ChatStore, ReleaseLease, StartChat
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -34,8 +34,8 @@ _Item = tuple[BatchOp, "asyncio.Future[Any]"]
 
 
 class GroupCommitStore(ChatStore):
-    """Wraps a store; `append_turn`, `start_chat` and `release_lease` join the next group
-    commit, everything else passes through.
+    """Wraps a store; `append_turn`, `start_chat`, `acquire_lease` and `release_lease` join the
+    next group commit, everything else passes through.
 
     The queue is bounded (`max_pending`): past it, `append_turn` waits for room. A failure of a
     commit reaches every chat whose turn was in it, as the typed error the store raised.
@@ -169,7 +169,8 @@ class GroupCommitStore(ChatStore):
         return await self.inner.inputs(chat_id)
 
     async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> ChatLease:
-        return await self.inner.acquire_lease(chat_id, owner, ttl=ttl)
+        lease: ChatLease = await self._submit(AcquireLease(chat_id, owner, ttl))
+        return lease
 
     async def renew_lease(self, lease: ChatLease, *, ttl: float) -> ChatLease:
         return await self.inner.renew_lease(lease, ttl=ttl)

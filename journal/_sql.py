@@ -51,6 +51,7 @@ from ._rows import (
 from ._store import (
     SCHEMA_VERSION,
     TERMINAL,
+    AcquireLease,
     AppendTurn,
     ChatStore,
     StartChat,
@@ -421,6 +422,12 @@ class SqlChatStore(ChatStore, abc.ABC):
                     outcome[index] = await self._start_in(
                         tx, op.definition.chat_id, prepared, op.owner, op.ttl
                     )
+                elif isinstance(op, AcquireLease):
+                    if not await tx.fetch("SELECT 1 FROM chats WHERE chat_id = ?", op.chat_id):
+                        raise ChatNotFoundError(
+                            f"No chat {op.chat_id!r} is journaled.", chat_id=op.chat_id
+                        )
+                    outcome[index] = await self._lease_in(tx, op.chat_id, op.owner, op.ttl)
                 else:
                     await self._release_in(tx, op.lease)
             except (LeaseHeldError, ChatNotFoundError) as exc:

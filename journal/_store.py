@@ -47,13 +47,22 @@ class StartChat:
 
 
 @dataclass(frozen=True, slots=True)
+class AcquireLease:
+    """A write of a group commit: `acquire_lease`."""
+
+    chat_id: str
+    owner: str
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
 class ReleaseLease:
     """A write of a group commit: `release_lease`."""
 
     lease: ChatLease
 
 
-BatchOp: TypeAlias = "AppendTurn | StartChat | ReleaseLease"
+BatchOp: TypeAlias = "AppendTurn | StartChat | AcquireLease | ReleaseLease"
 
 #: The journal's schema version this moot writes; older journals are migrated on open.
 SCHEMA_VERSION = 2
@@ -202,6 +211,8 @@ class ChatStore(abc.ABC):
                     await self.append_turn(op.chat_id, op.turn, lease=op.lease)
                 elif isinstance(op, StartChat):
                     result = await self.start_chat(op.definition, op.owner, ttl=op.ttl)
+                elif isinstance(op, AcquireLease):
+                    result = await self.acquire_lease(op.chat_id, op.owner, ttl=op.ttl)
                 else:
                     await self.release_lease(op.lease)
                 outcome.append(result)
