@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from moot.journal import (
     ChatDefinition,
+    ChatFinishedError,
     ChatStatus,
     ChatStore,
     JournalError,
@@ -25,8 +26,6 @@ from moot.journal import (
     use_store,
 )
 from moot.journal import Turn as JournalTurn
-
-from ._errors import JournaledChatFinishedError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -96,7 +95,7 @@ async def two_agent_journal(
     Raises:
         StoreUnavailableError: the store cannot be reached (before any model call).
         LeaseHeldError: another process runs this chat now.
-        JournaledChatFinishedError: the chat finished already.
+        ChatFinishedError: the chat finished already.
     """
     if option is None or option is False:
         yield None
@@ -117,7 +116,7 @@ async def two_agent_journal(
             return
         summary = await store.summary(chat_id)
         if summary.status in (ChatStatus.FINISHED, ChatStatus.FAILED):
-            raise JournaledChatFinishedError(
+            raise ChatFinishedError(
                 f"chat {chat_id!r} has {summary.status} already; read it with `moot chats show`",
                 chat_id=chat_id,
             )

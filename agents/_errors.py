@@ -82,11 +82,3 @@ class McpTimeoutError(McpError, TimeoutError):
 
 class McpCallError(McpError):
     """The server answered with a protocol error (an unknown tool, invalid parameters, ...)."""
-
-
-class JournaledChatFinishedError(AgentError):
-    """The journaled chat has finished: there is nothing to resume (read it from the journal)."""
-
-    def __init__(self, message: str, *, chat_id: str) -> None:
-        super().__init__(message)
-        self.chat_id = chat_id

@@ -47,7 +47,6 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   ├── AmbiguousPeerError (ValueError)    last_message() without an agent, several peers
     │   ├── NoMessagesError (ValueError, AssertionError)  generate_reply() with nothing to read
     │   ├── HumanInputError                    the input provider could not give an answer
-    │   ├── JournaledChatFinishedError         resuming a journaled two-agent chat that ended
     │   └── McpError                           an MCP server could not serve tools as asked
     │       ├── McpNotInstalledError (ImportError)  the `mcp` SDK is missing: moot[mcp]
     │       ├── McpConfigError (AgentConfigError)   an McpServer argument is unusable

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from chat_team import answer
 
-from moot.agents import AssistantAgent, JournaledChatFinishedError
-from moot.journal import ChatStatus, open_store
+from moot.agents import AssistantAgent
+from moot.journal import ChatFinishedError, ChatStatus, open_store
 from moot.models import ModelError
 from moot.testing import RecordedRequest, Reply, ScriptedModelServer
 
@@ -65,5 +65,5 @@ async def test_a_failed_two_agent_chat_resumes_by_id_without_asking_again(url: s
         assert asked.count(5) == 2  # the message in flight: failed once, asked again once
         async with await open_store(url) as store:
             assert (await store.summary("t1")).status is ChatStatus.FINISHED
-        with pytest.raises(JournaledChatFinishedError):
+        with pytest.raises(ChatFinishedError):
             await _chat(server.base_url, url, "t1")
