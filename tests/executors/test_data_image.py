@@ -26,7 +26,7 @@ from moot.executors._image import _build_failure, _unknown_by_simulation
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .conftest import DockerFactory
+    from docker_helpers import DockerFactory
 
 DATA = ("python3-matplotlib", "python3-numpy", "python3-pandas", "python3-scipy")
 
