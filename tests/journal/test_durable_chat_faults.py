@@ -128,3 +128,17 @@ async def test_a_corrupt_row_fails_its_chat_and_the_others_go_on(tmp_path: Path)
         assert caught.value.chat_id == "bad"
         good = await setup(store=url, url=server.base_url).a_run(None, chat_id="good")
         assert good.chat_history == await _reference()
+
+
+async def test_an_unusable_default_journal_does_not_stop_the_chat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody configured a journal and the default file cannot be made: the chat runs anyway
+    (journaled in memory), where a configured store that fails would stop it first."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.delenv("MOOT_JOURNAL_URL", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocker))
+    async with ScriptedModelServer(default=answer) as server:
+        result = await setup(url=server.base_url).a_run("Count with us.")
+    assert result.chat_history == await _reference()
