@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 from moot.models import (
     LLMConfig,
     ModelClient,
+    ModelRequest,
     UsageSummary,
     UsageTracker,
     client_from_llm_config,
@@ -767,7 +768,7 @@ class ConversableAgent(Agent):
             )
         messages = _model_messages(self.system_message, state.messages)
         messages.append({"role": role, "content": prompt})
-        response = await client.create(messages)
+        response = await client.create(ModelRequest(messages=messages))
         state.usage.add(response)
         self._usage.add(response)
         return response.content or ""
@@ -1299,10 +1300,12 @@ class ConversableAgent(Agent):
             if client is None:
                 return False, None
         response = await client.create(
-            self._model_messages_for(state, messages),
-            tools=self._tool_registry.request,
-            stream=self._stream,
-            on_token=None if state.silent or not self._stream else _show_token,
+            ModelRequest(
+                messages=self._model_messages_for(state, messages),
+                tools=self._tool_registry.request,
+                stream=self._stream,
+                on_token=None if state.silent or not self._stream else _show_token,
+            )
         )
         state.usage.add(response)
         self._usage.add(response)

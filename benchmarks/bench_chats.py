@@ -30,7 +30,7 @@ from moot.agents import (
     AssistantAgent,
     UserProxyAgent,
 )
-from moot.models import client_from_llm_config
+from moot.models import ModelRequest, client_from_llm_config
 from moot.runtime import Runtime
 
 RESULTS = Path(__file__).resolve().parent / "results" / "chats.json"
@@ -65,13 +65,14 @@ async def _raw_calls(config: dict[str, Any], calls: int, concurrency: int) -> fl
     """Seconds for the same model calls through the client alone, `concurrency` at a time."""
     client = client_from_llm_config(config)
     messages = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "x"}]
+    request = ModelRequest(messages=messages)
     remaining = calls
 
     async def worker() -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            await client.create(messages)
+            await client.create(request)
 
     async with client:
         await asyncio.gather(*(worker() for _ in range(concurrency)))  # warm the pool

@@ -36,15 +36,11 @@ from moot.groupchat import (
     GroupChat,
     GroupChatManager,
 )
-from moot.models import (
-    ModelClient,
-    ModelResponse,
-    Usage,
-)
+from moot.models import ModelClient, ModelRequest, ModelResponse, Usage
 from moot.runtime import Runtime
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
 REPLY = "Acknowledged. Here is my short answer."
 PEERS = (
@@ -65,7 +61,11 @@ TARGETS = {
 
 
 class StubClient(ModelClient):
-    """Awaits L seconds and answers a canned reply; notes when each chat's reply came back."""
+    """Awaits L seconds and answers a canned reply; notes when each chat's reply came back.
+
+    Not `moot.testing.ScriptedModelClient`: this stub must cost next to no CPU, because CPU per
+    turn is what W3 measures and compares across runs.
+    """
 
     def __init__(self, latency: float) -> None:
         self.latency = latency
@@ -74,11 +74,11 @@ class StubClient(ModelClient):
         self.gaps: list[float] = []
         self._response = ModelResponse(content=REPLY, usage=Usage(), model="stub")
 
-    async def create(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> ModelResponse:
+    async def create(self, request: ModelRequest) -> ModelResponse:
         self.calls += 1
         await asyncio.sleep(self.latency)
         # The chat is named by its task, the first message after the system message.
-        key = messages[1]["content"]
+        key = request.messages[1]["content"]
         now = time.perf_counter()
         self.gaps.append(now - self.last[key])
         self.last[key] = now

@@ -1,10 +1,11 @@
 """Model-client overhead: 1,000 calls at concurrency 100 against the scripted server (0 ms latency).
 
-The same request goes through raw `httpx.AsyncClient` (post, read, parse JSON) and through
-`OpenAIClient.create` on an identical `httpx.AsyncClient`, alternating rounds in one run; the
-ratio of their per-call times is the client's overhead (target: at most 1.3x). A third row shows
-`OpenAIClient` on its default sharded `ConnectionPool`. The server runs in its own process so
-that its work is not charged to any client. Writes `benchmarks/results/model_client.json`.
+The same request goes through raw `httpx.AsyncClient` (post, read, parse JSON) and through moot's
+per-entry stack (retry, rate limit, `OpenAIClient`) on an identical `httpx.AsyncClient`,
+alternating rounds in one run; the ratio of their per-call times is the client's overhead
+(target: at most 1.3x). A third row shows the stack on its default sharded `ConnectionPool`.
+The server runs in its own process so that its work is not charged to any client. Writes
+`benchmarks/results/model_client.json`.
 
     .venv/bin/python benchmarks/bench_model_client.py [--quick]
 """
@@ -26,11 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
-from moot.models import (
-    ModelConfig,
-    OpenAIClient,
-    RetryPolicy,
-)
+from moot.models import ModelConfig, ModelRequest, RetryPolicy, client_from_config
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -68,8 +65,9 @@ async def _measure(base_url: str, calls: int, concurrency: int, rounds: int) -> 
     raw_http = httpx.AsyncClient(limits=limits, timeout=None)
     moot_http = httpx.AsyncClient(limits=limits, timeout=None)
     config = ModelConfig(model="scripted", base_url=base_url, api_key="bench")
-    client = OpenAIClient(config, http=moot_http, retry=RetryPolicy())
-    pooled = OpenAIClient(config, retry=RetryPolicy())  # its own sharded ConnectionPool
+    # The stack `client_from_llm_config` builds per entry: retry(rate limit(HTTP)).
+    client = client_from_config(config, http=moot_http, retry=RetryPolicy())
+    pooled = client_from_config(config, retry=RetryPolicy())  # its own sharded ConnectionPool
 
     async def raw_call() -> object:
         response = await raw_http.post(url, json=body, headers=headers)
@@ -77,10 +75,10 @@ async def _measure(base_url: str, calls: int, concurrency: int, rounds: int) -> 
         return response.json()["choices"][0]["message"]["content"]
 
     async def moot_call() -> object:
-        return (await client.create(MESSAGES)).content
+        return (await client.create(ModelRequest(messages=MESSAGES))).content
 
     async def pooled_call() -> object:
-        return (await pooled.create(MESSAGES)).content
+        return (await pooled.create(ModelRequest(messages=MESSAGES))).content
 
     contenders = (("raw_httpx", raw_call), ("moot", moot_call), ("moot_pool", pooled_call))
     timings: dict[str, list[float]] = {name: [] for name, _ in contenders}

@@ -24,10 +24,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from moot.executors import Executor, ExecutorSession, extract_code_blocks
-from moot.models import (
-    ModelClient,
-    ModelResponse,
-)
+from moot.models import ClientWrapper, ModelClient, ModelRequest, ModelResponse
 
 from ._errors import CliError, ExitCode, MissingError, UsageError
 
@@ -36,7 +33,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from moot.executors import CodeBlock, CodeResult
-    from moot.models import TokenCallback
 
     from ._output import Output
 
@@ -166,7 +162,7 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit // 2] + "\n…\n" + text[-limit // 2 :]
 
 
-class ObservedClient(ModelClient):
+class ObservedClient(ClientWrapper):
     """Passes calls to `inner` and reports each answer, so the console shows it as it arrives.
 
     While the model writes, a status line counts the streamed pieces (a small model on a CPU
@@ -179,26 +175,14 @@ class ObservedClient(ModelClient):
         on_reply: Callable[[ModelResponse], None],
         out: Output | None = None,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.on_reply = on_reply
         self.out = out
         self.calls = 0
 
-    async def create(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: str | Mapping[str, Any] | None = None,
-        response_format: Mapping[str, Any] | type[Any] | None = None,
-        stream: bool = False,
-        on_token: TokenCallback | None = None,
-        stop: str | Sequence[str] | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        timeout: float | None = None,
-    ) -> ModelResponse:
+    async def create(self, request: ModelRequest) -> ModelResponse:
         pieces = 0
+        on_token = request.on_token
         status = (
             self.out.err.status("the model is writing…", spinner="dots")
             if self.out is not None
@@ -216,18 +200,7 @@ class ObservedClient(ModelClient):
                     if result is not None:
                         await result
 
-            response = await self.inner.create(
-                messages,
-                tools=tools,
-                tool_choice=tool_choice,
-                response_format=response_format,
-                stream=True,
-                on_token=count,
-                stop=stop,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                timeout=timeout,
-            )
+            response = await self.inner.create(request.with_options(stream=True, on_token=count))
         self.calls += 1
         self.on_reply(response)
         return response

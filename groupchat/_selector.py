@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from moot.models import BadRequestError
+from moot.models import BadRequestError, ModelRequest
 
 from ._errors import GroupChatConfigError, GroupChatError
 from ._events import SpeakerSelectedEvent
@@ -292,16 +292,19 @@ class LLMSelector(SpeakerPolicy):
         self, client: ModelClient, messages: list[dict[str, Any]], candidates: Sequence[str]
     ) -> ModelResponse:
         wants_json = self.structured_output is not False and client not in self._refused
+        plain = ModelRequest(messages=messages)
         if not wants_json:
-            return await client.create(messages)
+            return await client.create(plain)
         try:
-            return await client.create(messages, response_format=_speaker_schema(candidates))
+            return await client.create(
+                plain.with_options(response_format=_speaker_schema(candidates))
+            )
         except BadRequestError:
             if self.structured_output:
                 raise
             self._refused.add(client)
             log.info("groupchat.selector_plain_text", client=repr(client))
-            return await client.create(messages)
+            return await client.create(plain)
 
 
 def selected_event(chat: GroupChatState, speaker: str, policy: object) -> SpeakerSelectedEvent:

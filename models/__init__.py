@@ -1,22 +1,28 @@
-"""moot.models: the model seam and its clients (OpenAI-compatible HTTP, embedded llama.cpp),
-with the wrappers composed around them: retry, rate limits, cache, fallback, usage and pricing;
-and the store that fetches and verifies the embedded model's weights."""
+"""moot.models: the model seam (`ModelRequest` → `ModelClient.create` → `ModelResponse`), its
+clients (OpenAI-compatible HTTP, embedded llama.cpp) and the wrappers composed around them:
+cache, fallback, retry, rate limits; `client_from_llm_config` stacks them in one visible order.
+Also usage and pricing, and the store that fetches and verifies the embedded model's weights."""
 
-from ._cache import DiskCache, InMemoryCache, ResponseCache
+from ._cache import CachingClient, DiskCache, InMemoryCache, ResponseCache
 from ._config import LLMConfig, ModelConfig
 from ._errors import (
     AuthenticationError,
     BadRequestError,
+    InvalidJSONError,
+    JSONDepthError,
     LLMConfigError,
     MalformedResponseError,
     ModelError,
     ModelTimeoutError,
     ProviderUnavailableError,
     RateLimitError,
+    ResponseTooLargeError,
     StreamInterruptedError,
+    error_for_status,
 )
-from ._fallback import FallbackClient, client_from_llm_config
+from ._fallback import FallbackClient
 from ._http import ConnectionPool
+from ._json import loads_bounded
 from ._local import LOCAL_MODEL_NAME, Engine, LocalModelClient
 from ._model_store import (
     QWEN_CODER_05B,
@@ -29,9 +35,18 @@ from ._model_store import (
 )
 from ._openai import OpenAIClient
 from ._pricing import Price, price_for
-from ._rate_limit import RateLimit, RateLimits, RateLimitStatistics
-from ._retry import RetryPolicy
-from ._types import ModelClient, ModelResponse, TokenCallback, ToolCall, Usage
+from ._rate_limit import RateLimit, RateLimitedClient, RateLimits, RateLimitStatistics
+from ._retry import RetryingClient, RetryPolicy
+from ._stack import client_from_config, client_from_llm_config
+from ._types import (
+    ClientWrapper,
+    ModelClient,
+    ModelRequest,
+    ModelResponse,
+    TokenCallback,
+    ToolCall,
+    Usage,
+)
 from ._usage import ModelUsage, UsageSummary, UsageTracker
 
 __all__ = [
@@ -39,11 +54,15 @@ __all__ = [
     "QWEN_CODER_05B",
     "AuthenticationError",
     "BadRequestError",
+    "CachingClient",
+    "ClientWrapper",
     "ConnectionPool",
     "DiskCache",
     "Engine",
     "FallbackClient",
     "InMemoryCache",
+    "InvalidJSONError",
+    "JSONDepthError",
     "LLMConfig",
     "LLMConfigError",
     "LocalModelClient",
@@ -51,6 +70,7 @@ __all__ = [
     "ModelClient",
     "ModelConfig",
     "ModelError",
+    "ModelRequest",
     "ModelResponse",
     "ModelSpec",
     "ModelStoreError",
@@ -63,9 +83,12 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RateLimitStatistics",
+    "RateLimitedClient",
     "RateLimits",
     "ResponseCache",
+    "ResponseTooLargeError",
     "RetryPolicy",
+    "RetryingClient",
     "StreamInterruptedError",
     "TokenCallback",
     "ToolCall",
@@ -73,8 +96,11 @@ __all__ = [
     "UsageSummary",
     "UsageTracker",
     "cached_model",
+    "client_from_config",
     "client_from_llm_config",
+    "error_for_status",
     "fetch_model",
+    "loads_bounded",
     "model_path",
     "price_for",
 ]

@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import pydantic
 
-from ._types import ModelResponse, ToolCall, Usage
+from ._json import loads_bounded
+from ._types import ClientWrapper, ModelResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from ._types import ModelClient, ModelRequest
 
 
 def cache_key(endpoint: str, body: Mapping[str, Any], *, seed: int | None = None) -> str:
@@ -31,7 +35,7 @@ def _encode(response: ModelResponse) -> str:
 
 
 def _decode(text: str) -> ModelResponse:
-    data = json.loads(text)
+    data = loads_bounded(text)
     return ModelResponse(
         content=data["content"],
         tool_calls=tuple(ToolCall(**call) for call in data["tool_calls"]),
@@ -109,3 +113,58 @@ class DiskCache(ResponseCache):
 
     async def set(self, key: str, response: ModelResponse) -> None:
         await anyio.to_thread.run_sync(self._write, key, _encode(response))
+
+
+def request_key(scope: Any, request: ModelRequest, *, seed: int | None = None) -> str:
+    """The cache key of `request` sent to what `scope` names (endpoints, models, settings).
+
+    A streamed and a plain call ask the same question, so `stream`, `on_token` and `timeout`
+    are left out: one entry serves both.
+    """
+    response_format = request.response_format
+    if isinstance(response_format, type) and issubclass(response_format, pydantic.BaseModel):
+        response_format = response_format.model_json_schema()
+    body = {
+        "messages": [dict(message) for message in request.messages],
+        "tools": [dict(tool) for tool in request.tools or ()],
+        "tool_choice": request.tool_choice,
+        "response_format": response_format,
+        "stop": request.stop,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+    }
+    return cache_key(json.dumps(scope, sort_keys=True, default=str), body, seed=seed)
+
+
+class CachingClient(ClientWrapper):
+    """Answers a request seen before from `cache`, else asks `inner` and stores the answer.
+
+    `scope` names what stands behind `inner` (its endpoints and settings), so two stacks that
+    would answer differently never share an entry. A hit streams its text as one token.
+    """
+
+    def __init__(
+        self,
+        inner: ModelClient,
+        cache: ResponseCache,
+        *,
+        scope: Any = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(inner)
+        self.cache = cache
+        self._scope = scope
+        self._seed = seed
+
+    async def create(self, request: ModelRequest) -> ModelResponse:
+        key = request_key(self._scope, request, seed=self._seed)
+        hit = await self.cache.get(key)
+        if hit is not None:
+            if request.on_token is not None and hit.content:
+                delivered = request.on_token(hit.content)
+                if delivered is not None:
+                    await delivered
+            return hit
+        response = await self.inner.create(request)
+        await self.cache.set(key, response)
+        return response

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ._errors import LLMConfigError
 from ._pricing import Price
 
+DEFAULT_MAX_RESPONSE_BYTES = 8 << 20
+_SHARED = ("temperature", "max_tokens", "timeout", "max_response_bytes")  # llm_config-wide keys
 _API_TYPE_ALIASES = {"open_ai": "openai", "aoai": "azure", "azure_openai": "azure"}
 
 
@@ -17,6 +19,8 @@ class ModelConfig(BaseModel):
     """One endpoint and model: an OpenAI, Azure or OpenAI-compatible server (Ollama, vLLM, ...).
 
     Keys the schema does not name (top_p, seed, ...) are kept in `params` and sent in every request.
+    `timeout` is the overall deadline of one call in seconds, retries included;
+    `max_response_bytes` caps an answer, whole or streamed (default 8 MiB).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -31,6 +35,7 @@ class ModelConfig(BaseModel):
     temperature: float | None = None
     max_tokens: int | None = None
     timeout: float | None = Field(default=None, gt=0)
+    max_response_bytes: int | None = Field(default=None, gt=0)
     requests_per_minute: float | None = Field(default=None, gt=0)
     tokens_per_minute: float | None = Field(default=None, gt=0)
     stream_usage: bool = True
@@ -102,6 +107,7 @@ class LLMConfig(BaseModel):
     temperature: float | None = None
     max_tokens: int | None = None
     timeout: float | None = Field(default=None, gt=0)
+    max_response_bytes: int | None = Field(default=None, gt=0)
     cache_seed: int | None = None
     cache_path_root: str = ".cache"
     tools: tuple[dict[str, Any], ...] = ()
@@ -115,7 +121,7 @@ class LLMConfig(BaseModel):
         data = dict(data)
         if "config_list" not in data and "model" in data:
             # AutoGen also accepts a single entry spelled out at the top level.
-            entry_keys = set(ModelConfig.model_fields) - {"temperature", "max_tokens", "timeout"}
+            entry_keys = set(ModelConfig.model_fields) - set(_SHARED)
             data["config_list"] = [{key: data.pop(key) for key in list(data) if key in entry_keys}]
         known = {key: value for key, value in data.items() if key in cls.model_fields}
         extra = {key: value for key, value in data.items() if key not in cls.model_fields}
@@ -142,7 +148,7 @@ class LLMConfig(BaseModel):
         resolved = []
         for entry in self.config_list:
             update: dict[str, Any] = {}
-            for name in ("temperature", "max_tokens", "timeout"):
+            for name in _SHARED:
                 if getattr(entry, name) is None and getattr(self, name) is not None:
                     update[name] = getattr(self, name)
             if self.params:

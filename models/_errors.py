@@ -5,7 +5,7 @@ The whole tree is drawn once, in `moot.runtime._errors`.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from moot.runtime import ConfigError, MootError
 
@@ -69,3 +69,57 @@ class MalformedResponseError(ModelError):
 
 class StreamInterruptedError(ModelError):
     """A streamed answer stopped before its end; retried only if no token was delivered yet."""
+
+
+class InvalidJSONError(MalformedResponseError, ValueError):
+    """Model output that should be JSON (tool arguments, a selector's answer) does not parse."""
+
+
+class JSONDepthError(InvalidJSONError):
+    """Model JSON nests deeper than the limit; refused before parsing (no `RecursionError`)."""
+
+    def __init__(self, message: str, *, max_depth: int, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.max_depth = max_depth
+
+
+class ResponseTooLargeError(ModelError):
+    """The answer (whole or streamed) passed the client's byte cap; `limit` is the cap in bytes."""
+
+    def __init__(self, message: str, *, limit: int, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.limit = limit
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    retry_after: float | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+) -> ModelError:
+    """The typed error for an HTTP status (or an in-stream error naming one), as OpenAI means it."""
+    kind: type[ModelError]
+    retryable: bool | None = None
+    if status in (401, 403):
+        kind = AuthenticationError
+    elif status == 429:
+        kind = RateLimitError
+        if code == "insufficient_quota":
+            retryable = False
+    elif status == 408:
+        kind = ModelTimeoutError
+    elif status == 409 or status >= 500:
+        kind = ProviderUnavailableError
+    else:
+        kind = BadRequestError
+    return kind(
+        message,
+        model=model,
+        base_url=base_url,
+        status=status,
+        retryable=retryable,
+        retry_after=retry_after,
+    )

@@ -1,34 +1,29 @@
-"""`FallbackClient` tries each config entry in order; `client_from_llm_config` builds one."""
+"""`FallbackClient`: asks each client in turn until one answers."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from ._cache import DiskCache, ResponseCache
-from ._config import LLMConfig
 from ._errors import LLMConfigError, ModelError
-from ._http import ConnectionPool
-from ._openai import OpenAIClient
-from ._types import ModelClient, ModelResponse, TokenCallback
+from ._types import ModelClient
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
-    import httpx
+    from ._http import ConnectionPool
+    from ._types import ModelRequest, ModelResponse
 
-    from ._rate_limit import RateLimits
-    from ._retry import RetryPolicy
-
-log = structlog.get_logger("moot.agents.model")
+log = structlog.get_logger("moot.models.fallback")
 
 
 class FallbackClient(ModelClient):
     """Asks each client in turn; the next one gets the call when one fails with a `ModelError`.
 
     The error of the last client is raised, with the earlier failures in its notes. Cancellation
-    and programming errors are not failures here and propagate at once.
+    and programming errors are not failures here and propagate at once. `aclose()` closes every
+    client, then `pool` (the connections they share), if given.
     """
 
     def __init__(
@@ -42,20 +37,7 @@ class FallbackClient(ModelClient):
     def __repr__(self) -> str:
         return f"FallbackClient({list(self.clients)!r})"
 
-    async def create(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: str | Mapping[str, Any] | None = None,
-        response_format: Mapping[str, Any] | type[Any] | None = None,
-        stream: bool = False,
-        on_token: TokenCallback | None = None,
-        stop: str | Sequence[str] | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        timeout: float | None = None,
-    ) -> ModelResponse:
+    async def create(self, request: ModelRequest) -> ModelResponse:
         """Ask the first client that answers.
 
         Raises:
@@ -64,18 +46,7 @@ class FallbackClient(ModelClient):
         failures: list[ModelError] = []
         for position, client in enumerate(self.clients):
             try:
-                return await client.create(
-                    messages,
-                    tools=tools,
-                    tool_choice=tool_choice,
-                    response_format=response_format,
-                    stream=stream,
-                    on_token=on_token,
-                    stop=stop,
-                    temperature=temperature,
-                    max_tokens=max_tokens,
-                    timeout=timeout,
-                )
+                return await client.create(request)
             except ModelError as exc:
                 failures.append(exc)
                 if position + 1 == len(self.clients):
@@ -96,37 +67,3 @@ class FallbackClient(ModelClient):
             await client.aclose()
         if self._pool is not None:
             await self._pool.aclose()
-
-
-def client_from_llm_config(
-    llm_config: Mapping[str, Any] | LLMConfig,
-    *,
-    http: httpx.AsyncClient | ConnectionPool | None = None,
-    retry: RetryPolicy | None = None,
-    rate_limits: RateLimits | None = None,
-    cache: ResponseCache | None = None,
-) -> ModelClient:
-    """A client for AutoGen's `llm_config`: its `config_list` entries, tried in order.
-
-    An integer `cache_seed` turns on a `DiskCache` under `cache_path_root/<seed>` unless `cache`
-    is given; without it nothing is cached.
-
-    Raises:
-        LLMConfigError: the dict is not a usable llm_config.
-    """
-    config = LLMConfig.from_autogen(llm_config)
-    pool = ConnectionPool() if http is None else None
-    if cache is None and config.cache_seed is not None:
-        cache = DiskCache(f"{config.cache_path_root}/{config.cache_seed}")
-    clients = [
-        OpenAIClient(
-            entry,
-            http=http if http is not None else pool,
-            retry=retry,
-            rate_limits=rate_limits,
-            cache=cache,
-            cache_seed=config.cache_seed,
-        )
-        for entry in config.entries()
-    ]
-    return FallbackClient(clients, pool=pool)

@@ -22,7 +22,7 @@ from ._types import ModelClient, ModelResponse, Usage
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-    from ._types import TokenCallback
+    from ._types import ModelRequest
 
 LOCAL_MODEL_NAME = "qwen2.5-coder-0.5b-instruct"
 DEFAULT_MAX_TOKENS = 512
@@ -210,20 +210,7 @@ class LocalModelClient(ModelClient):
 
     # -- ModelClient --------------------------------------------------------------------------
 
-    async def create(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: str | Mapping[str, Any] | None = None,
-        response_format: Mapping[str, Any] | type[Any] | None = None,
-        stream: bool = False,
-        on_token: TokenCallback | None = None,
-        stop: str | Sequence[str] | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        timeout: float | None = None,
-    ) -> ModelResponse:
+    async def create(self, request: ModelRequest) -> ModelResponse:
         """Generate the next assistant message; waits its turn behind earlier calls.
 
         Raises:
@@ -231,16 +218,17 @@ class LocalModelClient(ModelClient):
             BadRequestError: tools were asked for.
             ModelTimeoutError: `timeout` passed (the generation is stopped).
         """
-        if tools:
+        if request.tools:
             raise BadRequestError(
                 "The embedded model does not support tool calls; use a server model for tools.",
                 model=LOCAL_MODEL_NAME,
             )
+        stop, on_token, timeout = request.stop, request.on_token, request.timeout
         stops = [stop] if isinstance(stop, str) else list(stop or ())
         job = _Job(
-            messages=_to_chat(messages),
-            max_tokens=max_tokens or self.max_tokens,
-            temperature=self.temperature if temperature is None else temperature,
+            messages=_to_chat(request.messages),
+            max_tokens=request.max_tokens or self.max_tokens,
+            temperature=self.temperature if request.temperature is None else request.temperature,
             stop=stops,
             loop=asyncio.get_running_loop(),
             pieces=asyncio.Queue(),
@@ -262,7 +250,7 @@ class LocalModelClient(ModelClient):
                     piece = text[len(text) - len(item) :] if not stopped else ""
                     if stopped:
                         job.cancelled.set()
-                    if on_token is not None and stream and piece:
+                    if on_token is not None and request.stream and piece:
                         result = on_token(piece)
                         if result is not None:
                             await result

@@ -2,41 +2,44 @@
 
 from __future__ import annotations
 
+import codecs
 import email.utils
 import inspect
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 import pydantic
 
-from ._cache import ResponseCache, cache_key
+from ._config import DEFAULT_MAX_RESPONSE_BYTES
 from ._errors import (
-    AuthenticationError,
-    BadRequestError,
+    InvalidJSONError,
     LLMConfigError,
     MalformedResponseError,
     ModelError,
     ModelTimeoutError,
     ProviderUnavailableError,
-    RateLimitError,
+    ResponseTooLargeError,
     StreamInterruptedError,
+    error_for_status,
 )
 from ._http import ConnectionPool
+from ._json import loads_bounded
 from ._pricing import price_for
-from ._rate_limit import RateLimit, RateLimits, default_rate_limits
-from ._retry import RetryPolicy
-from ._types import ModelClient, ModelResponse, TokenCallback, ToolCall, Usage
+from ._types import ModelClient, ModelRequest, ModelResponse, TokenCallback, ToolCall, Usage
 from ._wire import StreamAssembly, WireChunk, WireCompletion, WireUsage
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from ._config import ModelConfig
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_TIMEOUT = 600.0  # seconds per attempt, as the OpenAI SDK
+DEFAULT_TIMEOUT = 600.0  # seconds of silence per attempt when no deadline is set, as the OpenAI SDK
 
 
 def _endpoint(config: ModelConfig) -> tuple[str, dict[str, str]]:
@@ -83,12 +86,13 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _error_text(response: httpx.Response) -> tuple[str, str | None]:
+def _error_text(response: httpx.Response, content: bytes) -> tuple[str, str | None]:
     """The provider's error message and code, from OpenAI's `{"error": {...}}` or plain text."""
     try:
-        data = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase, None
+        data = loads_bounded(content)
+    except InvalidJSONError:
+        text = content[:500].decode("utf-8", "replace")
+        return text or response.reason_phrase, None
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         return str(error.get("message") or error), error.get("code") or error.get("type")
@@ -104,10 +108,12 @@ async def _deliver(on_token: TokenCallback, text: str) -> None:
 
 
 class OpenAIClient(ModelClient):
-    """Chat completions for one config entry, with retries, a shared rate limit and optional cache.
+    """One config entry over HTTP: one attempt per call, no retry, no rate limit, no cache.
 
-    Pass `http` (an `httpx.AsyncClient` or `ConnectionPool`) to share connections; it is then
-    yours to close. Without it the client keeps its own pool and closes it in `aclose()`.
+    Those are wrappers composed around it (see `client_from_config`). Pass `http` (an
+    `httpx.AsyncClient` or `ConnectionPool`) to share connections; it is then yours to close.
+    Without it the client keeps its own pool and closes it in `aclose()`. An answer, whole or
+    streamed, larger than `config.max_response_bytes` is refused.
     """
 
     def __init__(
@@ -115,32 +121,22 @@ class OpenAIClient(ModelClient):
         config: ModelConfig,
         *,
         http: httpx.AsyncClient | ConnectionPool | None = None,
-        retry: RetryPolicy | None = None,
-        rate_limits: RateLimits | None = None,
-        cache: ResponseCache | None = None,
-        cache_seed: int | None = None,
     ) -> None:
         self.config = config
         self._url, self._headers = _endpoint(config)
         self._base_url = config.base_url or OPENAI_BASE_URL
         self._owns_pool = http is None
         self._http = ConnectionPool() if http is None else http
-        self._retry = retry or RetryPolicy()
-        self._limits = rate_limits or default_rate_limits()
-        self._limit = (
-            RateLimit(
-                requests_per_minute=config.requests_per_minute,
-                tokens_per_minute=config.tokens_per_minute,
-            )
-            if config.requests_per_minute or config.tokens_per_minute
-            else None
-        )
-        self._cache = cache
-        self._cache_seed = cache_seed
         self._price = config.price or price_for(config.model)
+        self._max_bytes = config.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES
 
     def __repr__(self) -> str:
         return f"OpenAIClient(model={self.config.model!r}, base_url={self._base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The base URL requests go to (OpenAI's when the config names none)."""
+        return self._base_url
 
     async def aclose(self) -> None:
         if self._owns_pool and isinstance(self._http, ConnectionPool):
@@ -149,121 +145,67 @@ class OpenAIClient(ModelClient):
     def _client(self) -> httpx.AsyncClient:
         return self._http.get() if isinstance(self._http, ConnectionPool) else self._http
 
-    def _body(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None,
-        tool_choice: str | Mapping[str, Any] | None,
-        response_format: Mapping[str, Any] | type[Any] | None,
-        stream: bool,
-        stop: str | Sequence[str] | None,
-        temperature: float | None,
-        max_tokens: int | None,
-    ) -> dict[str, Any]:
+    def body(self, request: ModelRequest) -> dict[str, Any]:
+        """The JSON body this client sends for `request`, with the config's defaults filled in."""
         config = self.config
         body: dict[str, Any] = {**config.params, "model": config.model}
-        body["messages"] = [dict(message) for message in messages]
-        temperature = config.temperature if temperature is None else temperature
+        body["messages"] = [dict(message) for message in request.messages]
+        temperature = config.temperature if request.temperature is None else request.temperature
         if temperature is not None:
             body["temperature"] = temperature
-        max_tokens = config.max_tokens if max_tokens is None else max_tokens
+        max_tokens = config.max_tokens if request.max_tokens is None else request.max_tokens
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
+        stop = request.stop
         if stop is not None:
             body["stop"] = [stop] if isinstance(stop, str) else list(stop)
-        if tools:
-            body["tools"] = [dict(tool) for tool in tools]
+        if request.tools:
+            body["tools"] = [dict(tool) for tool in request.tools]
+        tool_choice = request.tool_choice
         if tool_choice is not None:
             body["tool_choice"] = tool_choice if isinstance(tool_choice, str) else dict(tool_choice)
-        if response_format is not None:
-            body["response_format"] = _response_format(response_format)
-        if stream:
+        if request.response_format is not None:
+            body["response_format"] = _response_format(request.response_format)
+        if request.stream:
             body["stream"] = True
             if config.stream_usage:
                 body["stream_options"] = {"include_usage": True}
         return body
 
-    async def create(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: str | Mapping[str, Any] | None = None,
-        response_format: Mapping[str, Any] | type[Any] | None = None,
-        stream: bool = False,
-        on_token: TokenCallback | None = None,
-        stop: str | Sequence[str] | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        timeout: float | None = None,
-    ) -> ModelResponse:
-        """Ask the model for the next assistant message.
+    async def create(self, request: ModelRequest) -> ModelResponse:
+        """Ask the model for the next assistant message, in one HTTP attempt.
 
-        `timeout` is the longest silence (seconds) allowed per attempt: to connect, or between
-        bytes of the answer; the retry policy's `deadline` bounds the whole call.
-
-        With `stream=True`, `on_token` receives each content fragment as it arrives.
+        `request.timeout` (else the config's `timeout`) is the deadline of the whole attempt,
+        however slowly the bytes drip; without one, 600 s of silence ends it.
 
         Raises:
-            AuthenticationError: the provider refused the key (never retried).
-            BadRequestError: the provider rejected the request (never retried).
-            RateLimitError: still rate limited when the retry policy gave up.
-            ModelTimeoutError: an attempt or the policy's overall deadline ran out.
-            ProviderUnavailableError: 5xx or no connection, after retries.
+            AuthenticationError: the provider refused the key.
+            BadRequestError: the provider rejected the request.
+            RateLimitError: HTTP 429, with the provider's `retry_after`.
+            ModelTimeoutError: the deadline passed, or the server fell silent.
+            ProviderUnavailableError: 5xx or no connection.
             MalformedResponseError: the answer was not chat-completion JSON.
-            StreamInterruptedError: the stream broke off after tokens were delivered.
+            ResponseTooLargeError: the answer passed `max_response_bytes`.
+            StreamInterruptedError: the stream broke off or sent an error event.
         """
-        body = self._body(
-            messages,
-            tools=tools,
-            tool_choice=tool_choice,
-            response_format=response_format,
-            stream=stream,
-            stop=stop,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
-        key = None
-        if self._cache is not None:
-            # A streamed and a plain call ask the same question: one cache entry serves both.
-            keyed = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-            key = cache_key(self._url, keyed, seed=self._cache_seed)
-            hit = await self._cache.get(key)
-            if hit is not None:
-                if on_token is not None and hit.content:
-                    await _deliver(on_token, hit.content)
-                return hit
-        attempt_timeout = timeout or self.config.timeout or DEFAULT_TIMEOUT
-        payload = json.dumps(body).encode()
-        estimate = self._estimate_tokens(body)
+        payload = json.dumps(self.body(request)).encode()
+        deadline = request.timeout or self.config.timeout
+        if deadline is None:
+            return await self._attempt(request, payload, DEFAULT_TIMEOUT)
+        try:
+            with anyio.fail_after(deadline):
+                return await self._attempt(request, payload, deadline)
+        except TimeoutError as exc:
+            if isinstance(exc, ModelError):
+                raise
+            raise self._error(
+                ModelTimeoutError, f"no complete answer within the {deadline} s deadline"
+            ) from exc
 
-        async def attempt() -> ModelResponse:
-            await self._limits.acquire(
-                self._base_url, self.config.model, tokens=estimate, limit=self._limit
-            )
-            if stream:
-                response = await self._stream(payload, on_token, attempt_timeout)
-            else:
-                response = await self._post(payload, attempt_timeout)
-            if response.usage.total_tokens:  # a server that reports no usage keeps the estimate
-                self._limits.settle(
-                    self._base_url,
-                    self.config.model,
-                    estimated=estimate,
-                    actual=response.usage.total_tokens,
-                )
-            return response
-
-        response = await self._retry.run(attempt, model=self.config.model, base_url=self._base_url)
-        if key is not None and self._cache is not None:
-            await self._cache.set(key, response)
-        return response
-
-    def _estimate_tokens(self, body: Mapping[str, Any]) -> int:
-        # About four characters a token; exact counts come back in `usage` and settle the budget.
-        chars = sum(len(str(message.get("content") or "")) for message in body["messages"])
-        return chars // 4 + int(body.get("max_tokens") or 0)
+    async def _attempt(self, request: ModelRequest, payload: bytes, limit: float) -> ModelResponse:
+        if request.stream:
+            return await self._stream(payload, request.on_token, limit)
+        return await self._post(payload, limit)
 
     def _error(self, kind: type[ModelError], message: str, **extra: Any) -> ModelError:
         return kind(
@@ -273,26 +215,27 @@ class OpenAIClient(ModelClient):
             **extra,
         )
 
-    def _status_error(self, response: httpx.Response) -> ModelError:
-        status = response.status_code
-        text, code = _error_text(response)
-        message = f"HTTP {status}: {text}"
-        retry_after = _retry_after(response.headers)
-        kind: type[ModelError]
-        extra: dict[str, Any] = {"status": status, "retry_after": retry_after}
-        if status in (401, 403):
-            kind = AuthenticationError
-        elif status == 429:
-            kind = RateLimitError
-            if code == "insufficient_quota":
-                extra["retryable"] = False
-        elif status == 408:
-            kind = ModelTimeoutError
-        elif status == 409 or status >= 500:
-            kind = ProviderUnavailableError
-        else:
-            kind = BadRequestError
-        return self._error(kind, message, **extra)
+    def _status_error(self, response: httpx.Response, content: bytes) -> ModelError:
+        text, code = _error_text(response, content)
+        where = f"model {self.config.model!r} at {self._base_url}"
+        return error_for_status(
+            response.status_code,
+            f"HTTP {response.status_code}: {text} ({where})",
+            code=code,
+            retry_after=_retry_after(response.headers),
+            model=self.config.model,
+            base_url=self._base_url,
+        )
+
+    def _too_large(self, what: str, status: int | None) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{what} passed the {self._max_bytes} byte cap (max_response_bytes;"
+            f" model {self.config.model!r} at {self._base_url})",
+            limit=self._max_bytes,
+            model=self.config.model,
+            base_url=self._base_url,
+            status=status,
+        )
 
     def _response(
         self,
@@ -316,10 +259,16 @@ class OpenAIClient(ModelClient):
         )
 
     async def _post(self, payload: bytes, limit: float) -> ModelResponse:
+        http = self._client()
+        request = http.build_request(
+            "POST", self._url, content=payload, headers=self._headers, timeout=httpx.Timeout(limit)
+        )
         try:
-            response = await self._client().post(
-                self._url, content=payload, headers=self._headers, timeout=httpx.Timeout(limit)
-            )
+            response = await http.send(request, stream=True)
+            try:
+                content = await self._read_capped(response)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise self._error(ModelTimeoutError, f"no answer within {limit} s") from exc
         except httpx.TransportError as exc:
@@ -327,16 +276,32 @@ class OpenAIClient(ModelClient):
                 ProviderUnavailableError, f"cannot reach the server: {exc!r}"
             ) from exc
         if response.status_code >= 400:
-            raise self._status_error(response)
-        return self._parse(response)
+            raise self._status_error(response, content)
+        return self._parse(response, content)
 
-    def _parse(self, response: httpx.Response) -> ModelResponse:
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        """The body, refused past the byte cap (read whole when its length is declared)."""
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > self._max_bytes:
+                raise self._too_large("the answer", response.status_code)
+            return await response.aread()
+        parts: list[bytes] = []
+        received = 0
+        async for part in response.aiter_bytes():
+            received += len(part)
+            if received > self._max_bytes:
+                raise self._too_large("the answer", response.status_code)
+            parts.append(part)
+        return b"".join(parts)
+
+    def _parse(self, response: httpx.Response, content: bytes) -> ModelResponse:
         try:
-            wire = WireCompletion.model_validate_json(response.content)
+            wire = WireCompletion.model_validate_json(content)
         except pydantic.ValidationError as exc:
             raise self._error(
                 MalformedResponseError,
-                f"not a chat completion: {response.text[:200]!r}",
+                f"not a chat completion: {content[:200]!r}",
                 status=response.status_code,
             ) from exc
         choice = wire.choices[0]
@@ -351,6 +316,26 @@ class OpenAIClient(ModelClient):
             model=wire.model,
             usage=wire.usage,
         )
+
+    def _stream_error(self, error: Any, status: int | None, delivered: bool) -> ModelError:
+        """The typed error for an error event inside a 200 stream (vLLM sends one, then [DONE])."""
+        detail = error if isinstance(error, dict) else {"message": error}
+        message = f"the stream sent an error: {str(detail.get('message') or detail)[:500]}"
+        code = detail.get("code")
+        kind = detail.get("status") or code
+        if isinstance(kind, str) and kind.isdigit():
+            kind = int(kind)
+        if isinstance(kind, int) and 400 <= kind < 600:
+            found = error_for_status(
+                kind,
+                f"{message} (model {self.config.model!r} at {self._base_url})",
+                code=code if isinstance(code, str) else None,
+                model=self.config.model,
+                base_url=self._base_url,
+            )
+            found.retryable = found.retryable and not delivered
+            return found
+        return self._error(StreamInterruptedError, message, status=status, retryable=not delivered)
 
     async def _stream(
         self, payload: bytes, on_token: TokenCallback | None, limit: float
@@ -369,17 +354,23 @@ class OpenAIClient(ModelClient):
             ) as response:
                 status = response.status_code
                 if status >= 400:
-                    await response.aread()
-                    raise self._status_error(response)
+                    raise self._status_error(response, await self._read_capped(response))
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     # The server ignored `stream`: take the whole answer and hand it over at once.
-                    await response.aread()
-                    whole = self._parse(response)
+                    whole = self._parse(response, await self._read_capped(response))
                     if whole.content and on_token is not None:
                         await _deliver(on_token, whole.content)
                     return whole
-                async for line in response.aiter_lines():
+                event = ""
+                async for line in _capped_lines(response, self._max_bytes):
+                    if line is None:
+                        raise self._too_large("the stream", status)
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                        continue
                     if not line.startswith("data:"):
+                        if not line:
+                            event = ""
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
@@ -388,11 +379,15 @@ class OpenAIClient(ModelClient):
                     try:
                         chunk = WireChunk.model_validate_json(data)
                     except pydantic.ValidationError as exc:
+                        if event == "error":
+                            raise self._stream_error(data, status, delivered) from exc
                         raise self._error(
                             MalformedResponseError,
                             f"not a chat-completion chunk: {data[:200]!r}",
                             status=status,
                         ) from exc
+                    if chunk.error is not None or event == "error":
+                        raise self._stream_error(chunk.error or data, status, delivered)
                     text = assembly.add(chunk)
                     if text and on_token is not None:
                         delivered = True
@@ -429,6 +424,29 @@ class OpenAIClient(ModelClient):
             model=assembly.model,
             usage=assembly.usage,
         )
+
+
+async def _capped_lines(response: httpx.Response, cap: int) -> AsyncIterator[str | None]:
+    """The stream's lines; None once more than `cap` bytes arrived (a line never grows past it)."""
+    received = 0
+    partial: list[str] = []
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    async for raw in response.aiter_bytes():
+        received += len(raw)
+        if received > cap:
+            yield None
+            return
+        text = decoder.decode(raw)
+        if "\n" not in text:
+            partial.append(text)
+            continue
+        partial.append(text)
+        *lines, rest = "".join(partial).split("\n")
+        partial = [rest] if rest else []
+        for line in lines:
+            yield line.rstrip("\r")
+    if partial:
+        yield "".join(partial).rstrip("\r")
 
 
 def _response_format(value: Mapping[str, Any] | type[Any]) -> dict[str, Any]:

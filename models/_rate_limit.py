@@ -3,6 +3,10 @@
 Every client that holds the same `RateLimits` shares its buckets, so many agents and chats queue
 behind one budget instead of stampeding a provider. The state is plain numbers behind a thread
 lock, not loop-bound primitives, so one `RateLimits` works across event loops.
+
+A bucket starts with (and refills to) `burst_seconds` of its budget, not a whole minute's:
+600 requests a minute lets 50 go at once and then one every 0.1 s, instead of 600 in the first
+second and nothing for the rest of the minute.
 """
 
 from __future__ import annotations
@@ -14,38 +18,50 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ._types import ClientWrapper
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
+
+    from ._types import ModelClient, ModelRequest, ModelResponse
+
+DEFAULT_BURST_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RateLimit:
-    """A budget per minute; None means unlimited."""
+    """A budget per minute (None means unlimited); at most `burst_seconds` of it at once."""
 
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
+    burst_seconds: float = DEFAULT_BURST_SECONDS
 
 
 class _Bucket:
-    """A token bucket that may go negative: each reservation queues behind the earlier ones."""
+    """A token bucket that may go negative: each reservation queues behind the earlier ones.
 
-    __slots__ = ("capacity", "level", "rate", "updated")
+    It holds at most `burst_seconds` of the budget; one reservation is charged at most a minute's
+    budget, so an oversized request waits a minute rather than forever.
+    """
 
-    def __init__(self, per_minute: float, now: float) -> None:
-        self.capacity = per_minute
+    __slots__ = ("capacity", "largest", "level", "rate", "updated")
+
+    def __init__(self, per_minute: float, now: float, burst_seconds: float) -> None:
         self.rate = per_minute / 60.0
-        self.level = per_minute
+        self.capacity = max(1.0, self.rate * burst_seconds)
+        self.largest = per_minute
+        self.level = self.capacity
         self.updated = now
 
     def reserve(self, amount: float, now: float) -> float:
         """Take `amount` now and return the seconds until the bucket covers it."""
         self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
         self.updated = now
-        self.level -= min(amount, self.capacity)
+        self.level -= min(amount, self.largest)
         return 0.0 if self.level >= 0 else -self.level / self.rate
 
     def give_back(self, amount: float) -> None:
-        self.level = min(self.capacity, self.level + min(amount, self.capacity))
+        self.level = min(self.capacity, self.level + min(amount, self.largest))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,9 +106,10 @@ class RateLimits:
             chosen = self._per_model.get(key[1], self._default)
             rpm = (limit and limit.requests_per_minute) or chosen.requests_per_minute
             tpm = (limit and limit.tokens_per_minute) or chosen.tokens_per_minute
+            burst = (limit or chosen).burst_seconds
             found = (
-                _Bucket(rpm, now) if rpm else None,
-                _Bucket(tpm, now) if tpm else None,
+                _Bucket(rpm, now, burst) if rpm else None,
+                _Bucket(tpm, now, burst) if tpm else None,
             )
             self._buckets[key] = found
         return found
@@ -154,3 +171,43 @@ _process_default = RateLimits()
 def default_rate_limits() -> RateLimits:
     """The process-wide `RateLimits` used by clients not given their own; unlimited by default."""
     return _process_default
+
+
+class RateLimitedClient(ClientWrapper):
+    """Waits for room in the shared `limits` before each call to `inner`, then settles the tokens.
+
+    One call reserves about a token per four characters of prompt plus `max_tokens` (the
+    request's, else `default_max_tokens`); the usage the answer reports corrects the reservation.
+    """
+
+    def __init__(
+        self,
+        inner: ModelClient,
+        limits: RateLimits,
+        *,
+        base_url: str,
+        model: str,
+        limit: RateLimit | None = None,
+        default_max_tokens: int | None = None,
+    ) -> None:
+        super().__init__(inner)
+        self.limits = limits
+        self._base_url = base_url
+        self._model = model
+        self._limit = limit
+        self._default_max_tokens = default_max_tokens
+
+    def _estimate(self, request: ModelRequest) -> int:
+        chars = sum(len(str(message.get("content") or "")) for message in request.messages)
+        max_tokens = self._default_max_tokens if request.max_tokens is None else request.max_tokens
+        return chars // 4 + int(max_tokens or 0)
+
+    async def create(self, request: ModelRequest) -> ModelResponse:
+        estimate = self._estimate(request)
+        await self.limits.acquire(self._base_url, self._model, tokens=estimate, limit=self._limit)
+        response = await self.inner.create(request)
+        if response.usage.total_tokens:  # a server that reports no usage keeps the estimate
+            self.limits.settle(
+                self._base_url, self._model, estimated=estimate, actual=response.usage.total_tokens
+            )
+        return response

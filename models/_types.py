@@ -1,8 +1,9 @@
-"""What a model call returns (`ModelResponse`) and the one seam every model client implements."""
+"""The model seam: `ModelRequest` in, `ModelResponse` out, through one `ModelClient.create`."""
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
@@ -67,28 +68,44 @@ class ModelResponse:
         return message
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRequest:
+    """One chat-completion request: the single value every client and wrapper passes along.
+
+    Unset options (None) fall back to the client's config. `timeout` is the overall deadline of
+    the call in seconds, retries included. With `stream=True`, `on_token` receives each content
+    fragment as it arrives (sync or async).
+    """
+
+    messages: Sequence[Mapping[str, Any]]
+    tools: Sequence[Mapping[str, Any]] | None = None
+    tool_choice: str | Mapping[str, Any] | None = None
+    response_format: Mapping[str, Any] | type[Any] | None = None
+    stream: bool = False
+    on_token: TokenCallback | None = None
+    stop: str | Sequence[str] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
+
+    def with_options(self, **changes: Any) -> ModelRequest:
+        """A copy with `changes` applied (the request itself is frozen)."""
+        return dataclasses.replace(self, **changes)
+
+
 class ModelClient(abc.ABC):
-    """A chat-completion client; use it as `async with` or call `aclose()` when done."""
+    """A chat-completion client; use it as `async with` or call `aclose()` when done.
+
+    The seam is one method, `create(request)`: wrappers (cache, retry, rate limit, fallback) take a
+    client and are clients, so behaviour composes by wrapping, as starlette composes middleware.
+    """
 
     @abc.abstractmethod
-    async def create(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: str | Mapping[str, Any] | None = None,
-        response_format: Mapping[str, Any] | type[Any] | None = None,
-        stream: bool = False,
-        on_token: TokenCallback | None = None,
-        stop: str | Sequence[str] | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        timeout: float | None = None,
-    ) -> ModelResponse:
+    async def create(self, request: ModelRequest) -> ModelResponse:
         """Ask the model for the next assistant message.
 
         Raises:
-            ModelError: a subclass naming the failure, after the retry policy gave up.
+            ModelError: a subclass naming the failure, after any retries gave up.
         """
 
     @abc.abstractmethod
@@ -105,3 +122,22 @@ class ModelClient(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class ClientWrapper(ModelClient):
+    """A client around another client (`inner`); by default it passes calls and `aclose` through.
+
+    Subclasses override `create` to add one concern. Closing a wrapper closes what it wraps.
+    """
+
+    def __init__(self, inner: ModelClient) -> None:
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+    async def create(self, request: ModelRequest) -> ModelResponse:
+        return await self.inner.create(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -78,6 +78,7 @@ class WireChunk(BaseModel):
     model: str = ""
     choices: list[WireChunkChoice] = Field(default_factory=list)
     usage: WireUsage | None = None
+    error: Any = None  # an error event inside a 200 stream (vLLM, then `[DONE]`)
 
 
 class StreamAssembly:

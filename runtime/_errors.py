@@ -35,7 +35,10 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   ├── ModelTimeoutError (TimeoutError)   no answer in time (per attempt or overall)
     │   ├── ProviderUnavailableError           5xx, connection refused or reset
     │   ├── MalformedResponseError             the answer is not the JSON the API promises
-    │   └── StreamInterruptedError             the stream stopped before `[DONE]`
+    │   │   └── InvalidJSONError (ValueError)  model JSON that does not parse (`loads_bounded`)
+    │   │       └── JSONDepthError             ... or nests deeper than the limit
+    │   ├── ResponseTooLargeError              the answer passed `max_response_bytes`
+    │   └── StreamInterruptedError             the stream broke off, or sent an error event
     ├── AgentError                             agents: an agent or chat cannot do what was asked
     │   ├── EventLoopRunningError (RuntimeError)   a sync chat call inside a running loop
     │   ├── AgentConfigError (ConfigError)     a constructor argument or llm_config is unusable

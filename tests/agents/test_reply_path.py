@@ -9,14 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from moot.agents import ConversableAgent
-from moot.models import (
-    ModelClient,
-    ModelResponse,
-    Usage,
-)
+from moot.models import ModelClient, ModelResponse, Usage
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from moot.models import ModelRequest
 
 
 class Recording(ModelClient):
@@ -25,8 +21,8 @@ class Recording(ModelClient):
     def __init__(self) -> None:
         self.requests: list[list[dict[str, Any]]] = []
 
-    async def create(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ModelResponse:
-        self.requests.append([dict(m) for m in messages])
+    async def create(self, request: ModelRequest) -> ModelResponse:
+        self.requests.append([dict(m) for m in request.messages])
         return ModelResponse(content=f"turn {len(self.requests)}", usage=Usage(), model="m")
 
     async def aclose(self) -> None:

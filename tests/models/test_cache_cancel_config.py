@@ -8,14 +8,17 @@ import anyio
 import pytest
 
 from moot.models import (
+    CachingClient,
     ConnectionPool,
     DiskCache,
     InMemoryCache,
     LLMConfig,
     LLMConfigError,
     ModelConfig,
+    ModelRequest,
     OpenAIClient,
     Price,
+    client_from_config,
     client_from_llm_config,
 )
 from moot.testing import Reply, ScriptedModelServer
@@ -29,10 +32,14 @@ async def test_cache_hit_avoids_the_second_http_request(hello: list[dict[str, st
     tokens: list[str] = []
     async with ScriptedModelServer(["cached answer", "fresh answer"]) as server:
         config = ModelConfig(model="scripted", base_url=server.base_url)
-        async with OpenAIClient(config, cache=cache) as client:
-            first = await client.create(hello)
-            again = await client.create(hello, stream=True, on_token=tokens.append)
-            other = await client.create([*hello, {"role": "user", "content": "more"}])
+        async with CachingClient(client_from_config(config), cache) as client:
+            first = await client.create(ModelRequest(messages=hello))
+            again = await client.create(
+                ModelRequest(messages=hello, stream=True, on_token=tokens.append)
+            )
+            other = await client.create(
+                ModelRequest(messages=[*hello, {"role": "user", "content": "more"}])
+            )
 
     assert len(server.requests) == 2
     assert (first.content, first.cached) == ("cached answer", False)
@@ -49,10 +56,10 @@ async def test_cache_seed_writes_under_the_chosen_directory_only(
         seeded = {"config_list": server.config_list(), "cache_seed": 41, "cache_path_root": "c"}
         for _ in range(2):
             async with client_from_llm_config(seeded) as client:
-                assert (await client.create(hello)).content == "seeded"
+                assert (await client.create(ModelRequest(messages=hello))).content == "seeded"
         async with client_from_llm_config({"config_list": server.config_list()}) as client:
-            await client.create(hello)
-            await client.create(hello)
+            await client.create(ModelRequest(messages=hello))
+            await client.create(ModelRequest(messages=hello))
 
     assert len(server.requests) == 3  # the second seeded client read the disk cache
     files = _files_under(tmp_path)
@@ -80,11 +87,11 @@ async def test_cancelling_the_caller_closes_the_http_request(
         config = ModelConfig(model="scripted", base_url=server.base_url)
         async with OpenAIClient(config) as client:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(client.create, hello)
+                tg.start_soon(client.create, ModelRequest(messages=hello))
                 await server.wait_for(lambda s: len(s.requests) == 1)
                 tg.cancel_scope.cancel()
             await server.wait_for(lambda s: s.disconnects == 1)
-            assert (await client.create(hello)).content == "after"
+            assert (await client.create(ModelRequest(messages=hello))).content == "after"
 
 
 def test_llm_config_reads_autogen_dicts() -> None:
@@ -155,7 +162,7 @@ def test_one_client_serves_several_event_loops(hello: list[dict[str, str]]) -> N
         client = client_from_llm_config({"config_list": server.config_list()})
 
         async def one_call() -> str | None:
-            response = await client.create(hello)
+            response = await client.create(ModelRequest(messages=hello))
             await client.aclose()
             return response.content
 

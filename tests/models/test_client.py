@@ -10,6 +10,7 @@ import pydantic
 from moot.models import (
     LLMConfig,
     ModelConfig,
+    ModelRequest,
     OpenAIClient,
     Price,
     RetryPolicy,
@@ -41,7 +42,9 @@ async def test_plain_reply_returns_content_and_sends_the_request(
         ScriptedModelServer([Reply("Hi there.")]) as server,
         OpenAIClient(_config(server)) as client,
     ):
-        response = await client.create(hello, temperature=0.2, max_tokens=50, stop="END")
+        response = await client.create(
+            ModelRequest(messages=hello, temperature=0.2, max_tokens=50, stop="END")
+        )
 
     assert response.content == "Hi there."
     assert response.finish_reason == "stop"
@@ -71,9 +74,11 @@ async def test_streaming_calls_the_token_callback_in_order(hello: list[dict[str,
         ScriptedModelServer([Reply("The answer is 42."), "sync callbacks work too"]) as server,
         OpenAIClient(_config(server)) as client,
     ):
-        response = await client.create(hello, stream=True, on_token=on_token)
+        response = await client.create(ModelRequest(messages=hello, stream=True, on_token=on_token))
         plain: list[str] = []
-        second = await client.create(hello, stream=True, on_token=plain.append)
+        second = await client.create(
+            ModelRequest(messages=hello, stream=True, on_token=plain.append)
+        )
 
     assert tokens == ["The", " answer", " is", " 42."]
     assert response.content == "The answer is 42."
@@ -99,8 +104,12 @@ async def test_parallel_tool_calls_arrive_whole_with_and_without_streaming(
         ScriptedModelServer([Reply(tool_calls=calls), Reply(tool_calls=calls)]) as server,
         OpenAIClient(_config(server)) as client,
     ):
-        plain = await client.create(hello, tools=[WEATHER_TOOL], tool_choice="auto")
-        streamed = await client.create(hello, tools=[WEATHER_TOOL], stream=True)
+        plain = await client.create(
+            ModelRequest(messages=hello, tools=[WEATHER_TOOL], tool_choice="auto")
+        )
+        streamed = await client.create(
+            ModelRequest(messages=hello, tools=[WEATHER_TOOL], stream=True)
+        )
 
     for response in (plain, streamed):
         assert response.tool_calls == expected
@@ -132,8 +141,8 @@ async def test_response_format_is_passed_through_and_built_from_a_pydantic_model
         ScriptedModelServer([text, text]) as server,
         OpenAIClient(_config(server)) as client,
     ):
-        first = await client.create(hello, response_format=schema_format)
-        await client.create(hello, response_format=Answer)
+        first = await client.create(ModelRequest(messages=hello, response_format=schema_format))
+        await client.create(ModelRequest(messages=hello, response_format=Answer))
 
     assert Answer.model_validate_json(first.content or "") == Answer(value=42, unit="m")
     assert server.requests[0].body["response_format"] == schema_format
@@ -155,9 +164,9 @@ async def test_usage_and_cost_use_the_price_table_or_the_config_price(
             OpenAIClient(priced) as b,
             OpenAIClient(_config(server)) as free,
         ):
-            from_table = await a.create(hello)
-            from_config = await b.create(hello)
-            unknown = await free.create(hello)
+            from_table = await a.create(ModelRequest(messages=hello))
+            from_config = await b.create(ModelRequest(messages=hello))
+            unknown = await free.create(ModelRequest(messages=hello))
 
     assert from_table.usage == Usage(prompt_tokens=1000, completion_tokens=500, total_tokens=1500)
     assert price_for("gpt-4o-2024-08-06") == Price(prompt=0.0025, completion=0.01)
@@ -181,7 +190,7 @@ async def test_azure_config_uses_the_deployment_url_and_api_key_header(
             api_key="azure-key",
         )
         async with OpenAIClient(config) as client:
-            response = await client.create(hello)
+            response = await client.create(ModelRequest(messages=hello))
 
     assert response.content == "from azure"
     request = server.requests[0]
@@ -201,7 +210,7 @@ async def test_llm_config_settings_and_extra_params_reach_every_request(
             "seed": 7,
         }
         async with client_from_llm_config(llm_config, retry=RetryPolicy()) as client:
-            await client.create(hello)
+            await client.create(ModelRequest(messages=hello))
 
     body = server.requests[0].body
     assert (body["temperature"], body["max_tokens"], body["top_p"], body["seed"]) == (0, 64, 0.5, 7)

@@ -13,12 +13,14 @@ from moot.models import (
     MalformedResponseError,
     ModelConfig,
     ModelError,
+    ModelRequest,
     ModelTimeoutError,
     OpenAIClient,
     ProviderUnavailableError,
     RateLimitError,
     RetryPolicy,
     StreamInterruptedError,
+    client_from_config,
     client_from_llm_config,
 )
 from moot.runtime import MootError
@@ -26,7 +28,7 @@ from moot.testing import ManualClock, Reply, Responder, ScriptedModelServer
 
 
 def _client(server: ScriptedModelServer, retry: RetryPolicy) -> OpenAIClient:
-    return OpenAIClient(ModelConfig(model="scripted", base_url=server.base_url), retry=retry)
+    return client_from_config(ModelConfig(model="scripted", base_url=server.base_url), retry=retry)
 
 
 async def test_429_then_success_waits_as_long_as_retry_after_says(
@@ -34,15 +36,17 @@ async def test_429_then_success_waits_as_long_as_retry_after_says(
 ) -> None:
     script: list[Responder] = [
         Reply(status=429, retry_after=3),
-        Reply(status=429, retry_after=99),
+        Reply(status=429, retry_after=30),
         "finally",
     ]
     async with ScriptedModelServer(script) as server, _client(server, retry) as client:
-        response = await client.create(hello)
+        response = await client.create(ModelRequest(messages=hello))
 
     assert response.content == "finally"
     assert len(server.requests) == 3
-    assert fake_time.delays == [3.0, 10.0]  # the second hint is capped by retry_after_cap
+    # Each wait is the hint (the second capped by retry_after_cap) plus its jitter, pinned to the
+    # top of its spread (a quarter of the wait) by the fixture.
+    assert fake_time.delays == [3.75, 12.5]
 
 
 async def test_500_is_retried_with_exponential_backoff_then_succeeds(
@@ -50,7 +54,7 @@ async def test_500_is_retried_with_exponential_backoff_then_succeeds(
 ) -> None:
     script: list[Responder] = [Reply(status=500), Reply(status=503), "recovered"]
     async with ScriptedModelServer(script) as server, _client(server, retry) as client:
-        response = await client.create(hello)
+        response = await client.create(ModelRequest(messages=hello))
 
     assert response.content == "recovered"
     assert fake_time.delays == [0.5, 1.0]
@@ -64,7 +68,7 @@ async def test_retries_stop_after_max_attempts_with_the_typed_error(
         _client(server, retry) as client,
     ):
         with pytest.raises(ProviderUnavailableError, match="upstream down") as caught:
-            await client.create(hello)
+            await client.create(ModelRequest(messages=hello))
         base_url = server.base_url
 
     assert len(server.requests) == retry.max_attempts
@@ -89,7 +93,7 @@ async def test_client_errors_are_never_retried(
         _client(server, retry) as client,
     ):
         with pytest.raises(error_type, match="nope") as caught:
-            await client.create(hello)
+            await client.create(ModelRequest(messages=hello))
 
     assert len(server.requests) == 1
     assert fake_time.delays == []
@@ -107,9 +111,9 @@ async def test_hang_raises_model_timeout_at_the_attempt_timeout(
     ):
         # Long enough for a loaded machine to connect and send within it; the server never answers.
         with pytest.raises(ModelTimeoutError) as caught:
-            await client.create(hello, timeout=1.0)
+            await client.create(ModelRequest(messages=hello, timeout=1.0))
         with pytest.raises(TimeoutError):  # a builtin TimeoutError too, streaming or not
-            await client.create(hello, timeout=1.0, stream=True)
+            await client.create(ModelRequest(messages=hello, timeout=1.0, stream=True))
 
     assert "1.0 s" in str(caught.value)
     assert len(server.requests) == 2
@@ -125,7 +129,7 @@ async def test_hang_raises_model_timeout_at_the_overall_deadline(
     ):
         with anyio.fail_after(10):  # the test's own guard, far beyond the deadline
             with pytest.raises(ModelTimeoutError, match=r"1\.0 s deadline"):
-                await client.create(hello, timeout=30)
+                await client.create(ModelRequest(messages=hello, timeout=30))
             await server.wait_for(lambda s: s.disconnects == 1)
 
     assert len(server.requests) == 1
@@ -139,7 +143,7 @@ async def test_malformed_json_raises_malformed_response_without_retry(
         _client(server, retry) as client,
     ):
         with pytest.raises(MalformedResponseError, match="not a chat completion"):
-            await client.create(hello)
+            await client.create(ModelRequest(messages=hello))
 
     assert len(server.requests) == 1
 
@@ -154,7 +158,7 @@ async def test_cut_stream_after_tokens_raises_stream_interrupted(
         _client(server, retry) as client,
     ):
         with pytest.raises(StreamInterruptedError) as caught:
-            await client.create(hello, stream=True, on_token=tokens.append)
+            await client.create(ModelRequest(messages=hello, stream=True, on_token=tokens.append))
 
     assert tokens, "some tokens arrived before the cut"
     assert "".join(tokens) != text
@@ -169,7 +173,7 @@ async def test_cut_body_without_streaming_is_retried(
         ScriptedModelServer([Reply("half", cut_stream=True), "whole"]) as server,
         _client(server, retry) as client,
     ):
-        response = await client.create(hello)
+        response = await client.create(ModelRequest(messages=hello))
 
     assert response.content == "whole"
     assert len(server.requests) == 2
@@ -192,7 +196,7 @@ async def test_provider_down_falls_back_to_the_next_config(
             *server.config_list(model="backup"),
         ]
         async with client_from_llm_config({"config_list": config_list}, retry=retry) as client:
-            response = await client.create(hello)
+            response = await client.create(ModelRequest(messages=hello))
 
     assert response.content == "from the backup"
     assert server.requests[0].body["model"] == "backup"
@@ -208,7 +212,7 @@ async def test_fallback_moves_on_after_a_bad_request_and_raises_the_last_error(
         config_list = server.config_list(model="a") + server.config_list(model="b")
         async with client_from_llm_config({"config_list": config_list}, retry=retry) as client:
             with pytest.raises(AuthenticationError, match="bad key") as caught:
-                await client.create(hello)
+                await client.create(ModelRequest(messages=hello))
 
     assert [r.body["model"] for r in server.requests] == ["a", "b"]
     assert any("no such model" in note for note in caught.value.__notes__)
@@ -220,7 +224,7 @@ async def test_insufficient_quota_is_a_rate_limit_error_that_is_not_retried(
     quota = Reply(status=429, error="You exceeded your quota", error_code="insufficient_quota")
     async with ScriptedModelServer([quota]) as server, _client(server, retry) as client:
         with pytest.raises(RateLimitError, match="quota") as caught:
-            await client.create(hello)
+            await client.create(ModelRequest(messages=hello))
 
     assert len(server.requests) == 1
     assert not caught.value.retryable

@@ -7,13 +7,14 @@ import pytest
 
 from moot.models import (
     ModelConfig,
+    ModelRequest,
     ModelTimeoutError,
-    OpenAIClient,
     ProviderUnavailableError,
     RateLimit,
     RateLimitError,
     RateLimits,
     RetryPolicy,
+    client_from_config,
 )
 from moot.testing import ManualClock, ScriptedModelServer
 
@@ -87,26 +88,28 @@ async def test_rate_limiter_holds_requests_to_the_limit_across_clients(
     async with ScriptedModelServer(default="ok") as server:
         config = ModelConfig(model="scripted", base_url=server.base_url)
         async with (
-            OpenAIClient(config, rate_limits=limits) as first,
-            OpenAIClient(config, rate_limits=limits) as second,
+            client_from_config(config, rate_limits=limits) as first,
+            client_from_config(config, rate_limits=limits) as second,
         ):
             for client in (first, second, first, second):
-                await client.create(hello)
+                await client.create(ModelRequest(messages=hello))
 
     assert len(server.requests) == 4
-    assert fake_time.delays == [30.0, 30.0]  # 2 per minute: the 3rd and 4th wait for refills
+    # 2 per minute, with a burst of at most one: every call after the first waits its 30 s.
+    assert fake_time.delays == [30.0, 30.0, 30.0]
     stats = limits.statistics()
-    assert (stats.acquired, stats.waited, stats.wait_seconds) == (4, 2, 60.0)
+    assert (stats.acquired, stats.waited, stats.wait_seconds) == (4, 3, 90.0)
 
 
 async def test_token_budget_counts_prompt_and_max_tokens(fake_time: ManualClock) -> None:
-    limits = RateLimits(clock=fake_time.now, sleep=fake_time.sleep)
+    budget = RateLimit(tokens_per_minute=600, burst_seconds=60.0)  # the whole minute at once
+    limits = RateLimits(budget, clock=fake_time.now, sleep=fake_time.sleep)
     big = [{"role": "user", "content": "x" * 400}]  # about 100 tokens
     async with ScriptedModelServer(default="ok") as server:
-        config = ModelConfig(model="scripted", base_url=server.base_url, tokens_per_minute=600)
-        async with OpenAIClient(config, rate_limits=limits) as client:
+        config = ModelConfig(model="scripted", base_url=server.base_url)
+        async with client_from_config(config, rate_limits=limits) as client:
             for _ in range(2):
-                await client.create(big, max_tokens=200)
+                await client.create(ModelRequest(messages=big, max_tokens=200))
 
     # 300 tokens reserved each; the server reports ~2 tokens, so the budget is refunded.
     assert fake_time.delays == []
