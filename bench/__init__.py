@@ -26,6 +26,7 @@ __all__ = [
     "machine",
     "render_report",
     "run_bench",
+    "stub_model_client",
     "summarize",
     "versions",
     "write_report",

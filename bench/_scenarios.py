@@ -228,9 +228,9 @@ class _ChatBase(Workload):
         return 1
 
     def _model(self, name: str, seed: int, reply: Any) -> ModelClient:
-        from ._stub import StubModelClient
+        from ._stub import stub_model_client
 
-        return StubModelClient(
+        return stub_model_client(
             LatencyDistribution.parse(self.config.latency),
             seed=seed,
             reply=reply,
@@ -409,7 +409,10 @@ class ModelCalls(Workload):
         )
 
     async def op(self, index: int, recorder: Recorder, due: float) -> int:
-        await self.client.create([{"role": "user", "content": f"ping {index}"}])
+        from moot.models import ModelRequest
+
+        request = ModelRequest(messages=[{"role": "user", "content": f"ping {index}"}])
+        await self.client.create(request)
         recorder.latency(self.metric, time.perf_counter() - due)
         return 1
 

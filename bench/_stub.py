@@ -1,5 +1,5 @@
-"""In-process fakes the chat scenarios drive: a model stub with a latency distribution, and an
-executor wrapper that times each code run."""
+"""In-process fakes the chat scenarios drive: a scripted model with a latency distribution, and
+wrappers that time each model call and code run."""
 
 from __future__ import annotations
 
@@ -8,79 +8,64 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from moot.executors import Executor, ExecutorSession
-from moot.models import (
-    ModelClient,
-    ModelResponse,
-    Usage,
-)
+from moot.models import ClientWrapper, ModelClient
+from moot.testing import Reply, ScriptedModelClient
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from moot.executors import CodeBlock, CodeResult, WorkDir
-    from moot.models import TokenCallback
+    from moot.models import ModelRequest, ModelResponse
+    from moot.testing import RecordedRequest
 
     from ._config import LatencyDistribution
 
 
-class StubModelClient(ModelClient):
-    """Answers after a latency drawn from a seeded distribution, with the text of
-    `reply(call_number, messages)`.
-
-    Costs no CPU while "thinking", so CPU per turn measures moot itself. Each call's latency
-    goes to `on_latency("model_call", seconds)`.
-    """
+class TimedModelClient(ClientWrapper):
+    """Passes calls to `inner`; each call's duration goes to `on_latency("model_call", seconds)`."""
 
     def __init__(
-        self,
-        latency: LatencyDistribution,
-        *,
-        seed: int,
-        reply: Callable[[int, Sequence[Mapping[str, Any]]], str],
-        on_latency: Callable[[str, float], None] | None = None,
+        self, inner: ModelClient, on_latency: Callable[[str, float], None] | None = None
     ) -> None:
-        self.latency = latency
-        self._rng = random.Random(seed)
-        self._reply = reply
-        self._calls = 0
+        super().__init__(inner)
         self.on_latency = on_latency
 
-    async def create(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: str | Mapping[str, Any] | None = None,
-        response_format: Mapping[str, Any] | type[Any] | None = None,
-        stream: bool = False,
-        on_token: TokenCallback | None = None,
-        stop: str | Sequence[str] | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        timeout: float | None = None,
-    ) -> ModelResponse:
+    async def create(self, request: ModelRequest) -> ModelResponse:
         start = time.perf_counter()
-        self._calls += 1
-        text = self._reply(self._calls, messages)
-        await anyio.sleep(self.latency.sample(self._rng))
+        response = await self.inner.create(request)
         if self.on_latency is not None:
             self.on_latency("model_call", time.perf_counter() - start)
+        return response
+
+
+def stub_model_client(
+    latency: LatencyDistribution,
+    *,
+    seed: int,
+    reply: Callable[[int, Sequence[Mapping[str, Any]]], str],
+    on_latency: Callable[[str, float], None] | None = None,
+) -> ModelClient:
+    """A `ScriptedModelClient` answering `reply(call_number, messages)` after a latency drawn
+    from a seeded distribution, timed by a `TimedModelClient`.
+
+    Costs no CPU while "thinking", so CPU per turn measures moot itself; usage is counted as
+    four characters a token, without splitting the history into words.
+    """
+    rng = random.Random(seed)
+    calls = 0
+
+    def answer(request: RecordedRequest) -> Reply:
+        nonlocal calls
+        calls += 1
+        messages = request.messages
+        text = reply(calls, messages)
         prompt = sum(len(str(m.get("content") or "")) for m in messages) // 4
         completion = max(1, len(text) // 4)
-        return ModelResponse(
-            content=text,
-            finish_reason="stop",
-            model="stub",
-            usage=Usage(
-                prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
-            ),
-        )
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+        return Reply(text, latency=latency.sample(rng), usage=usage, model="stub")
 
-    async def aclose(self) -> None:
-        return None
+    return TimedModelClient(ScriptedModelClient(default=answer, model="stub"), on_latency)
 
 
 class TimedExecutor(Executor):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeAlias
@@ -48,7 +49,9 @@ class Reply:
 
     `tool_calls` items are `{"name": ..., "arguments": dict or JSON text, "id": optional}`.
     `status` >= 400 answers an OpenAI-style error; `hang` never answers; `malformed` sends broken
-    JSON; `cut_stream` closes the connection halfway through the answer.
+    JSON; `cut_stream` closes the connection halfway through the answer. Wire faults for the HTTP
+    server: `drip` sends the answer one byte every `drip` seconds; `endless` streams tokens
+    forever; `stream_error` sends that error object as an event, then `[DONE]` (as vLLM does).
     """
 
     content: str | None = None
@@ -66,6 +69,9 @@ class Reply:
     finish_reason: str | None = None
     model: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    drip: float = 0.0
+    endless: bool = False
+    stream_error: Mapping[str, Any] | None = None
 
 
 Responder: TypeAlias = Reply | str | Callable[[RecordedRequest], "Reply | str"]
@@ -114,3 +120,47 @@ def tool_call_dicts(reply: Reply, number: int) -> list[dict[str, Any]]:
             }
         )
     return calls
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completion:
+    """What a reply answers, computed once for the HTTP server and the in-process client alike."""
+
+    model: str
+    content: str | None
+    tool_calls: list[dict[str, Any]]
+    finish_reason: str
+    usage: dict[str, int]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def completion(reply: Reply, request: RecordedRequest) -> Completion:
+    """The answer `reply` gives `request`: ids, finish reason and word-count usage filled in."""
+    calls = tool_call_dicts(reply, request.index)
+    usage = dict(reply.usage or {})
+    if "prompt_tokens" not in usage:
+        usage["prompt_tokens"] = sum(_words(str(m.get("content") or "")) for m in request.messages)
+    if "completion_tokens" not in usage:
+        usage["completion_tokens"] = _words(reply.content or "") + sum(
+            _words(c["function"]["arguments"]) for c in calls
+        )
+    usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
+    model = reply.model or str((request.body or {}).get("model") or "scripted")
+    return Completion(
+        model=model,
+        content=reply.content,
+        tool_calls=calls,
+        finish_reason=reply.finish_reason or ("tool_calls" if calls else "stop"),
+        usage=usage,
+    )
+
+
+TOKEN_RE = re.compile(r"\s*\S+|\s+")
+
+
+def tokens(text: str | None) -> list[str]:
+    """How a scripted answer's text is cut into streamed pieces (a word with its leading space)."""
+    return TOKEN_RE.findall(text or "")

@@ -13,12 +13,8 @@ from moot.agents import (
     QueueInputProvider,
     UserProxyAgent,
 )
-from moot.models import (
-    ModelClient,
-    ModelResponse,
-    client_from_llm_config,
-)
 from moot.runtime import Runtime
+from moot.testing import ScriptedModelClient
 
 if TYPE_CHECKING:
     from moot.testing import RecordedRequest, ScriptedModelServer
@@ -151,28 +147,21 @@ async def test_send_continues_the_latest_chat(
     assert len(server.requests) == 2
 
 
-async def test_chats_on_one_runtime_share_a_model_client_closed_when_it_stops(
-    server: ScriptedModelServer, llm_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+async def test_chats_on_one_runtime_share_a_given_model_client_and_leave_it_open() -> None:
+    model = ScriptedModelClient(default="Fine. TERMINATE")
+    assistant = AssistantAgent("assistant", model_client=model)
+    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+
+    async with Runtime() as runtime:
+        for n in range(3):
+            await user.a_initiate_chat(assistant, message=f"{n}", silent=True, runtime=runtime)
+    assert [request.messages[-1]["content"] for request in model.requests] == ["0", "1", "2"]
+    assert model.closed == 0  # a client given to the agent stays its owner's to close
+
+
+async def test_the_model_client_made_from_llm_config_is_closed_when_the_runtime_stops(
+    server: ScriptedModelServer, llm_config: dict[str, Any]
 ) -> None:
-    made: list[str] = []
-    closed: list[str] = []
-    real = client_from_llm_config
-
-    class Counting(ModelClient):
-        def __init__(self, inner: ModelClient) -> None:
-            self.inner = inner
-            made.append("client")
-
-        async def create(self, messages: Any, **options: Any) -> ModelResponse:
-            return await self.inner.create(messages, **options)
-
-        async def aclose(self) -> None:
-            closed.append("client")
-            await self.inner.aclose()
-
-    monkeypatch.setattr(
-        "moot.agents._conversable.client_from_llm_config", lambda config: Counting(real(config))
-    )
     server.default = "Fine. TERMINATE"
     assistant = AssistantAgent("assistant", llm_config=llm_config)
     user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
@@ -180,5 +169,6 @@ async def test_chats_on_one_runtime_share_a_model_client_closed_when_it_stops(
     async with Runtime() as runtime:
         for n in range(3):
             await user.a_initiate_chat(assistant, message=f"{n}", silent=True, runtime=runtime)
-        assert (made, closed) == (["client"], [])
-    assert closed == ["client"]
+        assert server.open_connections > 0  # kept alive between chats
+    await server.wait_for(lambda s: s.open_connections == 0)
+    assert len(server.requests) == 3

@@ -15,13 +15,17 @@ import anyio
 import httpx
 import pytest
 
-from moot.cli._serve import ModelServer
 from moot.models import (
+    LOCAL_MODEL_NAME,
     BadRequestError,
     LocalModelClient,
+    ModelConfig,
+    ModelRequest,
+    OpenAIClient,
     ProviderUnavailableError,
     cached_model,
 )
+from moot.testing import ModelClientServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -67,7 +71,9 @@ class ScriptedEngine:
 async def test_a_call_runs_off_the_event_loop_and_reports_usage() -> None:
     engine = ScriptedEngine(["Hello", ", ", "world"])
     async with LocalModelClient(engine=engine) as client:
-        response = await client.create([{"role": "user", "content": "say hello please"}])
+        response = await client.create(
+            ModelRequest(messages=[{"role": "user", "content": "say hello please"}])
+        )
     assert response.content == "Hello, world"
     assert response.usage.completion_tokens == 3
     assert response.usage.prompt_tokens == 3
@@ -80,7 +86,9 @@ async def test_streaming_delivers_each_piece_in_order() -> None:
     seen: list[str] = []
     async with LocalModelClient(engine=engine) as client:
         response = await client.create(
-            [{"role": "user", "content": "x"}], stream=True, on_token=seen.append
+            ModelRequest(
+                messages=[{"role": "user", "content": "x"}], stream=True, on_token=seen.append
+            )
         )
     assert seen == ["a", "b", "c"]
     assert response.content == "abc"
@@ -91,7 +99,12 @@ async def test_stop_sequences_cut_the_answer_even_across_pieces() -> None:
     seen: list[str] = []
     async with LocalModelClient(engine=engine) as client:
         response = await client.create(
-            [{"role": "user", "content": "x"}], stop=["```"], stream=True, on_token=seen.append
+            ModelRequest(
+                messages=[{"role": "user", "content": "x"}],
+                stop=["```"],
+                stream=True,
+                on_token=seen.append,
+            )
         )
     assert response.content == "print(1)\n"
     assert "more text" not in "".join(seen)
@@ -104,7 +117,7 @@ async def test_generations_are_serialized_first_come_first_served() -> None:
     async with LocalModelClient(engine=engine) as client:
 
         async def chat(name: str) -> None:
-            await client.create([{"role": "user", "content": name}])
+            await client.create(ModelRequest(messages=[{"role": "user", "content": name}]))
             order.append(name)
 
         async with anyio.create_task_group() as group:
@@ -123,55 +136,80 @@ async def test_a_cancelled_caller_stops_its_generation() -> None:
     engine = ScriptedEngine(["x"] * 1000, gate=gate)
     async with LocalModelClient(engine=engine) as client:
         with anyio.move_on_after(0) as scope:
-            await client.create([{"role": "user", "content": "long"}])
+            await client.create(ModelRequest(messages=[{"role": "user", "content": "long"}]))
         assert scope.cancelled_caught
         gate.set()
         engine.gate = None
         engine.pieces = ["after"]
-        response = await client.create([{"role": "user", "content": "next"}])
+        response = await client.create(ModelRequest(messages=[{"role": "user", "content": "next"}]))
     assert response.content == "after"
 
 
 async def test_tools_and_a_missing_model_are_clear_errors(tmp_path: Any) -> None:
     async with LocalModelClient(engine=ScriptedEngine(["x"])) as client:
         with pytest.raises(BadRequestError, match="tool calls"):
-            await client.create([{"role": "user", "content": "x"}], tools=[{"type": "function"}])
+            await client.create(
+                ModelRequest(
+                    messages=[{"role": "user", "content": "x"}], tools=[{"type": "function"}]
+                )
+            )
     async with LocalModelClient(tmp_path / "missing.gguf") as missing:
         with pytest.raises(ProviderUnavailableError):
-            await missing.create([{"role": "user", "content": "x"}])
+            await missing.create(ModelRequest(messages=[{"role": "user", "content": "x"}]))
 
 
 async def test_the_server_speaks_openai_chat_completions() -> None:
-    import asyncio
+    engine = ScriptedEngine(["4", "2"])
+    async with (
+        LocalModelClient(engine=engine) as client,
+        ModelClientServer(client, model=LOCAL_MODEL_NAME) as server,
+        httpx.AsyncClient(base_url=server.base_url) as http,
+    ):
+        plain = (
+            await http.post(
+                "/chat/completions", json={"messages": [{"role": "user", "content": "6*7?"}]}
+            )
+        ).json()
+        assert plain["choices"][0]["message"]["content"] == "42"
+        assert plain["usage"]["completion_tokens"] == 2
+        streamed = await http.post(
+            "/chat/completions",
+            json={"messages": [{"role": "user", "content": "x"}], "stream": True},
+        )
+        lines = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+        assert lines[-1] == "[DONE]"
+        text = "".join(
+            json.loads(line)["choices"][0]["delta"].get("content", "") for line in lines[:-1]
+        )
+        assert text == "42"
+        assert (await http.get("/models")).json()["data"][0]["id"].startswith("qwen")
+        assert (await http.post("/chat/completions", content=b"{}")).status_code == 400
+        # moot's own client reads it, streamed or not.
+        config = ModelConfig(model=LOCAL_MODEL_NAME, base_url=server.base_url)
+        async with OpenAIClient(config) as moot:
+            tokens: list[str] = []
+            request = ModelRequest(messages=[{"role": "user", "content": "x"}])
+            assert (await moot.create(request)).content == "42"
+            streamed_answer = await moot.create(
+                request.with_options(stream=True, on_token=tokens.append)
+            )
+        assert (streamed_answer.content, tokens) == ("42", ["4", "2"])
 
-    client = LocalModelClient(engine=ScriptedEngine(["4", "2"]))
-    server = await asyncio.start_server(ModelServer(client).handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1") as http:
-            plain = (
-                await http.post(
-                    "/chat/completions", json={"messages": [{"role": "user", "content": "6*7?"}]}
-                )
-            ).json()
-            assert plain["choices"][0]["message"]["content"] == "42"
-            assert plain["usage"]["completion_tokens"] == 2
-            streamed = await http.post(
-                "/chat/completions",
-                json={"messages": [{"role": "user", "content": "x"}], "stream": True},
-            )
-            lines = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
-            assert lines[-1] == "[DONE]"
-            text = "".join(
-                json.loads(line)["choices"][0]["delta"].get("content", "") for line in lines[:-1]
-            )
-            assert text == "42"
-            assert (await http.get("/models")).json()["data"][0]["id"].startswith("qwen")
-            assert (await http.post("/chat/completions", content=b"{}")).status_code == 400
-    finally:
-        server.close()
-        await server.wait_closed()
-        await client.aclose()
+
+async def test_the_server_reports_a_model_error_inside_a_stream_as_a_typed_error() -> None:
+    engine = ScriptedEngine(["x"])
+    async with (
+        LocalModelClient(engine=engine) as client,
+        ModelClientServer(client, model=LOCAL_MODEL_NAME) as server,
+        OpenAIClient(ModelConfig(model="m", base_url=server.base_url)) as moot,
+    ):
+        tools_request = ModelRequest(
+            messages=[{"role": "user", "content": "x"}], tools=[{"type": "function"}]
+        )
+        with pytest.raises(BadRequestError, match="tool calls"):
+            await moot.create(tools_request)
+        with pytest.raises(BadRequestError, match="tool calls"):
+            await moot.create(tools_request.with_options(stream=True))
 
 
 @pytest.mark.skipif(
@@ -181,11 +219,16 @@ async def test_the_server_speaks_openai_chat_completions() -> None:
 async def test_the_real_embedded_model_writes_code() -> None:
     async with LocalModelClient() as client:
         response = await client.create(
-            [
-                {"role": "system", "content": "You write Python code in one fenced code block."},
-                {"role": "user", "content": "Write Python that prints the sum of 2 and 3."},
-            ],
-            max_tokens=120,
+            ModelRequest(
+                messages=[
+                    {
+                        "role": "system",
+                        "content": "You write Python code in one fenced code block.",
+                    },
+                    {"role": "user", "content": "Write Python that prints the sum of 2 and 3."},
+                ],
+                max_tokens=120,
+            )
         )
     assert "print" in (response.content or "")
     assert response.usage.completion_tokens > 0
