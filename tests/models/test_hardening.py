@@ -26,7 +26,7 @@ from moot.models import (
     client_from_llm_config,
     loads_bounded,
 )
-from moot.testing import FakeClock, Reply, ScriptedModelServer
+from moot.testing import FakeClock, Reply, Responder, ScriptedModelServer
 
 HELLO = ModelRequest(messages=[{"role": "user", "content": "Hello"}])
 STREAMED = HELLO.with_options(stream=True)
@@ -49,7 +49,7 @@ async def test_an_error_event_then_done_is_a_typed_error_not_an_empty_answer() -
 
 
 async def test_a_retryable_error_event_is_retried(retry: RetryPolicy) -> None:
-    script = [Reply(stream_error={**VLLM_ERROR, "code": 503}), "recovered"]
+    script: list[Responder] = [Reply(stream_error={**VLLM_ERROR, "code": 503}), "recovered"]
     async with ScriptedModelServer(script) as server:
         async with client_from_config(_config(server), retry=retry) as client:
             response = await client.create(STREAMED)
