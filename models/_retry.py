@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from ._types import ModelClient, ModelRequest, ModelResponse
 
-log = structlog.get_logger("moot.agents.retry")
+log = structlog.get_logger("moot.models.retry")
 
 _T = TypeVar("_T")
 
