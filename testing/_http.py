@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import anyio.abc
 import anyio.from_thread
+import structlog
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from moot.runtime import LifecycleError
+
+log = structlog.get_logger("moot.testing.http")
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -235,7 +238,14 @@ class LoopbackHTTPServer(abc.ABC):
                     exchange = await self._read(stream, reader)
                     if exchange is None:
                         return
-                    keep_alive = await self.handle(exchange)
+                    try:
+                        keep_alive = await self.handle(exchange)
+                    except CLOSED:
+                        raise
+                    except Exception as exc:  # a handler bug: answer 500, keep the server up
+                        log.exception("http.handler_failed", path=exchange.path)
+                        await exchange.send_error(500, f"{type(exc).__name__}: {exc}")
+                        return
                     if not keep_alive or exchange.headers.get("connection", "").lower() == "close":
                         return
 

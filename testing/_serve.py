@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 def _status_of(error: ModelError) -> int:
-    if isinstance(error, BadRequestError):
+    if isinstance(error, BadRequestError | InvalidJSONError):
         return 400
     if isinstance(error, AuthenticationError):
         return 401
@@ -101,7 +101,7 @@ class ModelClientServer(LoopbackHTTPServer):
                 started = True
                 await exchange.send_chunk(chunk({"role": "assistant"}))
             response = await self.client.create(request)
-        except (ModelError, InvalidJSONError) as exc:
+        except ModelError as exc:
             status = _status_of(exc)
             if not started:
                 await exchange.send_error(status, str(exc))

@@ -19,6 +19,8 @@ from ._script import RecordedRequest, Reply, Responder, Rule, completion, resolv
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+WIRE_DEPTH = 512  # request bodies come from clients under test: deep schemas are fine
+
 ENDLESS_PIECE = "and so on " * 100
 """What an `endless` stream repeats in each event (about a kilobyte)."""
 
@@ -87,7 +89,7 @@ class ScriptedModelServer(LoopbackHTTPServer):
 
     async def handle(self, exchange: Exchange) -> bool:
         try:
-            body = loads_bounded(exchange.raw) if exchange.raw else None
+            body = loads_bounded(exchange.raw, max_depth=WIRE_DEPTH) if exchange.raw else None
         except InvalidJSONError:
             body = None
         method, path = exchange.method, exchange.path

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
+import anyio
 import httpx
 import pytest
 
 from moot.runtime import LifecycleError
-from moot.testing import RecordedRequest, Reply, Rule, ScriptedModelServer
+from moot.testing import (
+    ModelClientServer,
+    RecordedRequest,
+    Reply,
+    Rule,
+    ScriptedModelClient,
+    ScriptedModelServer,
+)
+
+if TYPE_CHECKING:
+    from moot.models import ModelRequest, ModelResponse
 
 
 def _chat(text: str, **extra: object) -> dict[str, object]:
@@ -107,3 +119,28 @@ async def test_latency_delays_the_answer_and_a_failing_responder_answers_500() -
     assert failed.status_code == 500
     assert "the responder for request #1 raised KeyError('oops')" in failed.text
     assert server.errors == [failed.json()["error"]["message"]]
+
+
+class _Broken(ScriptedModelClient):
+    async def create(self, request: ModelRequest) -> ModelResponse:
+        if request.messages[-1]["content"] == "bug":
+            raise RuntimeError("a bug in the client")
+        return await super().create(request)
+
+
+async def test_the_client_server_answers_500_for_a_handler_bug_and_keeps_serving() -> None:
+    async with (
+        ModelClientServer(_Broken(default="fine"), model="m") as server,
+        httpx.AsyncClient(base_url=server.base_url) as http,
+    ):
+        broken = await http.post("/chat/completions", json=_chat("bug"))
+        assert broken.status_code == 500
+        assert "a bug in the client" in broken.json()["error"]["message"]
+        fine = await http.post("/chat/completions", json=_chat("hello"))
+        assert fine.json()["choices"][0]["message"]["content"] == "fine"
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as raw:
+            await raw.send(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                b"content-length: %d\r\n\r\n" % (server.max_body + 1)
+            )
+            assert (await raw.receive()).startswith(b"HTTP/1.1 413 ")
