@@ -26,7 +26,6 @@ __all__ = [
     "machine",
     "render_report",
     "run_bench",
-    "stub_model_client",
     "summarize",
     "versions",
     "write_report",

@@ -180,7 +180,7 @@ class ScriptedModelClient(ModelClient):
             usage=Usage(
                 prompt_tokens=usage["prompt_tokens"],
                 completion_tokens=usage["completion_tokens"],
-                total=usage["total_tokens"],
+                total_tokens=usage["total_tokens"],
             ),
         )
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import anyio.abc
 import anyio.from_thread
+import anyio.lowlevel
 import structlog
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -124,6 +125,7 @@ class LoopbackHTTPServer(abc.ABC):
         self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
         self._portal: contextlib.ExitStack | None = None
         self.open_connections = 0
+        self._loop: object | None = None
 
     @abc.abstractmethod
     async def handle(self, exchange: Exchange) -> bool:
@@ -160,7 +162,7 @@ class LoopbackHTTPServer(abc.ABC):
     async def wait_for(self, predicate: Callable[[Self], bool]) -> None:
         """Wait until `predicate(server)` holds; re-checked whenever a request starts or ends."""
         while not predicate(self):
-            if self._changed is None:
+            if self._changed is None or self._loop is not _running_loop():
                 raise LifecycleError(
                     f"Cannot wait on a {type(self).__name__} that is not running in this event"
                     " loop."
@@ -176,6 +178,7 @@ class LoopbackHTTPServer(abc.ABC):
         self._listener = listener
         self._port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self._changed = anyio.Event()
+        self._loop = _running_loop()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(listener.serve, self._serve_connection)
@@ -267,3 +270,7 @@ class LoopbackHTTPServer(abc.ABC):
             return None
         exchange.raw = await reader.receive_exactly(length) if length else b""
         return exchange
+
+
+def _running_loop() -> object:
+    return anyio.lowlevel.current_token().native_token

@@ -132,6 +132,6 @@ class ModelClientServer(LoopbackHTTPServer):
             "usage": {
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total,
+                "total_tokens": usage.total_tokens,
             },
         }

@@ -14,10 +14,10 @@ from moot.agents import (
     UserProxyAgent,
 )
 from moot.runtime import Runtime
-from moot.testing import ScriptedModelClient
+from moot.testing import ScriptedModelClient, ScriptedModelServer
 
 if TYPE_CHECKING:
-    from moot.testing import RecordedRequest, ScriptedModelServer
+    from moot.testing import RecordedRequest
 
 
 def _answer(request: RecordedRequest) -> str:
@@ -159,16 +159,13 @@ async def test_chats_on_one_runtime_share_a_given_model_client_and_leave_it_open
     assert model.closed == 0  # a client given to the agent stays its owner's to close
 
 
-async def test_the_model_client_made_from_llm_config_is_closed_when_the_runtime_stops(
-    server: ScriptedModelServer, llm_config: dict[str, Any]
-) -> None:
-    server.default = "Fine. TERMINATE"
-    assistant = AssistantAgent("assistant", llm_config=llm_config)
-    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
-
-    async with Runtime() as runtime:
-        for n in range(3):
-            await user.a_initiate_chat(assistant, message=f"{n}", silent=True, runtime=runtime)
-        assert server.open_connections > 0  # kept alive between chats
-    await server.wait_for(lambda s: s.open_connections == 0)
+async def test_the_model_client_made_from_llm_config_is_closed_when_the_runtime_stops() -> None:
+    async with ScriptedModelServer(default="Fine. TERMINATE") as server:
+        assistant = AssistantAgent("assistant", llm_config={"config_list": server.config_list()})
+        user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+        async with Runtime() as runtime:
+            for n in range(3):
+                await user.a_initiate_chat(assistant, message=f"{n}", silent=True, runtime=runtime)
+            assert server.open_connections > 0  # kept alive between chats
+        await server.wait_for(lambda s: s.open_connections == 0)
     assert len(server.requests) == 3

@@ -162,7 +162,7 @@ async def test_an_answer_has_content_finish_reason_usage_and_model(harness: Any)
     assert response.finish_reason == "stop"
     assert response.tool_calls == ()
     assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (8, 3)
-    assert response.usage.total == 11
+    assert response.usage.total_tokens == 11
     assert response.model
     assert not response.cached
 

@@ -26,7 +26,7 @@ from moot.models import (
     client_from_llm_config,
     loads_bounded,
 )
-from moot.testing import FakeClock, Reply, Responder, ScriptedModelServer
+from moot.testing import ManualClock, Reply, Responder, ScriptedModelServer
 
 HELLO = ModelRequest(messages=[{"role": "user", "content": "Hello"}])
 STREAMED = HELLO.with_options(stream=True)
@@ -101,7 +101,7 @@ async def test_the_cap_is_settable_from_llm_config() -> None:
 
 
 async def test_a_retry_after_past_the_deadline_fails_fast(
-    retry: RetryPolicy, fake_time: FakeClock
+    retry: RetryPolicy, fake_time: ManualClock
 ) -> None:
     async with ScriptedModelServer([Reply(status=429, retry_after=3600), "late"]) as server:
         async with client_from_config(_config(server), retry=retry) as client:
@@ -113,9 +113,9 @@ async def test_a_retry_after_past_the_deadline_fails_fast(
 
 
 async def test_callers_told_the_same_retry_after_wake_at_different_instants(
-    fake_time: FakeClock,
+    fake_time: ManualClock,
 ) -> None:
-    policy = RetryPolicy(sleep=fake_time.sleep, clock=fake_time.clock)
+    policy = RetryPolicy(sleep=fake_time.sleep, clock=fake_time.now)
     callers = 20
     script = [Reply(status=429, retry_after=2) for _ in range(callers)]
     async with ScriptedModelServer(script, default="ok") as server:
@@ -156,16 +156,16 @@ async def test_a_request_timeout_wins_over_the_config() -> None:
 
 
 async def test_the_rate_limiter_lets_a_burst_through_then_paces_the_rest(
-    fake_time: FakeClock,
+    fake_time: ManualClock,
 ) -> None:
     limits = RateLimits(
-        RateLimit(requests_per_minute=600), clock=fake_time.clock, sleep=fake_time.sleep
+        RateLimit(requests_per_minute=600), clock=fake_time.now, sleep=fake_time.sleep
     )
     waits: list[float] = []
     for _ in range(200):
-        before = fake_time.now
+        before = fake_time.now()
         await limits.acquire("http://127.0.0.1:1/v1", "m")
-        waits.append(fake_time.now - before)
+        waits.append(fake_time.now() - before)
     assert waits.count(0.0) == 50  # 5 s of the budget at once, not the whole minute's 600
     assert all(wait == pytest.approx(0.1) for wait in waits[50:])  # then 10 a second
 
