@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ._errors import LLMConfigError
 from ._pricing import Price
 
-DEFAULT_MAX_RESPONSE_BYTES = 8 << 20
+DEFAULT_MAX_RESPONSE_BYTES = 16 << 20  # room for a 10 MB tool call, far below 200 MB
 _SHARED = ("temperature", "max_tokens", "timeout", "max_response_bytes")  # llm_config-wide keys
 _API_TYPE_ALIASES = {"open_ai": "openai", "aoai": "azure", "azure_openai": "azure"}
 
@@ -20,7 +20,7 @@ class ModelConfig(BaseModel):
 
     Keys the schema does not name (top_p, seed, ...) are kept in `params` and sent in every request.
     `timeout` is the overall deadline of one call in seconds, retries included;
-    `max_response_bytes` caps an answer, whole or streamed (default 8 MiB).
+    `max_response_bytes` caps an answer, whole or streamed (default 16 MiB).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -80,13 +80,13 @@ async def test_an_answer_over_the_byte_cap_is_refused() -> None:
     assert not caught.value.retryable
 
 
-async def test_an_endless_stream_stops_at_the_default_cap_of_8_mib() -> None:
+async def test_an_endless_stream_stops_at_the_default_cap_of_16_mib() -> None:
     async with ScriptedModelServer([Reply(endless=True)]) as server:
         async with OpenAIClient(_config(server)) as client:
             with pytest.raises(ResponseTooLargeError) as caught:
                 await client.create(STREAMED)
         await server.wait_for(lambda s: s.disconnects == 1)
-    assert caught.value.limit == 8 << 20
+    assert caught.value.limit == 16 << 20
 
 
 async def test_the_cap_is_settable_from_llm_config() -> None:
