@@ -11,11 +11,11 @@ from moot.models import (
     AuthenticationError,
     BadRequestError,
     MalformedResponseError,
+    ModelClient,
     ModelConfig,
     ModelError,
     ModelRequest,
     ModelTimeoutError,
-    OpenAIClient,
     ProviderUnavailableError,
     RateLimitError,
     RetryPolicy,
@@ -27,7 +27,7 @@ from moot.runtime import MootError
 from moot.testing import ManualClock, Reply, Responder, ScriptedModelServer
 
 
-def _client(server: ScriptedModelServer, retry: RetryPolicy) -> OpenAIClient:
+def _client(server: ScriptedModelServer, retry: RetryPolicy) -> ModelClient:
     return client_from_config(ModelConfig(model="scripted", base_url=server.base_url), retry=retry)
 
 
