@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 import structlog
 
+from moot.models import InvalidJSONError, JSONDepthError, loads_bounded
+
 from ._errors import (
     McpCallError,
     McpConfigError,
@@ -34,7 +36,7 @@ from ._errors import (
     McpServerDiedError,
     McpTimeoutError,
 )
-from ._tools import MAX_ARGUMENT_CHARS, MAX_ARGUMENT_DEPTH, Tool, _nests_deeper_than
+from ._tools import MAX_ARGUMENT_CHARS, MAX_ARGUMENT_DEPTH, Tool
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable
@@ -617,11 +619,11 @@ def _parse_arguments(name: str, arguments: Any) -> dict[str, Any] | str:
             f"Error: the arguments for {name} are {len(arguments)} characters long,"
             f" over the limit of {MAX_ARGUMENT_CHARS}"
         )
-    if _nests_deeper_than(arguments, MAX_ARGUMENT_DEPTH):
-        return f"Error: the arguments for {name} nest deeper than {MAX_ARGUMENT_DEPTH} levels"
     try:
-        parsed = json.loads(arguments) if arguments.strip() else {}
-    except ValueError as exc:
+        parsed = loads_bounded(arguments, max_depth=MAX_ARGUMENT_DEPTH) if arguments.strip() else {}
+    except JSONDepthError:
+        return f"Error: the arguments for {name} nest deeper than {MAX_ARGUMENT_DEPTH} levels"
+    except InvalidJSONError as exc:
         return f"Error: the arguments for {name} are not valid JSON: {exc}"
     if not isinstance(parsed, dict):
         return f"Error: the arguments for {name} must be a JSON object"

@@ -12,12 +12,13 @@ import asyncio
 import copy
 import inspect
 import json
-import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, get_args, get_origin
 
 import pydantic
+
+from moot.models import InvalidJSONError, JSONDepthError, loads_bounded
 
 from ._errors import ToolRegistrationError
 
@@ -136,14 +137,18 @@ class Tool:
                     f"Error: the arguments for {self.name} are {len(arguments)} characters long,"
                     f" over the limit of {MAX_ARGUMENT_CHARS}"
                 )
-            if _nests_deeper_than(arguments, MAX_ARGUMENT_DEPTH):
+            try:
+                parsed = (
+                    loads_bounded(arguments, max_depth=MAX_ARGUMENT_DEPTH)
+                    if arguments.strip()
+                    else {}
+                )
+            except JSONDepthError:
                 return False, (
                     f"Error: the arguments for {self.name} nest deeper than"
                     f" {MAX_ARGUMENT_DEPTH} levels"
                 )
-            try:
-                parsed = json.loads(arguments) if arguments.strip() else {}
-            except ValueError as exc:
+            except InvalidJSONError as exc:
                 return False, f"Error: the arguments for {self.name} are not valid JSON: {exc}"
         elif isinstance(arguments, Mapping):
             parsed = dict(arguments)
@@ -208,34 +213,6 @@ async def _run_tool_call(lookup: Callable[[str], Tool | None], call: Any) -> str
         return f"Error: Function {shown!r} not found"
     arguments = function.get("arguments")
     return await tool.call("{}" if arguments is None or arguments == "" else arguments)
-
-
-_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
-
-
-def _nests_deeper_than(text: str, limit: int) -> bool:
-    """True when arrays and objects in `text` (outside strings) nest deeper than `limit`, found
-    by one scan before `json.loads` could recurse. (TODO: `moot.models.loads_bounded` once it
-    lands on main.)"""
-    depth, escaped_at, in_string = 0, -1, False
-    for match in _JSON_STRUCTURE.finditer(text):
-        char, at = match.group(), match.start()
-        if in_string:
-            if at == escaped_at:
-                continue
-            if char == "\\":
-                escaped_at = at + 1
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
 
 
 def _as_text(result: Any) -> str:

@@ -9,7 +9,6 @@ the retries, the fallback picks among the legal candidates only.
 
 from __future__ import annotations
 
-import json
 import re
 import weakref
 from functools import lru_cache
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from moot.models import BadRequestError, ModelRequest
+from moot.models import BadRequestError, InvalidJSONError, ModelRequest, loads_bounded
 
 from ._errors import GroupChatConfigError, GroupChatError
 from ._events import SpeakerSelectedEvent
@@ -82,34 +81,14 @@ def _json_answer(text: str) -> str | None:
 
 
 _MAX_ANSWER_DEPTH = 16  # a speaker answer is `{"speaker": "name"}`; deeper JSON is read as text
-_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
 
 
 def _loads_shallow(text: str) -> Any:
     """The JSON value of `text`, or None when it is not JSON or nests deeper than
-    `_MAX_ANSWER_DEPTH` (checked by one scan first, so `json.loads` never recurses deeply).
-    TODO: `moot.models.loads_bounded` once it is on main."""
-    depth, escaped_at, in_string = 0, -1, False
-    for match in _JSON_STRUCTURE.finditer(text):
-        char, at = match.group(), match.start()
-        if in_string:
-            if at == escaped_at:
-                continue
-            if char == "\\":
-                escaped_at = at + 1
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > _MAX_ANSWER_DEPTH:
-                return None
-        elif char in "]}":
-            depth -= 1
+    `_MAX_ANSWER_DEPTH` (so a hostile answer is read as text, never recursed into)."""
     try:
-        return json.loads(text)
-    except ValueError:
+        return loads_bounded(text, max_depth=_MAX_ANSWER_DEPTH)
+    except InvalidJSONError:
         return None
 
 
