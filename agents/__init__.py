@@ -48,6 +48,7 @@ from ._errors import (
     NoMessagesError,
     ToolRegistrationError,
 )
+from ._approval import ApprovalDecision, ApprovalPolicy, ApprovalRequest, ApprovalRule
 from ._human_input import (
     ConsoleInputProvider,
     FunctionInputProvider,
@@ -84,6 +85,10 @@ __all__ = [
     "AgentConfigError",
     "AgentError",
     "AmbiguousPeerError",
+    "ApprovalDecision",
+    "ApprovalPolicy",
+    "ApprovalRequest",
+    "ApprovalRule",
     "AssistantAgent",
     "AsyncRunResponse",
     "CarryoverTypeError",

@@ -36,6 +36,15 @@ from ._chat import (
     run_two_agent_chat,
     runtime_scope,
 )
+from ._approval import (
+    ApprovalPolicy,
+    ApprovalRequest,
+    check_policy,
+    decide,
+    denied_code,
+    denied_tool,
+    tool_calls_text,
+)
 from ._code_execution import ChatCode, CodeExecution, code_to_run, may_run
 from ._errors import (
     AgentConfigError,
@@ -351,6 +360,8 @@ class ConversableAgent(Agent):
         *,
         input_provider: InputProvider | None = None,
         model_client: ModelClient | None = None,
+        approve_code: ApprovalPolicy = "never",
+        approve_tools: ApprovalPolicy = "never",
     ) -> None:
         if not isinstance(name, str) or not name:
             raise AgentConfigError("an agent needs a non-empty name")
@@ -374,6 +385,9 @@ class ConversableAgent(Agent):
         self._max_per_sender: dict[ConversableAgent, int] = {}
         self._default_auto_reply = default_auto_reply
         self.input_provider: InputProvider = input_provider or ConsoleInputProvider()
+        # Approvals (see `_approval`): "never" runs code and tools without asking.
+        self.approve_code = check_policy(approve_code, "approve_code")
+        self.approve_tools = check_policy(approve_tools, "approve_tools")
         self.code_execution_config = code_execution_config
         self._code = CodeExecution.from_config(code_execution_config)
         self._llm: LLMConfig | None = None
@@ -1236,7 +1250,19 @@ class ConversableAgent(Agent):
         calls = message.get("tool_calls")
         if not calls or _own_message(state, message):
             return False, None
-        results = await run_tool_calls(self._tool_named, calls)
+        # -- approval (see `_approval`): a denied call runs nothing and tells the model why
+        decision = await decide(
+            self.approve_tools,
+            ApprovalRequest(
+                kind="tools", agent=self.name, content=tool_calls_text(calls), chat_id=state.chat_id
+            ),
+            self.input_provider.get_approval,
+        )
+        if decision.approved:
+            results = await run_tool_calls(self._tool_named, calls)
+        else:
+            results = [denied_tool(decision)] * len(calls)
+        # -- end approval
         responses = [
             {"tool_call_id": tool_call_id(call), "role": "tool", "content": text}
             for call, text in zip(calls, results, strict=True)
@@ -1270,6 +1296,15 @@ class ConversableAgent(Agent):
         )
         if text is None:
             return False, None
+        # -- approval (see `_approval`): denied code runs nothing and tells the model why
+        decision = await decide(
+            self.approve_code,
+            ApprovalRequest(kind="code", agent=self.name, content=text, chat_id=state.chat_id),
+            self.input_provider.get_approval,
+        )
+        if not decision.approved:
+            return True, denied_code(decision)
+        # -- end approval
         return True, await state.run_code(text)
 
     async def _run_code_with(

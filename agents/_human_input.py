@@ -13,11 +13,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ._approval import ApprovalDecision
 from ._errors import HumanInputError
 from ._streams import IOStream
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
+
+    from ._approval import ApprovalRequest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +43,26 @@ class InputProvider(abc.ABC):
         Raises:
             HumanInputError: no answer can be given.
         """
+
+    async def get_approval(self, request: ApprovalRequest) -> ApprovalDecision:
+        """Ask whether code or tool calls may run; by default a yes/no question through
+        `get_input` (a server overrides it to journal the approval).
+
+        Raises:
+            HumanInputError: no answer can be given.
+        """
+        what = "run this code" if request.kind == "code" else "make these tool calls"
+        answer = await self.get_input(
+            InputRequest(
+                prompt=f"Approve: {what}? (yes/no)\n{request.content}",
+                agent=request.agent,
+                chat_id=request.chat_id,
+            )
+        )
+        verdict, _, reason = answer.strip().partition(" ")
+        return ApprovalDecision(
+            approved=verdict.lower() in ("y", "yes", "approve", "approved"), reason=reason
+        )
 
 
 class ConsoleInputProvider(InputProvider):

@@ -1,4 +1,5 @@
-"""The subcommands: `doctor`, `image build`, `model fetch|path|serve`, `bench`, `demo`, `chats`.
+"""The subcommands: `doctor`, `image build`, `model fetch|path|serve`, `bench`, `demo`, `chats`,
+`serve`.
 
 Each `_run_*` function takes the parsed arguments and an `Output` and returns an `ExitCode`, or
 raises `CliError`. They import their heavy dependencies lazily so `moot --help` stays fast.
@@ -135,6 +136,10 @@ def add_commands(commands: Any) -> None:
     from ._chats import add_chats
 
     add_chats(commands)
+
+    from ._serve_command import add_serve
+
+    add_serve(commands)
 
 
 # ---------------------------------------------------------------------------------- doctor
