@@ -61,16 +61,17 @@ async def feed(
         last = after
         while True:
             wake = signal.current()
-            events = await store.events(chat_id, after=last, limit=min(buffer, 500))
+            # Shielded: a reader that leaves must not cancel a store call mid-transaction.
+            events = await asyncio.shield(store.events(chat_id, after=last, limit=500))
             if events:
-                for item in await _enrich(runner, chat_id, events):
+                for item in await asyncio.shield(_enrich(runner, chat_id, events)):
                     if queue.full():
                         await queue.put(CUTOFF)  # room is freed as the consumer reads
                         return
                     queue.put_nowait(item)
                     last = item["id"]
                 continue
-            summary = await store.summary(chat_id)
+            summary = await asyncio.shield(store.summary(chat_id))
             if summary.status in (ChatStatus.FINISHED, ChatStatus.FAILED):
                 await queue.put(None)
                 return

@@ -170,19 +170,24 @@ class ChatJournal:
         while True:
             turn = await self._queue.get()
             try:
-                await store.append_turn(self.chat_id, turn)
-                for run in turn.code_runs:
-                    await store.append_event(
-                        self.chat_id,
-                        "code.run",
-                        {"turn": turn.number, "exit_code": run.exit_code, "output": run.output},
-                    )
+                # Shielded: a stopped chat must not cancel a store write mid-transaction.
+                await asyncio.shield(self._append(turn))
             finally:
                 self._queue.task_done()
             now = time.monotonic()
             self.runner.metrics.turn(now - self._last)
             self._last = now
             self.runner.notify(self.chat_id)
+
+    async def _append(self, turn: Turn) -> None:
+        store = self.runner.store
+        await store.append_turn(self.chat_id, turn)
+        for run in turn.code_runs:
+            await store.append_event(
+                self.chat_id,
+                "code.run",
+                {"turn": turn.number, "exit_code": run.exit_code, "output": run.output},
+            )
 
     async def question(self, prompt: str, *, kind: str, extra: dict[str, Any]) -> str:
         """Ask (or find again, after a restart) the question of the next turn and wait for it."""
@@ -193,25 +198,30 @@ class ChatJournal:
         def ours(q: PendingInput) -> bool:
             return q.turn == turn and q.prompt.startswith(APPROVAL_PREFIX) == approval
 
-        found = [q for q in await store.inputs(self.chat_id) if ours(q)]
+        found = [q for q in await asyncio.shield(store.inputs(self.chat_id)) if ours(q)]
         if found:
             token = found[-1].token
         else:
-            asked = await store.ask_input(self.chat_id, prompt)
-            token = asked.token
-            if approval:
-                await store.append_event(
-                    self.chat_id, "approval.asked", {"token": token, "turn": turn, **extra}
-                )
+            token = await asyncio.shield(self._ask(prompt, turn, approval, extra))
             self.runner.notify(self.chat_id)
         signal = self.runner.signal(self.chat_id)
         while True:
             wake = signal.current()
-            for q in await store.inputs(self.chat_id):
+            for q in await asyncio.shield(store.inputs(self.chat_id)):
                 if q.token == token and q.answer is not None:
                     self._last = time.monotonic()  # waiting for a human is not turn latency
                     return q.answer
             await wake.wait()
+
+
+    async def _ask(self, prompt: str, turn: int, approval: bool, extra: dict[str, Any]) -> str:
+        store = self.runner.store
+        token = (await store.ask_input(self.chat_id, prompt)).token
+        if approval:
+            await store.append_event(
+                self.chat_id, "approval.asked", {"token": token, "turn": turn, **extra}
+            )
+        return token
 
 
 class JournalInputProvider(InputProvider):
@@ -419,6 +429,9 @@ class ChatRunner:
                 await sender.a_send(turn.message, receiver, request_reply=False, silent=True)
         finally:
             journal.replaying = False
+        # As `initiate_chat` leaves them: each side replies to what the other sends.
+        initiator.reply_at_receive[recipient] = True
+        recipient.reply_at_receive[initiator] = True
         # The last turn is sent again (not journaled again) so its recipient replies, as it was
         # about to when the server stopped; the exchange goes on from there.
         last = turns[-1]
