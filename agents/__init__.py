@@ -16,6 +16,7 @@ a private one), `run_sync` (the blocking form of an async entry point) and `prin
 from typing import Any
 
 from ._agent import Agent
+from ._approval import ApprovalDecision, ApprovalPolicy, ApprovalRequest, ApprovalRule
 from ._assistant import AssistantAgent
 from ._chat import (
     AsyncRunResponse,
@@ -48,7 +49,6 @@ from ._errors import (
     NoMessagesError,
     ToolRegistrationError,
 )
-from ._approval import ApprovalDecision, ApprovalPolicy, ApprovalRequest, ApprovalRule
 from ._human_input import (
     ConsoleInputProvider,
     FunctionInputProvider,

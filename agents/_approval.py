@@ -36,7 +36,9 @@ class ApprovalDecision:
     reason: str = ""
 
 
-ApprovalRule = Callable[[ApprovalRequest], bool | ApprovalDecision | Awaitable[bool | ApprovalDecision]]
+ApprovalRule = Callable[
+    [ApprovalRequest], bool | ApprovalDecision | Awaitable[bool | ApprovalDecision]
+]
 ApprovalPolicy = Literal["always", "never"] | ApprovalRule
 
 
@@ -79,7 +81,9 @@ async def decide(
 def denied_code(decision: ApprovalDecision) -> str:
     """The result a model sees for code a human did not approve."""
     why = f": {decision.reason}" if decision.reason else ""
-    return f"exitcode: 1 (execution denied)\nCode output: the code was not run; approval denied{why}"
+    return (
+        f"exitcode: 1 (execution denied)\nCode output: the code was not run; approval denied{why}"
+    )
 
 
 def denied_tool(decision: ApprovalDecision) -> str:

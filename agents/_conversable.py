@@ -25,6 +25,15 @@ from moot.runtime import AgentContext, AgentId, Runtime
 
 from . import _logging
 from ._agent import Agent
+from ._approval import (
+    ApprovalPolicy,
+    ApprovalRequest,
+    check_policy,
+    decide,
+    denied_code,
+    denied_tool,
+    tool_calls_text,
+)
 from ._chat import (
     AsyncRunResponse,
     ChatResult,
@@ -35,15 +44,6 @@ from ._chat import (
     run_sync,
     run_two_agent_chat,
     runtime_scope,
-)
-from ._approval import (
-    ApprovalPolicy,
-    ApprovalRequest,
-    check_policy,
-    decide,
-    denied_code,
-    denied_tool,
-    tool_calls_text,
 )
 from ._code_execution import ChatCode, CodeExecution, code_to_run, may_run
 from ._errors import (

@@ -24,10 +24,18 @@ def add_serve(commands: Any) -> None:
         " $MOOT_SERVE_TOKEN).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--agents", required=True, metavar="MODULE:FUNC",
-                       help="a function that registers teams: setup(teams)")
-    serve.add_argument("--store", default=None, metavar="URL",
-                       help="the chat journal (sqlite:///..., postgresql://..., memory://)")
+    serve.add_argument(
+        "--agents",
+        required=True,
+        metavar="MODULE:FUNC",
+        help="a function that registers teams: setup(teams)",
+    )
+    serve.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="the chat journal (sqlite:///..., postgresql://..., memory://)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--token", default=None, help="the admin token (default: generated)")
@@ -46,8 +54,9 @@ def _run_serve(args: argparse.Namespace, out: Output) -> ExitCode:
         ) from exc
     try:
         anyio.run(
-            lambda: serve(args.agents, store_url=args.store, host=args.host, port=args.port,
-                          token=args.token)
+            lambda: serve(
+                args.agents, store_url=args.store, host=args.host, port=args.port, token=args.token
+            )
         )
     except ServerConfigError as exc:
         raise UsageError(str(exc)) from exc

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite needs are installed and running: a Docker engine,
 # nats-server, mmdebstrap (to build the sandbox image offline from Debian packages) and Debian's
-# postgresql binaries (the journal's tests start their own server with initdb + pg_ctl).
+# postgresql binaries (the journal's tests start their own server with initdb + pg_ctl) and
+# chromium (the browser tests).
 # As root on Debian it installs and starts what is missing; elsewhere it says what to do.
 # Under CI=true nothing may be missing, so every failure here is fatal.
 set -euo pipefail
@@ -15,6 +16,8 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# The console tests (tests/server) and the report test drive Debian's headless Chromium.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   if is_root && command -v apt-get >/dev/null 2>&1; then
     log "installing ${missing[*]} from Debian"

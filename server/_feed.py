@@ -25,11 +25,15 @@ if TYPE_CHECKING:
 CUTOFF = object()
 
 
-async def _enrich(runner: ChatRunner, chat_id: str, events: list[JournalEvent]) -> list[dict[str, Any]]:
+async def _enrich(
+    runner: ChatRunner, chat_id: str, events: list[JournalEvent]
+) -> list[dict[str, Any]]:
     """Add what a client shows: a turn's message and usage, a question's prompt."""
     store = runner.store
     numbers = [int(e.data["number"]) for e in events if e.kind == "turn" and "number" in e.data]
-    turns = {t.number: t for t in await store.turns(chat_id, after=min(numbers) - 1)} if numbers else {}
+    turns = (
+        {t.number: t for t in await store.turns(chat_id, after=min(numbers) - 1)} if numbers else {}
+    )
     prompts: dict[str, str] = {}
     if any(e.kind == "input.asked" for e in events):
         prompts = {q.token: q.prompt for q in await store.inputs(chat_id)}

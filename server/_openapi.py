@@ -8,7 +8,10 @@ from ._models import AnswerApproval, AnswerInput, StartChat
 
 
 def _body(model: type[Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": model.model_json_schema()}},
+    }
 
 
 def _op(summary: str, *, body: type[Any] | None = None, chat: bool = False) -> dict[str, Any]:
@@ -44,17 +47,30 @@ def openapi_schema() -> dict[str, Any]:
         "info": {"title": "moot serve", "version": "1"},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "paths": {
-            "/healthz": {"get": {"summary": "liveness (no token)", "responses": {"200": {"description": "OK"}}}},
+            "/healthz": {
+                "get": {
+                    "summary": "liveness (no token)",
+                    "responses": {"200": {"description": "OK"}},
+                }
+            },
             "/teams": {"get": _op("the registered teams (admin)")},
             "/metrics": {"get": _op("turns per second, p50/p99 turn latency (admin)")},
             "/chats": {
                 "post": _op("start a chat of a team; returns its id and its token", body=StartChat),
                 "get": _op("chats, newest first, paged by cursor; ?status=&limit=&cursor="),
             },
-            "/chats/{chat_id}": {"get": _op("the chat: status, transcript, open questions", chat=True)},
+            "/chats/{chat_id}": {
+                "get": _op("the chat: status, transcript, open questions", chat=True)
+            },
             "/chats/{chat_id}/events": {"get": events},
-            "/chats/{chat_id}/input": {"post": _op("answer the open human input", body=AnswerInput, chat=True)},
-            "/chats/{chat_id}/approval": {"post": _op("approve or deny pending code or tool calls", body=AnswerApproval, chat=True)},
+            "/chats/{chat_id}/input": {
+                "post": _op("answer the open human input", body=AnswerInput, chat=True)
+            },
+            "/chats/{chat_id}/approval": {
+                "post": _op(
+                    "approve or deny pending code or tool calls", body=AnswerApproval, chat=True
+                )
+            },
             "/chats/{chat_id}/stop": {"post": _op("stop the chat", chat=True)},
         },
     }

@@ -42,6 +42,8 @@ from moot.journal import (
     Usage,
 )
 
+from ._errors import UnknownTeamError
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
@@ -130,9 +132,7 @@ class ChatJournal:
         self._spent: dict[str, tuple[int, int, float]] = {}
         self._last = time.monotonic()
 
-    def on_send(
-        self, sender: ConversableAgent, message: Any, recipient: Any, silent: bool
-    ) -> Any:
+    def on_send(self, sender: ConversableAgent, message: Any, recipient: Any, silent: bool) -> Any:
         """`process_message_before_send`: journal the message as the next turn."""
         if self.replaying:
             return message
@@ -166,7 +166,6 @@ class ChatJournal:
 
     async def write(self) -> None:
         """The writer task: append each queued turn, then wake the chat's readers."""
-        store = self.runner.store
         while True:
             turn = await self._queue.get()
             try:
@@ -212,7 +211,6 @@ class ChatJournal:
                     self._last = time.monotonic()  # waiting for a human is not turn latency
                     return q.answer
             await wake.wait()
-
 
     async def _ask(self, prompt: str, turn: int, approval: bool, extra: dict[str, Any]) -> str:
         store = self.runner.store
@@ -351,12 +349,13 @@ class ChatRunner:
                     spec = definition.spec
                     try:
                         team = self.teams.get(str(spec.get("team")))
-                    except Exception:
+                    except UnknownTeamError:
                         log.warning("chat.not_resumed", chat_id=summary.chat_id, reason="team")
                         continue
                     limit = definition.limits.get("max_turns")
-                    self._launch(summary.chat_id, team, str(spec.get("message", "")), limit,
-                                 resume=True)
+                    self._launch(
+                        summary.chat_id, team, str(spec.get("message", "")), limit, resume=True
+                    )
                 cursor = page.next_cursor
                 if cursor is None:
                     break

@@ -29,7 +29,9 @@ def make_teams(llm_config: dict[str, Any], work_dir: str) -> Teams:
 
     def pair() -> tuple[UserProxyAgent, AssistantAgent]:
         proxy = UserProxyAgent(
-            "user", human_input_mode="NEVER", max_consecutive_auto_reply=2,
+            "user",
+            human_input_mode="NEVER",
+            max_consecutive_auto_reply=2,
             code_execution_config=False,
         )
         return proxy, AssistantAgent("assistant", llm_config=llm_config)

@@ -29,15 +29,18 @@ async def test_start_list_stream_and_transcript(teams: Teams) -> None:
             chat_id = started.json()["chat_id"]
             events = await read_events(client, chat_id)
             kinds = [kind for _, kind, _ in events]
-            assert kinds[0] == "chat.created" and kinds[-1] == "status"
+            assert kinds[0] == "chat.created"
+            assert kinds[-1] == "status"
             turns = [data for _, kind, data in events if kind == "turn"]
             assert [t["speaker"] for t in turns] == ["user", "assistant"]
             assert turns[1]["message"]["content"] == "fine. TERMINATE"
             assert [i for i, _, _ in events] == list(range(1, len(events) + 1))
 
             listed = (await client.get("/chats")).json()["chats"]
-            assert listed[0]["chat_id"] == chat_id and listed[0]["status"] == "finished"
-            assert listed[0]["team"] == "pair" and listed[0]["turns"] == 2
+            assert listed[0]["chat_id"] == chat_id
+            assert listed[0]["status"] == "finished"
+            assert listed[0]["team"] == "pair"
+            assert listed[0]["turns"] == 2
             assert listed[0]["tokens"] > 0
             chat = (await client.get(f"/chats/{chat_id}")).json()
             assert [t["speaker"] for t in chat["transcript"]] == ["user", "assistant"]
@@ -58,7 +61,8 @@ async def test_reconnect_with_last_event_id_has_no_gap_and_no_duplicate(teams: T
             rest = await read_events(client, chat_id, after=asked[-1][0])
             ids = [i for i, _, _ in first + asked + rest]
             assert ids == list(range(1, len(ids) + 1))
-            assert rest[-1][1] == "status" and rest[-1][2]["status"] == "finished"
+            assert rest[-1][1] == "status"
+            assert rest[-1][2]["status"] == "finished"
 
 
 async def test_human_input_answered_over_post(teams: Teams, model: ScriptedModelServer) -> None:
@@ -99,9 +103,11 @@ async def test_code_runs_only_after_approval(
                 await client.post("/chats", json={"team": "code", "message": "run it"})
             ).json()["chat_id"]
             asked = await read_events(client, chat_id, until="approval.asked")
-            assert asked[-1][2]["kind"] == "code" and "6 * 7" in asked[-1][2]["content"]
+            assert asked[-1][2]["kind"] == "code"
+            assert "6 * 7" in asked[-1][2]["content"]
             pending = (await client.get(f"/chats/{chat_id}")).json()["pending"]
-            assert len(pending) == 1 and pending[0]["approval"] is True
+            assert len(pending) == 1
+            assert pending[0]["approval"] is True
             assert not list(work_dir.rglob("ran.txt"))  # nothing ran before the approval
             wrong = await client.post(f"/chats/{chat_id}/input", json={"text": "yes"})
             assert wrong.status_code == 409  # an approval is not answered as input
@@ -112,7 +118,8 @@ async def test_code_runs_only_after_approval(
             events = await read_events(client, chat_id, after=asked[-1][0])
             runs = [data for _, kind, data in events if kind == "code.run"]
             if approved:
-                assert runs[0]["exit_code"] == 0 and "42" in runs[0]["output"]
+                assert runs[0]["exit_code"] == 0
+                assert "42" in runs[0]["output"]
                 assert list(work_dir.rglob("ran.txt"))
             else:
                 assert runs[0]["exit_code"] == 1
@@ -129,7 +136,8 @@ async def test_stop_ends_a_waiting_chat(teams: Teams) -> None:
             await read_events(client, chat_id, until="input.asked")
             assert (await client.post(f"/chats/{chat_id}/stop")).json() == {"stopped": True}
             chat = (await client.get(f"/chats/{chat_id}")).json()
-            assert chat["status"] == "finished" and chat["termination"] == "stopped"
+            assert chat["status"] == "finished"
+            assert chat["termination"] == "stopped"
             assert (await client.post(f"/chats/{chat_id}/stop")).json() == {"stopped": False}
             assert app.runner.active() == 0
 
@@ -156,24 +164,30 @@ async def test_tokens_admin_and_per_chat(teams: Teams) -> None:
 
 
 async def test_bad_bodies_get_clear_4xx(teams: Teams) -> None:
-    async with InMemoryChatStore() as store, running_server(store, teams, max_body=1024) as (
-        _,
-        base,
+    async with (
+        InMemoryChatStore() as store,
+        running_server(store, teams, max_body=1024) as (
+            _,
+            base,
+        ),
     ):
         async with admin_client(base) as client:
             big = await client.post("/chats", json={"team": "pair", "message": "x" * 5000})
-            assert big.status_code == 413 and "body" in big.json()["error"]
+            assert big.status_code == 413
+            assert "body" in big.json()["error"]
             broken = await client.post(
                 "/chats", content=b"{not json", headers={"Content-Type": "application/json"}
             )
-            assert broken.status_code == 400 and broken.json() == {"error": "the body is not JSON"}
+            assert broken.status_code == 400
+            assert broken.json() == {"error": "the body is not JSON"}
             missing = await client.post("/chats", json={"team": "pair"})
             assert missing.status_code == 422
             assert missing.json()["problems"][0]["field"] == "message"
             extra = await client.post("/chats", json={"team": "pair", "message": "a", "x": 1})
             assert extra.status_code == 422
             unknown = await client.post("/chats", json={"team": "nope", "message": "a"})
-            assert unknown.status_code == 404 and "nope" in unknown.json()["error"]
+            assert unknown.status_code == 404
+            assert "nope" in unknown.json()["error"]
             assert (await client.get("/chats/nope")).status_code == 404
             assert (await client.get("/chats", params={"limit": "x"})).status_code == 400
             assert (await client.get("/chats", params={"cursor": "garbage"})).status_code == 400
@@ -224,11 +238,13 @@ async def test_a_pending_approval_survives_a_restart(
     async with await open_store(url) as store, running_server(store, teams) as (_, base):
         async with admin_client(base) as client:
             pending = (await client.get(f"/chats/{chat_id}")).json()["pending"]
-            assert len(pending) == 1 and pending[0]["approval"] is True
+            assert len(pending) == 1
+            assert pending[0]["approval"] is True
             await client.post(f"/chats/{chat_id}/approval", json={"approved": True})
             events = await read_events(client, chat_id)
             runs = [d for _, k, d in events if k == "code.run"]
-            assert runs and runs[-1]["exit_code"] == 0
+            assert runs
+            assert runs[-1]["exit_code"] == 0
     assert list(work_dir.rglob("ran.txt"))
     assert len(model.requests) == 2
 
@@ -236,9 +252,12 @@ async def test_a_pending_approval_survives_a_restart(
 async def test_a_reader_that_falls_behind_is_cut_off_with_its_resume_point(
     teams: Teams, model: ScriptedModelServer
 ) -> None:
-    async with InMemoryChatStore() as store, running_server(store, teams, reader_buffer=2) as (
-        _,
-        base,
+    async with (
+        InMemoryChatStore() as store,
+        running_server(store, teams, reader_buffer=2) as (
+            _,
+            base,
+        ),
     ):
         async with admin_client(base) as client:
             chat_id = (await client.post("/chats", json={"team": "pair", "message": "a"})).json()[
@@ -260,4 +279,5 @@ def test_a_public_bind_without_a_token_is_refused(monkeypatch: pytest.MonkeyPatc
         admin_token("0.0.0.0", None)
     assert admin_token("0.0.0.0", ADMIN) == (ADMIN, False)
     generated, made = admin_token("127.0.0.1", None)
-    assert made and len(generated) >= 24
+    assert made
+    assert len(generated) >= 24
