@@ -40,6 +40,7 @@ async def _enrich(
     out = []
     for event in events:
         data = dict(event.data)
+        data["at"] = event.at  # when the journal kept it (wall clock)
         if event.kind == "turn" and data.get("number") in turns:
             turn = turns[data["number"]]
             data["message"] = turn.message
