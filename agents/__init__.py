@@ -16,7 +16,6 @@ a private one), `run_sync` (the blocking form of an async entry point) and `prin
 from typing import Any
 
 from ._agent import Agent
-from ._approval import ApprovalDecision, ApprovalPolicy, ApprovalRequest, ApprovalRule
 from ._assistant import AssistantAgent
 from ._chat import (
     AsyncRunResponse,
@@ -85,10 +84,6 @@ __all__ = [
     "AgentConfigError",
     "AgentError",
     "AmbiguousPeerError",
-    "ApprovalDecision",
-    "ApprovalPolicy",
-    "ApprovalRequest",
-    "ApprovalRule",
     "AssistantAgent",
     "AsyncRunResponse",
     "CarryoverTypeError",

@@ -25,15 +25,6 @@ from moot.runtime import AgentContext, AgentId, Runtime
 
 from . import _logging
 from ._agent import Agent
-from ._approval import (
-    ApprovalPolicy,
-    ApprovalRequest,
-    check_policy,
-    decide,
-    denied_code,
-    denied_tool,
-    tool_calls_text,
-)
 from ._chat import (
     AsyncRunResponse,
     ChatResult,
@@ -64,6 +55,15 @@ from ._participant import ChatParticipant, Message, Say, Summarize, Turn, TurnRe
 from ._resources import Hold, Holdable, Lease, ResourceHolder, borrowed, hold
 from ._tool_registry import ApiStyle, ToolRegistry, take_legacy_functions
 from ._tools import Tool, run_tool_calls, tool_call_id
+from .approvals import (
+    ApprovalPolicy,
+    ApprovalRequest,
+    check_policy,
+    decide,
+    denied_code,
+    denied_tool,
+    tool_calls_text,
+)
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -385,7 +385,7 @@ class ConversableAgent(Agent):
         self._max_per_sender: dict[ConversableAgent, int] = {}
         self._default_auto_reply = default_auto_reply
         self.input_provider: InputProvider = input_provider or ConsoleInputProvider()
-        # Approvals (see `_approval`): "never" runs code and tools without asking.
+        # Approvals (see `approvals`): "never" runs code and tools without asking.
         self.approve_code = check_policy(approve_code, "approve_code")
         self.approve_tools = check_policy(approve_tools, "approve_tools")
         self.code_execution_config = code_execution_config
@@ -1250,7 +1250,7 @@ class ConversableAgent(Agent):
         calls = message.get("tool_calls")
         if not calls or _own_message(state, message):
             return False, None
-        # -- approval (see `_approval`): a denied call runs nothing and tells the model why
+        # -- approval (see `approvals`): a denied call runs nothing and tells the model why
         decision = await decide(
             self.approve_tools,
             ApprovalRequest(
@@ -1296,7 +1296,7 @@ class ConversableAgent(Agent):
         )
         if text is None:
             return False, None
-        # -- approval (see `_approval`): denied code runs nothing and tells the model why
+        # -- approval (see `approvals`): denied code runs nothing and tells the model why
         decision = await decide(
             self.approve_code,
             ApprovalRequest(kind="code", agent=self.name, content=text, chat_id=state.chat_id),

@@ -13,14 +13,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._approval import ApprovalDecision
 from ._errors import HumanInputError
 from ._streams import IOStream
+from .approvals import ApprovalDecision
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
-    from ._approval import ApprovalRequest
+    from .approvals import ApprovalRequest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

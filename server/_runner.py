@@ -22,13 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from moot.agents import (
-    ApprovalDecision,
-    ApprovalRequest,
-    ConversableAgent,
-    InputProvider,
-    InputRequest,
-)
+from moot.agents import ConversableAgent, InputProvider, InputRequest
+from moot.agents.approvals import ApprovalDecision, ApprovalRequest
 from moot.groupchat import GroupChatManager
 from moot.journal import (
     ChatDefinition,

@@ -1,5 +1,8 @@
 """Approvals: a human (or a rule) says yes before an agent runs code or calls tools.
 
+Public as `moot.agents.approvals` (moot.agents' own namespace is full):
+`from moot.agents.approvals import ApprovalRequest, ApprovalDecision`.
+
 `approve_code=` and `approve_tools=` on the executing agent take "never" (run without asking, the
 default), "always" (ask the agent's input provider every time) or a callable that decides.
 A denial is reported to the model as the run's result, and nothing runs.
