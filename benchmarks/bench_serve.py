@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import socket
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -134,6 +135,31 @@ async def one_run(chats: int, readers: int, turns: int, *, stalled: bool) -> dic
     }
 
 
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the rounds (this machine is shared, so single runs drift); the stalled
+    reader must not make things worse by more than 10 %: turn rate at least 90 % of the run
+    without it, the other readers' p99 event delay at most 110 %."""
+
+    def med(stalled: bool, key: str) -> float:
+        return float(statistics.median(r[key] for r in runs if r["stalled_reader"] is stalled))
+
+    rate = med(True, "turns_per_s") / med(False, "turns_per_s")
+    p99 = med(True, "event_delay_p99_ms") / med(False, "event_delay_p99_ms")
+    return {
+        "median_turns_per_s": {
+            "without": med(False, "turns_per_s"),
+            "with": med(True, "turns_per_s"),
+        },
+        "median_event_delay_p99_ms": {
+            "without": med(False, "event_delay_p99_ms"),
+            "with": med(True, "event_delay_p99_ms"),
+        },
+        "turn_rate_ratio": round(rate, 3),
+        "p99_event_delay_ratio": round(p99, 3),
+        "within_10_percent": rate >= 0.9 and p99 <= 1.1,
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chats", type=int, default=500)
@@ -148,18 +174,7 @@ async def main() -> None:
             print(json.dumps(run))
             runs.append(run)
 
-    def best(stalled: bool, key: str, low: bool) -> float:
-        values = [r[key] for r in runs if r["stalled_reader"] is stalled]
-        return min(values) if low else max(values)
-
-    base_rate, cut_rate = best(False, "turns_per_s", False), best(True, "turns_per_s", False)
-    base_p99 = best(False, "event_delay_p99_ms", True)
-    cut_p99 = best(True, "event_delay_p99_ms", True)
-    summary = {
-        "turn_rate_ratio": round(cut_rate / base_rate, 3),
-        "p99_event_delay_ratio": round(cut_p99 / base_p99, 3),
-        "within_10_percent": abs(cut_rate / base_rate - 1) <= 0.10 and cut_p99 <= base_p99 * 1.10,
-    }
+    summary = summarize(runs)
     print(json.dumps(summary))
     path = write("serve", {"versions": versions(), "runs": runs, "summary": summary})
     print(f"wrote {path}")
