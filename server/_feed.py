@@ -78,6 +78,9 @@ async def feed(
                 continue
             summary = await asyncio.shield(store.summary(chat_id))
             if summary.status in (ChatStatus.FINISHED, ChatStatus.FAILED):
+                # Its last events may have landed between the read above and the summary.
+                if await asyncio.shield(store.events(chat_id, after=last, limit=1)):
+                    continue
                 await queue.put(None)
                 return
             await wake.wait()

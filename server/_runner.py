@@ -371,8 +371,10 @@ class ChatRunner:
             if resume:
                 await self._continue(journal, by_name, initiator, recipient)
             else:
+                # The server journals this chat itself (usage, code runs, questions and
+                # approvals that wait across restarts), so the chat's own journal is off.
                 await initiator.a_initiate_chat(
-                    recipient, message=message, max_turns=max_turns, silent=True
+                    recipient, message=message, max_turns=max_turns, silent=True, store=False
                 )
             await journal.drain()
             await self.store.set_status(

@@ -12,6 +12,7 @@ import httpx
 import uvicorn
 
 from moot.agents import AssistantAgent, UserProxyAgent
+from moot.groupchat import GroupChat, GroupChatManager
 from moot.server import ServerApp, Teams
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ ADMIN = "admin-token-for-tests"
 
 def make_teams(llm_config: dict[str, Any], work_dir: str) -> Teams:
     """pair: proxy (no human) and assistant; ask: a human answers each reply; code: the
-    assistant's code runs locally after approval."""
+    assistant's code runs locally after approval; group: a round-robin group chat."""
     teams = Teams()
 
     def pair() -> tuple[UserProxyAgent, AssistantAgent]:
@@ -50,7 +51,19 @@ def make_teams(llm_config: dict[str, Any], work_dir: str) -> Teams:
         )
         return proxy, AssistantAgent("assistant", llm_config=llm_config)
 
+    def group() -> tuple[UserProxyAgent, GroupChatManager]:
+        user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+        writers = [AssistantAgent(name, llm_config=llm_config) for name in ("a", "b")]
+        chat = GroupChat(
+            agents=[user, *writers],
+            messages=[],
+            max_round=4,
+            speaker_selection_method="round_robin",
+        )
+        return user, GroupChatManager(chat, llm_config=False, store=None)
+
     teams.add("pair", pair, description="a user proxy and an assistant")
+    teams.add("group", group, description="a round-robin group chat")
     teams.add("ask", ask, description="a human answers each reply")
     teams.add("code", code, description="code runs after approval")
     return teams

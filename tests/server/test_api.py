@@ -49,6 +49,21 @@ async def test_start_list_stream_and_transcript(teams: Teams) -> None:
             assert "/chats/{chat_id}/events" in schema["paths"]
 
 
+async def test_a_group_chat_team_streams_each_speaker(
+    teams: Teams, model: ScriptedModelServer
+) -> None:
+    model.push("from a", "from b")
+    async with InMemoryChatStore() as store, running_server(store, teams) as (_, base):
+        async with admin_client(base) as client:
+            chat_id = (
+                await client.post("/chats", json={"team": "group", "message": "hi all"})
+            ).json()["chat_id"]
+            events = await read_events(client, chat_id)
+            turns = [(d["speaker"], d["message"]["content"]) for _, k, d in events if k == "turn"]
+            assert turns[:3] == [("user", "hi all"), ("a", "from a"), ("b", "from b")]
+            assert events[-1][1:] == ("status", {"status": "finished", "at": events[-1][2]["at"]}), events
+
+
 async def test_reconnect_with_last_event_id_has_no_gap_and_no_duplicate(teams: Teams) -> None:
     async with InMemoryChatStore() as store, running_server(store, teams) as (_, base):
         async with admin_client(base) as client:
