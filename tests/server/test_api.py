@@ -297,3 +297,14 @@ def test_a_public_bind_without_a_token_is_refused(monkeypatch: pytest.MonkeyPatc
     generated, made = admin_token("127.0.0.1", None)
     assert made
     assert len(generated) >= 24
+
+
+def test_moot_serve_refuses_a_public_bind_without_a_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from moot.cli import main
+
+    monkeypatch.delenv("MOOT_SERVE_TOKEN", raising=False)
+    code = main(["serve", "--agents", "serve_helpers:make_teams", "--host", "0.0.0.0"])
+    assert code == 2
+    assert "without a token" in capsys.readouterr().err
