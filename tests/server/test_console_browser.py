@@ -90,3 +90,37 @@ async def test_console_lists_chats_streams_turns_and_answers_input(
             assert texts[2] == "tell me more"  # the answer typed in the page reached the chat
             assert errors == []
     assert (tmp_path / "console-1280.png").stat().st_size > 10_000
+
+
+async def test_console_approves_a_pending_code_run(
+    teams: Teams, model: ScriptedModelServer, chromium: str, tmp_path: Path, work_dir: Path
+) -> None:
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        _missing("playwright is not installed (it is in the dev extra)")
+    model.push("```python\nopen('ran.txt', 'w').write('x')\nprint(6 * 7)\n```", "done TERMINATE")
+    async with InMemoryChatStore() as store, running_server(store, teams) as (_, base):
+        async with admin_client(base) as client:
+            chat = (await client.post("/chats", json={"team": "code", "message": "go"})).json()
+            await read_events(client, chat["chat_id"], until="approval.asked")
+            errors: list[str] = []
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(executable_path=chromium, headless=True)
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on(
+                    "console",
+                    lambda msg: errors.append(msg.text) if msg.type == "error" else None,
+                )
+                await page.goto(f"{base}/#token={ADMIN}")
+                await page.click(f'#chats tr[data-chat="{chat["chat_id"]}"]')
+                await page.wait_for_selector(".ask .approve")
+                assert not list(work_dir.rglob("ran.txt"))
+                await page.click(".ask .approve")
+                await page.wait_for_selector("#turns .exit.ok")
+                assert "42" in await page.inner_text("#turns")
+                await page.screenshot(path=str(tmp_path / "console-approved.png"))
+                await browser.close()
+            assert errors == []
+    assert list(work_dir.rglob("ran.txt"))
