@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -238,13 +239,19 @@ class SqliteChatStore(SqlChatStore):
         async with self._lock:
             try:
                 await connection.execute_fetchall("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield _Tx(connection)
-                except BaseException:
-                    await connection.execute_fetchall("ROLLBACK")
-                    raise
+                yield _Tx(connection)
                 await connection.execute_fetchall("COMMIT")
-            except sqlite3.Error as exc:
-                if connection.in_transaction:
-                    await connection.execute_fetchall("ROLLBACK")
-                raise self._failure(exc, write=write) from exc
+            except BaseException as exc:
+                # A cancelled await leaves its statement queued on aiosqlite's thread (BEGIN,
+                # COMMIT, ...); statements run in order, so a ROLLBACK queued now runs after it
+                # and no later caller inherits an open transaction.
+                await asyncio.shield(_rollback_quietly(connection))
+                if isinstance(exc, sqlite3.Error):
+                    raise self._failure(exc, write=write) from exc
+                raise
+
+
+async def _rollback_quietly(connection: Any) -> None:
+    """Undo an open transaction; with none open (it never began, or it committed) do nothing."""
+    with contextlib.suppress(sqlite3.Error):
+        await connection.execute_fetchall("ROLLBACK")

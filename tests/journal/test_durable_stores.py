@@ -3,6 +3,8 @@ is unreachable or goes away mid-chat, and choosing a store by URL."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -230,3 +232,26 @@ async def test_a_work_file_whose_bytes_do_not_match_their_hash_fails_its_chat(
     with pytest.raises(CorruptRecordError, match="does not match") as caught:
         await store.workspace("c1")
     assert caught.value.chat_id == "c1"
+
+
+async def test_sqlite_calls_cancelled_at_every_point_leave_the_store_usable(
+    tmp_path: Path,
+) -> None:
+    """A chat cancelled while its journal call runs (a deadline, a stop) must not leave the
+    shared connection inside a transaction that fails every later call."""
+    store = await open_store(f"sqlite:///{tmp_path / 'j.sqlite3'}")
+    try:
+        await store.create_chat(definition("c1"))
+        for step in range(40):
+            task = asyncio.ensure_future(store.append_turn("c1", turn(step + 1)))
+            for _ in range(step % 8):
+                await asyncio.sleep(0)  # cancel it at a different point each time
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await task
+            numbers = [t.number for t in await store.turns("c1")]
+            if numbers[-1:] != [step + 1]:  # the cancelled write did not land: write it now
+                await store.append_turn("c1", turn(step + 1))
+        assert [t.number for t in await store.turns("c1")] == list(range(1, 41))
+    finally:
+        await store.aclose()
