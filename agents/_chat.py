@@ -159,8 +159,8 @@ class ChatState:
     """One agent's side of one chat: its message thread, counters, usage and chat resources.
 
     Only the agent's participant actor for the chat changes it, one message at a time. What the
-    chat holds (the model client lease, its code execution's workspace and leases) is on `stack`,
-    which `aclose` unwinds (see `_resources`).
+    chat holds (its code execution's workspace and leases) is on `stack`, which `aclose` unwinds
+    (see `_resources`) before it releases the model client lease, held on its own.
     """
 
     __slots__ = (
