@@ -23,7 +23,6 @@ from moot.runtime import HandlerError, Runtime
 from ._durable import resume_states, two_agent_journal
 from ._errors import AgentConfigError, EventLoopRunningError
 from ._participant import CloseChat, Message, Say, Summarize, Turn, TurnReply
-from ._resources import hold
 from ._streams import IOStream
 
 if TYPE_CHECKING:
@@ -160,14 +159,15 @@ class ChatState:
     """One agent's side of one chat: its message thread, counters, usage and chat resources.
 
     Only the agent's participant actor for the chat changes it, one message at a time. What the
-    chat holds (the model client lease, its code execution's workspace and leases) is on `stack`,
-    which `aclose` unwinds (see `_resources`).
+    chat holds (its code execution's workspace and leases) is on `stack`, which `aclose` unwinds
+    (see `_resources`) before it releases the model client lease, held on its own.
     """
 
     __slots__ = (
         "_client",
         "_human_input",
         "_model",
+        "_model_held",
         "_stack",
         "chat_id",
         "code",
@@ -208,6 +208,7 @@ class ChatState:
         self.model_messages_last: Message | None = None
         self._stack: AsyncExitStack | None = None
         self._model = model
+        self._model_held = False  # holds `_model` (released by `aclose`, after `stack`)
         self._client: ModelClient | None = None
         self.code = code
 
@@ -233,7 +234,10 @@ class ChatState:
     async def model_client(self) -> ModelClient | None:
         """The agent's model client, held for this chat; None when the agent has no model."""
         if self._client is None and self._model is not None:
-            self._client = await hold(self.stack, self._model)
+            # Held directly, not through `stack`: most chats hold nothing else, and an exit
+            # stack per chat side costs about a kilobyte and a closure.
+            self._client = await self._model.acquire()
+            self._model_held = True
         return self._client
 
     async def run_code(self, text: str) -> str:
@@ -251,10 +255,15 @@ class ChatState:
         """Release what the chat holds: its sandbox, workspace, executor and model client."""
         self._client = None
         stack, self._stack = self._stack, None
+        held, self._model_held = self._model_held, False
         if self.code is not None:
             self.code.closed()
-        if stack is not None:
-            await stack.aclose()
+        try:
+            if stack is not None:
+                await stack.aclose()
+        finally:
+            if held and self._model is not None:
+                await self._model.release()
 
 
 @contextlib.asynccontextmanager

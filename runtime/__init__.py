@@ -26,6 +26,7 @@ from ._errors import (
     SupervisionError,
     UnknownMessageTypeError,
 )
+from ._gc import GcPolicy
 from ._ids import AgentId, TopicId
 from ._interceptors import DropMessage, Interceptor
 from ._mailbox import Mailbox, MailboxStatistics
@@ -63,6 +64,7 @@ __all__ = [
     "DropMessage",
     "Envelope",
     "Escalate",
+    "GcPolicy",
     "Handler",
     "HandlerError",
     "InMemoryStateStore",

@@ -37,6 +37,7 @@ from ._errors import (
     SendCycleError,
     SupervisionError,
 )
+from ._gc import DEFAULT_GC, GcPolicy, apply_gc, restore_gc
 from ._ids import AgentId, TopicId
 from ._interceptors import DropMessage, Interceptor, chain
 from ._ledger import DEAD_LETTERED, ERRORED, Ledger
@@ -95,7 +96,8 @@ class Runtime:
     """An in-process actor runtime (or one node of a distributed one, given a transport).
 
     Use it as `async with Runtime() as rt:`; register agent types before or after start.
-    It runs on asyncio.
+    It runs on asyncio. While it runs it tunes Python's garbage collector for many turns in
+    flight and restores it on stop: `gc=GcPolicy(...)` to choose, `gc=None` to opt out.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class Runtime:
         require_serializable: bool = False,
         stop_timeout: float = 5.0,
         on_escalation: Callable[[SupervisionError], None] | None = None,
+        gc: GcPolicy | None = DEFAULT_GC,
     ) -> None:
         self.clock = clock or AsyncioClock()
         self.transport = transport or InProcessTransport()
@@ -125,6 +128,8 @@ class Runtime:
         self.stop_timeout = stop_timeout
         self.escalations: list[SupervisionError] = []
         self._on_escalation = on_escalation
+        self.gc = gc  # the collector's settings while running (see `_gc`); None: left alone
+        self._gc_applied = False
         self._state = RuntimeState.CREATED
         self._types: dict[str, AgentType] = {}
         self._subscriptions: list[Subscription] = []
@@ -169,6 +174,9 @@ class Runtime:
             raise LifecycleError("Cannot start a runtime that has been stopped.")
         await self.transport.start(self)
         self._state = RuntimeState.RUNNING
+        if self.gc is not None:
+            apply_gc(self.gc)
+            self._gc_applied = True
         self._ensure_reaper()
 
     async def stop(self, *, timeout: float | None = None) -> tuple[AgentId, ...]:
@@ -219,6 +227,9 @@ class Runtime:
             if cell.agent is not None and cell.current is None:
                 await cell.save()
         self._state = RuntimeState.STOPPED
+        if self._gc_applied:
+            self._gc_applied = False
+            restore_gc()
         await self.transport.aclose()
         return abandoned
 
