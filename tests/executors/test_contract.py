@@ -174,14 +174,19 @@ async def test_undecodable_bytes_are_replaced(open_executor: OpenExecutor) -> No
 
 
 async def test_cancelling_a_run_kills_the_job(open_executor: OpenExecutor) -> None:
-    code = "import time\nopen('began', 'w').close()\ntime.sleep(60)"
-    survivors = (
-        "import os\n"
-        "me = os.getpid()\n"
-        "mine = [p for p in os.listdir('/proc') if p.isdigit() and int(p) != me\n"
-        "        and os.stat('/proc/' + p).st_uid == os.getuid()\n"
-        "        and 'time.sleep(60)' in open('/proc/' + p + '/cmdline').read()]\n"
-        "print(len(mine))"
+    code = (
+        "import os, time\n"
+        "open('job.pid', 'w').write(str(os.getpid()))\n"
+        "open('began', 'w').close()\n"
+        "time.sleep(60)"
+    )
+    survivors = (  # 1 while the job's process lives on (a zombie counts as gone)
+        "pid = open('job.pid').read()\n"
+        "try:\n"
+        "    state = open('/proc/' + pid + '/stat').read().rsplit(')', 1)[1].split()[0]\n"
+        "except OSError:\n"
+        "    state = 'gone'\n"
+        "print(0 if state in ('gone', 'Z', 'X') else 1)"
     )
     async with open_executor() as executor, executor.session() as session:
         with anyio.move_on_after(2) as scope:
