@@ -46,6 +46,7 @@ from ._errors import (
     McpTimeoutError,
     NoConversationError,
     NoMessagesError,
+    StructuredOutputError,
     ToolRegistrationError,
 )
 from ._human_input import (
@@ -122,6 +123,7 @@ __all__ = [
     "RunResponse",
     "Say",
     "ScriptedInputProvider",
+    "StructuredOutputError",
     "Summarize",
     "Tool",
     "ToolRegistrationError",

@@ -50,6 +50,7 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   ├── AmbiguousPeerError (ValueError)    last_message() without an agent, several peers
     │   ├── NoMessagesError (ValueError, AssertionError)  generate_reply() with nothing to read
     │   ├── HumanInputError                    the input provider could not give an answer
+    │   ├── StructuredOutputError (ValueError) the answer missed `response_format` after repairs
     │   └── McpError                           an MCP server could not serve tools as asked
     │       ├── McpNotInstalledError (ImportError)  the `mcp` SDK is missing: moot[mcp]
     │       ├── McpConfigError (AgentConfigError)   an McpServer argument is unusable
