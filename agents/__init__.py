@@ -46,7 +46,6 @@ from ._errors import (
     McpTimeoutError,
     NoConversationError,
     NoMessagesError,
-    StructuredOutputError,
     ToolRegistrationError,
 )
 from ._human_input import (
@@ -123,7 +122,6 @@ __all__ = [
     "RunResponse",
     "Say",
     "ScriptedInputProvider",
-    "StructuredOutputError",
     "Summarize",
     "Tool",
     "ToolRegistrationError",

@@ -82,12 +82,3 @@ class McpTimeoutError(McpError, TimeoutError):
 
 class McpCallError(McpError):
     """The server answered with a protocol error (an unknown tool, invalid parameters, ...)."""
-
-
-class StructuredOutputError(AgentError, ValueError):
-    """The model's answer still did not match the agent's `response_format` after the allowed
-    repairs; `errors` lists what was wrong with each attempt, in order."""
-
-    def __init__(self, message: str, *, errors: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.errors = errors

@@ -18,9 +18,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import pydantic
 import structlog
 
-from moot.models import BadRequestError, InvalidJSONError, ModelRequest, loads_bounded
+from moot.models import (
+    BadRequestError,
+    InvalidJSONError,
+    ModelRequest,
+    StructuredOutputError,
+    loads_bounded,
+)
 
-from ._errors import AgentConfigError, StructuredOutputError
+from ._errors import AgentConfigError
 
 if TYPE_CHECKING:
     from moot.models import ModelClient, ModelResponse
@@ -33,10 +39,6 @@ DEFAULT_MAX_REPAIRS = 2
 
 _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
 _NAME = re.compile(r"[^a-zA-Z0-9_-]")
-
-
-class _Invalid(Exception):
-    """An answer that does not match the schema; the message is what the model is told."""
 
 
 class StructuredOutput:
@@ -119,7 +121,7 @@ class StructuredOutput:
             ModelError: the call itself failed (a 400 in the prompt mode included).
         """
         errors: list[str] = []
-        for _attempt in range(self.max_repairs + 1):
+        for attempt in range(self.max_repairs + 1):
             response = await self._ask(client, request)
             record(response)
             if response.tool_calls:
@@ -127,9 +129,9 @@ class StructuredOutput:
             text = response.content or ""
             try:
                 return response, self.validate(text)
-            except _Invalid as exc:
+            except StructuredOutputError as exc:
                 errors.append(str(exc))
-                log.info("agent.structured_output_invalid", attempt=_attempt, format=self.name)
+                log.info("agent.structured_output_invalid", attempt=attempt, format=self.name)
                 request = request.with_options(
                     messages=[
                         *request.messages,
@@ -145,6 +147,7 @@ class StructuredOutput:
             f"the model's answer did not match {self.name} after {self.max_repairs} repairs:"
             f" {errors[-1]}",
             errors=tuple(errors),
+            model=response.model or None,
         )
 
     async def _ask(self, client: ModelClient, request: ModelRequest) -> ModelResponse:
@@ -162,7 +165,8 @@ class StructuredOutput:
         """The typed output of `text` (a pydantic instance or the parsed JSON).
 
         Raises:
-            _Invalid: the text is not JSON, or does not match the schema.
+            StructuredOutputError: the text is not JSON, or does not match the schema; its
+                message is what the model is told in a repair.
         """
         match = _FENCE.search(text)
         if match is not None:
@@ -170,15 +174,15 @@ class StructuredOutput:
         try:
             data = loads_bounded(text.strip())
         except InvalidJSONError as exc:
-            raise _Invalid(f"it is not JSON ({exc})") from None
+            raise StructuredOutputError(f"it is not JSON ({exc})") from None
         if self.model is not None:
             try:
                 return self.model.model_validate(data)
             except pydantic.ValidationError as exc:
-                raise _Invalid(_pydantic_errors(exc)) from None
+                raise StructuredOutputError(_pydantic_errors(exc)) from None
         problem = _check(data, self.schema, "$")
         if problem is not None:
-            raise _Invalid(problem)
+            raise StructuredOutputError(problem)
         return data
 
     def dump(self, output: Any) -> str:

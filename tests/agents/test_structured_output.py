@@ -8,13 +8,8 @@ from typing import Any
 import pydantic
 import pytest
 
-from moot.agents import (
-    AgentConfigError,
-    AssistantAgent,
-    StructuredOutputError,
-    UserProxyAgent,
-)
-from moot.models import client_from_llm_config
+from moot.agents import AgentConfigError, AssistantAgent, UserProxyAgent
+from moot.models import ModelError, StructuredOutputError, client_from_llm_config
 from moot.runtime import MessageCodec, MootError
 from moot.testing import RecordedRequest, Reply, ScriptedModelServer
 
@@ -33,7 +28,7 @@ CAPITAL_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
-PARIS = {"country": "France", "city": "Paris", "population": 2102650}
+PARIS: dict[str, Any] = {"country": "France", "city": "Paris", "population": 2102650}
 
 
 def _user() -> UserProxyAgent:
@@ -140,6 +135,7 @@ async def test_repairs_exhausted_raise_a_typed_error(
     with pytest.raises(StructuredOutputError) as caught:
         await _user().a_initiate_chat(assistant, message="?", max_turns=1, silent=True)
 
+    assert isinstance(caught.value, ModelError)
     assert isinstance(caught.value, MootError)
     assert isinstance(caught.value, ValueError)
     assert len(caught.value.errors) == 3
@@ -163,7 +159,7 @@ async def test_zero_repairs_fail_on_the_first_bad_answer(
 
 def test_unusable_settings_are_refused(llm_config: dict[str, Any]) -> None:
     with pytest.raises(AgentConfigError):
-        AssistantAgent("a", llm_config=llm_config, response_format=str)  # type: ignore[arg-type]
+        AssistantAgent("a", llm_config=llm_config, response_format=str)
     with pytest.raises(AgentConfigError):
         AssistantAgent("a", llm_config=llm_config, response_format=Capital, max_format_repairs=-1)
 
