@@ -139,7 +139,8 @@ class StructuredOutput:
                         {
                             "role": "user",
                             "content": f"That answer is not valid: {exc}. Reply again with only"
-                            " the corrected JSON object.",
+                            " the corrected JSON object, matching this JSON schema:\n"
+                            + json.dumps(self.schema, sort_keys=True),
                         },
                     ]
                 )

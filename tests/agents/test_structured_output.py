@@ -65,6 +65,7 @@ async def test_invalid_then_valid_json_is_repaired_once_and_typed(
     }
     assert "population" in repair.messages[-1]["content"]
     assert "Field required" in repair.messages[-1]["content"]
+    assert '"required": ["country", "city", "population"]' in repair.messages[-1]["content"]
     # the chat carries the validated answer once, as JSON; both calls are counted
     assert json.loads(result.chat_history[-1]["content"]) == PARIS
     assert result.cost.calls == 2
