@@ -8,10 +8,15 @@ from typing import Any
 import pydantic
 import pytest
 
-from moot.agents import AgentConfigError, AssistantAgent, UserProxyAgent
-from moot.models import ModelError, StructuredOutputError, client_from_llm_config
+from moot.agents import AgentConfigError, AssistantAgent, UserProxyAgent, register_function
+from moot.models import (
+    BadRequestError,
+    ModelError,
+    StructuredOutputError,
+    client_from_llm_config,
+)
 from moot.runtime import MessageCodec, MootError
-from moot.testing import RecordedRequest, Reply, ScriptedModelServer
+from moot.testing import RecordedRequest, Reply, ScriptedModelClient, ScriptedModelServer
 
 
 class Capital(pydantic.BaseModel):
@@ -180,3 +185,41 @@ def test_a_typed_output_round_trips_through_the_codec() -> None:
     codec.register(Capital, name="test.Capital")
     payload = json.loads(json.dumps(codec.encode(Capital(**PARIS))))
     assert codec.decode(payload) == Capital(**PARIS)
+
+
+async def test_tool_calls_pass_through_and_the_final_answer_is_typed() -> None:
+    client = ScriptedModelClient(
+        [
+            Reply(tool_calls=[{"name": "population", "arguments": {"city": "Paris"}}]),
+            json.dumps(PARIS),
+        ]
+    )
+    assistant = AssistantAgent("assistant", model_client=client, response_format=Capital)
+    user = _user()
+
+    def population(city: str) -> int:
+        return 2102650 if city == "Paris" else 0
+
+    register_function(population, caller=assistant, executor=user, description="A city's size.")
+
+    result = await user.a_initiate_chat(assistant, message="?", max_turns=2, silent=True)
+
+    assert result.output == Capital(**PARIS)
+    assert len(client.requests) == 2
+    assert client.requests[1].messages[-1]["content"] == "2102650"  # the tool's result
+    assert all(r.tools for r in client.requests)
+
+
+async def test_a_refusal_in_the_prompt_mode_is_raised() -> None:
+    refusal = BadRequestError("context too long", status=400)
+    client = ScriptedModelClient([refusal, refusal, refusal])
+    assistant = AssistantAgent("assistant", model_client=client, response_format=CAPITAL_SCHEMA)
+
+    with pytest.raises(BadRequestError, match="context too long"):
+        await _user().a_initiate_chat(assistant, message="?", max_turns=1, silent=True)
+    formats = [r.response_format for r in client.requests]
+    assert [None if f is None else f["type"] for f in formats] == [
+        "json_schema",
+        "json_object",
+        None,
+    ]
