@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 import pytest
@@ -11,12 +11,17 @@ import pytest
 from moot.agents import AgentConfigError, AssistantAgent, UserProxyAgent, register_function
 from moot.models import (
     BadRequestError,
+    LocalModelClient,
     ModelError,
+    ModelRequest,
     StructuredOutputError,
     client_from_llm_config,
 )
 from moot.runtime import MessageCodec, MootError
 from moot.testing import RecordedRequest, Reply, ScriptedModelClient, ScriptedModelServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 
 class Capital(pydantic.BaseModel):
@@ -223,3 +228,61 @@ async def test_a_refusal_in_the_prompt_mode_is_raised() -> None:
         "json_object",
         None,
     ]
+
+
+class JsonEngine:
+    """An engine with the grammar capability: records the schema each generation was held to."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.schemas: list[Mapping[str, Any] | None] = []
+        self.plain = 0
+
+    def stream_chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        stop: list[str],
+    ) -> Iterator[str]:
+        self.plain += 1
+        yield "free text"
+
+    def stream_json(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        schema: Mapping[str, Any] | None,
+        max_tokens: int,
+        temperature: float,
+        stop: list[str],
+    ) -> Iterator[str]:
+        self.schemas.append(schema)
+        yield self.answer
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+async def test_the_embedded_model_generates_under_the_schema_grammar() -> None:
+    engine = JsonEngine(json.dumps(PARIS))
+    assistant = AssistantAgent(
+        "assistant", model_client=LocalModelClient(engine=engine), response_format=Capital
+    )
+
+    result = await _user().a_initiate_chat(assistant, message="?", max_turns=1, silent=True)
+
+    assert result.output == Capital(**PARIS)
+    assert engine.schemas == [Capital.model_json_schema()]
+    assert engine.plain == 0
+    async with LocalModelClient(engine=engine) as client:  # no response_format: no grammar
+        answer = await client.create(ModelRequest(messages=[{"role": "user", "content": "hi"}]))
+        assert answer.content == "free text"
+        await client.create(
+            ModelRequest(
+                messages=[{"role": "user", "content": "hi"}],
+                response_format={"type": "json_object"},
+            )
+        )
+    assert engine.schemas[-1] is None  # json_object: any JSON object
