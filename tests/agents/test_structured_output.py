@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from moot.models import (
     ModelError,
     ModelRequest,
     StructuredOutputError,
+    cached_model,
     client_from_llm_config,
 )
 from moot.runtime import MessageCodec, MootError
@@ -286,3 +288,23 @@ async def test_the_embedded_model_generates_under_the_schema_grammar() -> None:
             )
         )
     assert engine.schemas[-1] is None  # json_object: any JSON object
+
+
+@pytest.mark.skipif(
+    cached_model() is None or importlib.util.find_spec("llama_cpp") is None,
+    reason="the embedded model is not cached or llama-cpp-python is not installed",
+)
+async def test_the_real_embedded_model_answers_schema_valid_objects() -> None:
+    async with LocalModelClient() as client:
+        assistant = AssistantAgent(
+            "assistant",
+            system_message="You answer questions about countries.",
+            model_client=client,
+            response_format=Capital,
+            max_format_repairs=0,  # the grammar alone must make every answer valid
+        )
+        for country in ("France", "Japan", "Brazil"):
+            result = await _user().a_initiate_chat(
+                assistant, message=f"The capital of {country}?", max_turns=1, silent=True
+            )
+            assert isinstance(result.output, Capital)
