@@ -1351,6 +1351,7 @@ class ConversableAgent(Agent):
             stream=self._stream,
             on_token=None if state.silent or not self._stream else _show_token,
         )
+        output = None
         if self._structured is None:
             response = await client.create(request)
             state.usage.add(response)
@@ -1362,11 +1363,11 @@ class ConversableAgent(Agent):
                 self._usage.add(answer)
 
             response, output = await self._structured.create(client, request, record)
-            if output is not None:
-                state.output = output
-                return True, self._structured.dump(output)
         if _logging.logging_enabled():  # runtime_logging records the call and its cost
             _logging.log_agent_completion(self, self._model_messages_for(state, messages), response)
+        if output is not None and self._structured is not None:
+            state.output = output
+            return True, self._structured.dump(output)
         if response.tool_calls:
             return True, response.to_message()
         if response.content is None:
