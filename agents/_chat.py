@@ -49,7 +49,8 @@ class ChatResult:
     """What a finished chat hands back.
 
     `chat_history` is the initiator's view of the messages; `cost` sums every model call that
-    either agent made in this chat; `human_input` lists what humans typed, in order.
+    either agent made in this chat; `human_input` lists what humans typed, in order. `output` is
+    the typed final answer of an agent with a `response_format` (the recipient's first), or None.
     """
 
     chat_id: str
@@ -57,6 +58,7 @@ class ChatResult:
     summary: str
     cost: UsageSummary
     human_input: list[str]
+    output: Any = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -176,6 +178,7 @@ class ChatState:
         "model_messages",
         "model_messages_done",
         "model_messages_last",
+        "output",
         "owner",
         "peer",
         "silent",
@@ -211,6 +214,7 @@ class ChatState:
         self._model_held = False  # holds `_model` (released by `aclose`, after `stack`)
         self._client: ModelClient | None = None
         self.code = code
+        self.output: Any = None  # the last answer validated against a `response_format`
 
     @property
     def human_input(self) -> list[str]:
@@ -441,6 +445,7 @@ async def _run_two_agent_chat(
             summary=summary,
             cost=first.usage.summary() + (UsageSummary() if alone else second.usage.summary()),
             human_input=first.human_input + ([] if alone else second.human_input),
+            output=second.output if second.output is not None else first.output,
         )
     finally:
         await close_participants(runtime, [a] if alone else [a, b])

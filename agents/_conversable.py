@@ -53,6 +53,7 @@ from ._llm_setup import read_llm_config
 from ._mcp import McpTool, mcp_servers
 from ._participant import ChatParticipant, Message, Say, Summarize, Turn, TurnReply
 from ._resources import Hold, Holdable, Lease, ResourceHolder, borrowed, hold
+from ._structured import DEFAULT_MAX_REPAIRS, StructuredOutput
 from ._tool_registry import ApiStyle, ToolRegistry, take_legacy_functions
 from ._tools import Tool, run_tool_calls, tool_call_id
 from .approvals import (
@@ -69,9 +70,11 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     import httpx
+    import pydantic
 
     from moot.executors import Executor
     from moot.journal import ChatStore
+    from moot.models import ModelResponse
 
 HumanInputMode = Literal["ALWAYS", "NEVER", "TERMINATE"]
 ReplyFunction = Callable[..., "tuple[bool, Any] | Awaitable[tuple[bool, Any]]"]
@@ -362,6 +365,8 @@ class ConversableAgent(Agent):
         model_client: ModelClient | None = None,
         approve_code: ApprovalPolicy = "never",
         approve_tools: ApprovalPolicy = "never",
+        response_format: type[pydantic.BaseModel] | Mapping[str, Any] | None = None,
+        max_format_repairs: int = DEFAULT_MAX_REPAIRS,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise AgentConfigError("an agent needs a non-empty name")
@@ -406,6 +411,12 @@ class ConversableAgent(Agent):
                 self, {"name": name, "system_message": system_message, "llm_config": llm_config}
             )
         self._given_client = model_client
+        # Structured output (see `_structured`): the answer's format, or None for free text.
+        self._structured = (
+            None
+            if response_format is None
+            else StructuredOutput(response_format, max_repairs=max_format_repairs)
+        )
         self._model_lease: Lease[ModelClient] | None = None
         if model_client is not None or self._llm is not None:
             self._model_lease = Lease(self._open_client)
@@ -1334,18 +1345,29 @@ class ConversableAgent(Agent):
             client = await state.model_client()
             if client is None:
                 return False, None
-        response = await client.create(
-            ModelRequest(
-                messages=self._model_messages_for(state, messages),
-                tools=self._tool_registry.request,
-                stream=self._stream,
-                on_token=None if state.silent or not self._stream else _show_token,
-            )
+        request = ModelRequest(
+            messages=self._model_messages_for(state, messages),
+            tools=self._tool_registry.request,
+            stream=self._stream,
+            on_token=None if state.silent or not self._stream else _show_token,
         )
-        state.usage.add(response)
-        self._usage.add(response)
+        output = None
+        if self._structured is None:
+            response = await client.create(request)
+            state.usage.add(response)
+            self._usage.add(response)
+        else:  # structured output: validated, repaired, typed (see `_structured`)
+
+            def record(answer: ModelResponse) -> None:
+                state.usage.add(answer)
+                self._usage.add(answer)
+
+            response, output = await self._structured.create(client, request, record)
         if _logging.logging_enabled():  # runtime_logging records the call and its cost
             _logging.log_agent_completion(self, self._model_messages_for(state, messages), response)
+        if output is not None and self._structured is not None:
+            state.output = output
+            return True, self._structured.dump(output)
         if response.tool_calls:
             return True, response.to_message()
         if response.content is None:

@@ -18,6 +18,7 @@ from ._errors import (
     RateLimitError,
     ResponseTooLargeError,
     StreamInterruptedError,
+    StructuredOutputError,
     error_for_status,
 )
 from ._fallback import FallbackClient
@@ -90,6 +91,7 @@ __all__ = [
     "RetryPolicy",
     "RetryingClient",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "TokenCallback",
     "ToolCall",
     "Usage",

@@ -67,6 +67,15 @@ class MalformedResponseError(ModelError):
     """The provider answered, but not with the chat-completion JSON the API defines."""
 
 
+class StructuredOutputError(ModelError, ValueError):
+    """An agent's answer still did not match its `response_format` after the allowed repairs;
+    `errors` lists what was wrong with each attempt, in order."""
+
+    def __init__(self, message: str, *, errors: tuple[str, ...] = (), **context: Any) -> None:
+        super().__init__(message, **context)
+        self.errors = errors
+
+
 class StreamInterruptedError(ModelError):
     """A streamed answer stopped before its end; retried only if no token was delivered yet."""
 

@@ -29,7 +29,11 @@ DEFAULT_MAX_TOKENS = 512
 
 
 class Engine(Protocol):
-    """What generates text: llama.cpp for real, a script in tests."""
+    """What generates text: llama.cpp for real, a script in tests.
+
+    An engine may also have `stream_json(messages, *, schema, max_tokens, temperature, stop)`,
+    generating under a grammar built from `schema`; requests with a JSON `response_format` use it.
+    """
 
     def stream_chat(
         self,
@@ -87,6 +91,33 @@ class LlamaEngine:
             if piece:
                 yield str(piece)
 
+    def stream_json(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        schema: Mapping[str, Any] | None,
+        max_tokens: int,
+        temperature: float,
+        stop: list[str],
+    ) -> Iterator[str]:
+        """`stream_chat` held by a grammar: llama.cpp builds it from `schema` (any JSON object
+        when None), so every token keeps the answer valid."""
+        response_format: dict[str, Any] = {"type": "json_object"}
+        if schema is not None:
+            response_format["schema"] = dict(schema)
+        chunks = self._llm.create_chat_completion(
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop or None,
+            stream=True,
+            response_format=response_format,
+        )
+        for chunk in chunks:
+            piece = chunk["choices"][0].get("delta", {}).get("content")
+            if piece:
+                yield str(piece)
+
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
@@ -100,6 +131,8 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     pieces: asyncio.Queue[str | BaseException | None]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    json_only: bool = False  # the request asked for JSON: a grammar holds the engine to it
+    schema: Mapping[str, Any] | None = None  # ... matching this schema
 
 
 def _to_chat(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -113,6 +146,19 @@ def _to_chat(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
             role = "user"
         out.append({"role": role, "content": text})
     return out
+
+
+def _json_request(response_format: Any) -> tuple[bool, Mapping[str, Any] | None]:
+    """Whether `response_format` asks for JSON, and the schema it names (None for any object)."""
+    if isinstance(response_format, type) and hasattr(response_format, "model_json_schema"):
+        return True, response_format.model_json_schema()  # a pydantic model class
+    if not isinstance(response_format, dict):
+        return False, None
+    if response_format.get("type") == "json_schema":
+        inner = response_format.get("json_schema")
+        schema = inner.get("schema") if isinstance(inner, dict) else None
+        return True, schema if isinstance(schema, dict) else None
+    return response_format.get("type") == "json_object", None
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -194,12 +240,23 @@ class LocalModelClient(ModelClient):
         try:
             engine = self._load()
             self.generations += 1
-            for piece in engine.stream_chat(
-                job.messages,
-                max_tokens=job.max_tokens,
-                temperature=job.temperature,
-                stop=job.stop,
-            ):
+            stream_json = getattr(engine, "stream_json", None)  # an optional capability
+            if job.json_only and stream_json is not None:
+                pieces = stream_json(
+                    job.messages,
+                    schema=job.schema,
+                    max_tokens=job.max_tokens,
+                    temperature=job.temperature,
+                    stop=job.stop,
+                )
+            else:
+                pieces = engine.stream_chat(
+                    job.messages,
+                    max_tokens=job.max_tokens,
+                    temperature=job.temperature,
+                    stop=job.stop,
+                )
+            for piece in pieces:
                 if job.cancelled.is_set():
                     break
                 send(piece)
@@ -233,6 +290,7 @@ class LocalModelClient(ModelClient):
             loop=asyncio.get_running_loop(),
             pieces=asyncio.Queue(),
         )
+        job.json_only, job.schema = _json_request(request.response_format)
         self._ensure_worker()
         self._jobs.put(job)
         text = ""

@@ -38,7 +38,8 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │   │   └── InvalidJSONError (ValueError)  model JSON that does not parse (`loads_bounded`)
     │   │       └── JSONDepthError             ... or nests deeper than the limit
     │   ├── ResponseTooLargeError              the answer passed `max_response_bytes`
-    │   └── StreamInterruptedError             the stream broke off, or sent an error event
+    │   ├── StreamInterruptedError             the stream broke off, or sent an error event
+    │   └── StructuredOutputError (ValueError) an agent's answer missed its response_format
     ├── AgentError                             agents: an agent or chat cannot do what was asked
     │   ├── EventLoopRunningError (RuntimeError)   a sync chat call inside a running loop
     │   ├── AgentConfigError (ConfigError)     a constructor argument or llm_config is unusable
