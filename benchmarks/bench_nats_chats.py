@@ -1,0 +1,156 @@
+"""W3 over NATS workers: C concurrent round-robin group chats (3 agents x 10 turns, stub model
+with latency L) whose manager and agents live on two `moot worker` processes, against the same
+chats in one in-process runtime, measured in the same run.
+
+The client holds stand-in agents and calls `manager.a_run(..., runtime=client)`; the workers
+(`python -m moot.runtime.nats --agents bench_nats_chats:setup`) host the agents, each with its
+own stub model client. CPU is read per process (client: `process_time`, workers: /proc).
+
+    python benchmarks/bench_nats_chats.py [--chats 1000] [--latency-ms 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import versions, write
+from bench_groupchat import StubClient, one_size
+from bench_nats import start_child, start_server
+
+from moot.agents import AssistantAgent, host_agents
+from moot.groupchat import GroupChat, GroupChatManager
+from moot.runtime import Runtime
+from moot.runtime.nats import NatsTransport
+
+AGENTS = 3
+TURNS = 10
+
+
+def team(stub: StubClient) -> GroupChatManager:
+    members = [
+        AssistantAgent(
+            f"assistant_{i}",
+            system_message="You are a helpful assistant. Keep answers short.",
+            model_client=stub,
+        )
+        for i in range(AGENTS)
+    ]
+    group = GroupChat(members, max_round=TURNS + 1, speaker_selection_method="round_robin")
+    return GroupChatManager(group, silent=True)
+
+
+class _GaplessStub(StubClient):
+    """The W3 stub without per-chat gap bookkeeping (workers never saw the chat start)."""
+
+    async def create(self, messages: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        await asyncio.sleep(self.latency)
+        return self._response
+
+
+def setup(runtime: Runtime) -> None:
+    """Worker side: the W3 team, with this worker's own stub model."""
+    manager = team(_GaplessStub(float(os.environ.get("BENCH_LATENCY_S", "0.05"))))
+    host_agents(runtime, manager, *manager.groupchat.agents)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def distributed(url: str, chats: int, latency: float, pids: list[int]) -> dict[str, Any]:
+    client = Runtime(transport=NatsTransport(url, name="bench-client"))
+    manager = team(_GaplessStub(latency))  # stand-ins: the chats run on the workers
+    tasks = [f"Chat {i}: please discuss the plan." for i in range(chats)]
+    async with client:
+        warm = await manager.a_run("warm up", runtime=client, chat_id="warm")
+        assert warm.stop_reason.condition == "MaxMessages"
+        workers0 = [cpu_seconds(pid) for pid in pids]
+        cpu0 = time.process_time()
+        start = time.perf_counter()
+        results = await asyncio.gather(
+            *(manager.a_run(task, runtime=client, chat_id=f"c{i}") for i, task in enumerate(tasks))
+        )
+        wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
+        workers = [cpu_seconds(pid) - before for pid, before in zip(pids, workers0, strict=True)]
+    ok = all(
+        len(r.chat_history) == TURNS + 1 and r.stop_reason.condition == "MaxMessages"
+        for r in results
+    )
+    total = chats * TURNS
+    return {
+        "ok": ok,
+        "wall_s": round(wall, 4),
+        "turns_per_s": round(total / wall, 1),
+        "client_cpu_s": round(cpu, 3),
+        "worker_cpu_s": [round(each, 3) for each in workers],
+        "cpu_ms_per_turn": round((cpu + sum(workers)) / total * 1000, 4),
+        "runtime_messages_per_turn": 2,  # Turn to a member and its TurnReply, over NATS
+    }
+
+
+async def main_async(chats: int, latency: float) -> dict[str, Any]:
+    local = await one_size(chats, latency, TURNS, AGENTS)
+    with tempfile.TemporaryDirectory() as store:
+        server, url = start_server(store)
+        os.environ["BENCH_LATENCY_S"] = str(latency)
+        children = []
+        try:
+            for _ in range(2):
+                args = ["-m", "moot.runtime.nats", "--nats", url, "--agents"]
+                children.append(start_child([*args, "bench_nats_chats:setup"]))
+            remote = await distributed(url, chats, latency, [c.pid for c in children])
+        finally:
+            for child in children:
+                child.terminate()
+                child.wait(timeout=15)
+            server.terminate()
+            server.wait(timeout=10)
+    local_row = {
+        key: local[key] for key in ("ok", "wall_s", "turns_per_s", "cpu_s", "cpu_ms_per_turn")
+    }
+    return {
+        "workload": "W3: C concurrent round-robin group chats, 3 agents x 10 turns, stub L",
+        "chats": chats,
+        "latency_ms": latency * 1000,
+        "cores": os.cpu_count(),
+        "in_process": local_row,
+        "two_nats_workers": remote,
+        "wall_ratio_nats_vs_in_process": round(remote["wall_s"] / local["wall_s"], 2),
+        "cpu_ratio_nats_vs_in_process": round(
+            remote["cpu_ms_per_turn"] / local["cpu_ms_per_turn"], 2
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chats", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    args = parser.parse_args()
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    result = asyncio.run(main_async(args.chats, args.latency_ms / 1000))
+    path = write("nats_chats", {"versions": versions("nats-py"), **result})
+    print(
+        f"W3 C={args.chats}: in-process {result['in_process']['wall_s']} s,"
+        f" two NATS workers {result['two_nats_workers']['wall_s']} s"
+        f" (x{result['wall_ratio_nats_vs_in_process']}); {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()
