@@ -97,7 +97,15 @@ async def distributed(url: str, chats: int, latency: float, pids: list[int]) -> 
         "client_cpu_s": round(cpu, 3),
         "worker_cpu_s": [round(each, 3) for each in workers],
         "cpu_ms_per_turn": round((cpu + sum(workers)) / total * 1000, 4),
-        "runtime_messages_per_turn": 2,  # Turn to a member and its TurnReply, over NATS
+        # Where the time goes, per chat: NATS round trips and JetStream writes (counted from
+        # the protocol, not sampled). Requests: RunGroupChat, an OpenChat per member, a Turn per
+        # turn (local when the member's key sits on the manager's worker); JetStream writes: a
+        # lease per new key (manager + members) and a durable CloseChat tell per member.
+        "per_chat": {
+            "requests": 1 + AGENTS + TURNS,
+            "jetstream_lease_writes": 1 + AGENTS,
+            "jetstream_tells": AGENTS,
+        },
     }
 
 

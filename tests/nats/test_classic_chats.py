@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +37,16 @@ from moot.groupchat import (
     register_groupchat_messages,
 )
 from moot.models import Usage
-from moot.runtime import AgentId, Runtime
-from moot.testing import ScriptedModelServer
+from moot.runtime import AgentId, DeadlineExceededError, DeliveryError, MootError, Runtime
+from moot.runtime.nats import NatsTransport
+from moot.testing import Reply, ScriptedModelServer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
     from nats_helpers import NatsServer, RuntimeMaker
+
+    from moot.testing import RecordedRequest
 
 HERE = Path(__file__).resolve().parent
 HELPERS = HERE.parent / "_helpers"
@@ -51,20 +55,67 @@ WORKER_FLAGS += ["--reconnect-wait", "0.1", "--stop-timeout", "2"]
 
 
 @pytest.fixture
-def model() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer(default=answer) as server:
+def model_latency() -> float:
+    """Seconds each model answer takes (a test parametrizes it to kill a worker mid-chat)."""
+    return 0.0
+
+
+class Requests:
+    """Counts the model's requests from its thread and wakes a test waiting for a number."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiting: list[tuple[int, asyncio.Event, asyncio.AbstractEventLoop]] = []
+        self._lock = threading.Lock()
+
+    def seen(self) -> None:
+        with self._lock:
+            self.count += 1
+            for n, event, loop in self._waiting:
+                if self.count >= n:
+                    loop.call_soon_threadsafe(event.set)
+
+    async def reach(self, n: int) -> None:
+        event = asyncio.Event()
+        with self._lock:
+            self._waiting.append((n, event, asyncio.get_running_loop()))
+            if self.count >= n:
+                event.set()
+        await asyncio.wait_for(event.wait(), 60)
+
+
+@pytest.fixture
+def requests() -> Requests:
+    return Requests()
+
+
+@pytest.fixture
+def model(model_latency: float, requests: Requests) -> Iterator[ScriptedModelServer]:
+    """The scripted model, on a background thread (workers in other processes call it)."""
+
+    def reply(request: RecordedRequest) -> Reply:
+        requests.seen()
+        return Reply(answer(request), latency=model_latency)
+
+    with ScriptedModelServer(default=reply) as server:
         yield server
+
+
+class Worker:
+    def __init__(self, process: asyncio.subprocess.Process, node: str) -> None:
+        self.process = process
+        self.node = node
 
 
 @pytest.fixture
 async def workers(
     nats_server: NatsServer, model: ScriptedModelServer, tmp_path: Path
-) -> AsyncIterator[Callable[[int], Awaitable[list[asyncio.subprocess.Process]]]]:
+) -> AsyncIterator[Callable[[int], Awaitable[list[Worker]]]]:
     """Start `n` workers hosting `classic_app`; stopped (SIGTERM) after the test."""
     started: list[asyncio.subprocess.Process] = []
 
-    async def spawn(n: int) -> list[asyncio.subprocess.Process]:
-        made = []
+    async def spawn(n: int) -> list[Worker]:
+        made: list[Worker] = []
         for _ in range(n):
             log_path = tmp_path / f"worker{len(started)}.log"
             with log_path.open("wb") as log:
@@ -89,7 +140,7 @@ async def workers(
             assert process.stdout is not None
             line = await asyncio.wait_for(process.stdout.readline(), 30)
             assert line.startswith(b"moot-worker ready"), log_path.read_text()
-            made.append(process)
+            made.append(Worker(process, line.split()[-1].decode()))
         return made
 
     yield spawn
@@ -196,6 +247,33 @@ async def test_two_workers_run_many_chats_at_once(
     )
     assert all(result.chat_history == history for result in results)
     assert len({result.chat_id for result in results}) == 20
+
+
+@pytest.mark.parametrize("model_latency", [0.2])
+async def test_a_chat_whose_manager_worker_is_killed_fails_typed(
+    workers: Callable[[int], Awaitable[list[Any]]],
+    make_runtime: RuntimeMaker,
+    model: ScriptedModelServer,
+    requests: Requests,
+) -> None:
+    """No failover yet (it needs the journal's resume on the workers): the client gets a typed
+    error instead of waiting forever, and the survivor still serves new chats."""
+    processes = await workers(2)
+    client = await make_runtime(request_timeout=5.0)
+    app = build(model.base_url)
+    chat = asyncio.ensure_future(app.manager.a_run("plan a launch", runtime=client, chat_id="k1"))
+    await requests.reach(2)
+    assert isinstance(client.transport, NatsTransport)
+    owner = client.transport.membership.owner(AgentId(shared_type("chat_manager"), "k1"))
+    victim = next(worker.process for worker in processes if worker.node == owner)
+    victim.kill()  # SIGKILL: no goodbye
+    await victim.wait()
+    with pytest.raises(MootError) as caught:
+        await chat
+    assert isinstance(caught.value, DeadlineExceededError | DeliveryError)
+    assert all(w.process.returncode is None for w in processes if w.node != owner)
+    result = await app.manager.a_run("plan again", runtime=client, chat_id="k2")
+    assert result.stop_reason.condition == "MaxMessages"
 
 
 # -- without a broker: names and the codec ---------------------------------------------------
