@@ -69,7 +69,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def distributed(url: str, chats: int, latency: float, pids: list[int]) -> dict[str, Any]:
+async def distributed(
+    url: str, chats: int, latency: float, pids: list[int], server_pid: int
+) -> dict[str, Any]:
     client = Runtime(transport=NatsTransport(url, name="bench-client"))
     manager = team(_GaplessStub(latency))  # stand-ins: the chats run on the workers
     tasks = [f"Chat {i}: please discuss the plan." for i in range(chats)]
@@ -77,6 +79,7 @@ async def distributed(url: str, chats: int, latency: float, pids: list[int]) -> 
         warm = await manager.a_run("warm up", runtime=client, chat_id="warm")
         assert warm.stop_reason.condition == "MaxMessages"
         workers0 = [cpu_seconds(pid) for pid in pids]
+        server0 = cpu_seconds(server_pid)
         cpu0 = time.process_time()
         start = time.perf_counter()
         results = await asyncio.gather(
@@ -85,6 +88,7 @@ async def distributed(url: str, chats: int, latency: float, pids: list[int]) -> 
         wall = time.perf_counter() - start
         cpu = time.process_time() - cpu0
         workers = [cpu_seconds(pid) - before for pid, before in zip(pids, workers0, strict=True)]
+        server = cpu_seconds(server_pid) - server0
     ok = all(
         len(r.chat_history) == TURNS + 1 and r.stop_reason.condition == "MaxMessages"
         for r in results
@@ -96,6 +100,7 @@ async def distributed(url: str, chats: int, latency: float, pids: list[int]) -> 
         "turns_per_s": round(total / wall, 1),
         "client_cpu_s": round(cpu, 3),
         "worker_cpu_s": [round(each, 3) for each in workers],
+        "nats_server_cpu_s": round(server, 3),
         "cpu_ms_per_turn": round((cpu + sum(workers)) / total * 1000, 4),
         # Where the time goes, per chat: NATS round trips and JetStream writes (counted from
         # the protocol, not sampled). Requests: RunGroupChat, an OpenChat per member, a Turn per
@@ -119,7 +124,8 @@ async def main_async(chats: int, latency: float) -> dict[str, Any]:
             for _ in range(2):
                 args = ["-m", "moot.runtime.nats", "--nats", url, "--agents"]
                 children.append(start_child([*args, "bench_nats_chats:setup"]))
-            remote = await distributed(url, chats, latency, [c.pid for c in children])
+            pids = [c.pid for c in children]
+            remote = await distributed(url, chats, latency, pids, server.pid)
         finally:
             for child in children:
                 child.terminate()
