@@ -28,14 +28,6 @@ from ._chat import (
     runtime_scope,
 )
 from ._conversable import ConversableAgent, default_is_termination_msg, register_function
-from ._distributed import (
-    host_agents,
-    is_distributed,
-    register_chat_messages,
-    shared_type,
-    usage_from_wire,
-    usage_to_wire,
-)
 from ._errors import (
     AgentConfigError,
     AgentError,
@@ -67,17 +59,7 @@ from ._human_input import (
 )
 from ._mcp import McpResult, McpServer, McpStatistics, McpTool
 from ._nested import register_nested_chats
-from ._participant import (
-    ChatParticipant,
-    ChatReport,
-    CloseChat,
-    OpenChat,
-    ReportChat,
-    Say,
-    Summarize,
-    Turn,
-    TurnReply,
-)
+from ._participant import ChatParticipant, CloseChat, Say, Summarize, Turn, TurnReply
 from ._sequential import a_initiate_chats, initiate_chats
 from ._streams import IOConsole, IOStream
 from ._tools import Tool
@@ -106,7 +88,6 @@ __all__ = [
     "AsyncRunResponse",
     "CarryoverTypeError",
     "ChatParticipant",
-    "ChatReport",
     "ChatResult",
     "ChatState",
     "CloseChat",
@@ -136,10 +117,8 @@ __all__ = [
     "McpTool",
     "NoConversationError",
     "NoMessagesError",
-    "OpenChat",
     "PendingInput",
     "QueueInputProvider",
-    "ReportChat",
     "RunResponse",
     "Say",
     "ScriptedInputProvider",
@@ -153,18 +132,12 @@ __all__ = [
     "content_str",
     "default_is_termination_msg",
     "gather_usage_summary",
-    "host_agents",
     "initiate_chats",
-    "is_distributed",
     "new_chat_id",
     "parse_tags_from_content",
     "print_message",
-    "register_chat_messages",
     "register_function",
     "register_nested_chats",
     "run_sync",
     "runtime_scope",
-    "shared_type",
-    "usage_from_wire",
-    "usage_to_wire",
 ]

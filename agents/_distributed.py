@@ -201,7 +201,7 @@ def on_workers(runtime: Runtime, first: ConversableAgent, second: ConversableAge
         remote, local = (first, second) if one else (second, first)
         raise AgentConfigError(
             f"{remote.name} runs on workers but {local.name} does not; host both agents on the"
-            " workers (moot.agents.host_agents)"
+            " workers (moot.agents.distributed.host_agents)"
         )
     return one
 
@@ -217,7 +217,7 @@ def hosted_agent(runtime: Runtime, name: str) -> ConversableAgent:
     if found is None:
         raise AgentConfigError(
             f"this worker hosts no agent named {name!r}; its setup must host every agent its"
-            " chats name (moot.agents.host_agents)"
+            " chats name (moot.agents.distributed.host_agents)"
         )
     return found
 

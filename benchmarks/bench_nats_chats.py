@@ -26,7 +26,8 @@ from _common import versions, write
 from bench_groupchat import StubClient, one_size
 from bench_nats import start_child, start_server
 
-from moot.agents import AssistantAgent, host_agents
+from moot.agents import AssistantAgent
+from moot.agents.distributed import host_agents
 from moot.groupchat import GroupChat, GroupChatManager
 from moot.runtime import Runtime
 from moot.runtime.nats import NatsTransport

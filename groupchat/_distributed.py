@@ -1,6 +1,6 @@
-"""Group chats whose manager and members live on worker processes (see `moot.agents` for the
-two-agent side): the group chat's messages for the codec, its events carried back in the
-reply, and the manager's ways to open and read members that run elsewhere.
+"""Group chats whose manager and members live on worker processes (the two-agent side is in
+`moot.agents.distributed`): the group chat's messages for the codec, its events carried back
+in the reply, and the manager's ways to open and read members that run elsewhere.
 
 An in-process event sink cannot cross a process, so a client on another process asks the
 manager to collect the chat's events (`RunGroupChat.collect_events`); the reply carries them,
@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from moot.agents import OpenChat, ReportChat, register_chat_messages, usage_from_wire
+from moot.agents.distributed import (
+    OpenChat,
+    ReportChat,
+    register_chat_messages,
+    usage_from_wire,
+)
 from moot.models import Usage
 
 from . import _events
@@ -34,7 +39,7 @@ from ._manager import GroupChatResult
 from ._state import StopReason
 
 if TYPE_CHECKING:
-    from moot.agents import ChatReport
+    from moot.agents.distributed import ChatReport
     from moot.models import UsageSummary
     from moot.runtime import AgentContext, AgentId, Runtime
 

@@ -32,12 +32,12 @@ from moot.agents import (
     Turn,
     TurnReply,
     default_is_termination_msg,
-    is_distributed,
     new_chat_id,
     print_message,
     run_sync,
     runtime_scope,
 )
+from moot.agents.distributed import is_distributed
 from moot.models import ModelResponse, Usage, UsageSummary
 from moot.runtime import HandlerError
 

@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from moot.agents import AssistantAgent, UserProxyAgent, host_agents
+from moot.agents import AssistantAgent, UserProxyAgent
+from moot.agents.distributed import host_agents
 from moot.groupchat import GroupChat, GroupChatManager
 
 if TYPE_CHECKING:

@@ -18,15 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from classic_app import MEMBERS, answer, build, setup
 
-from moot.agents import (
-    AgentConfigError,
-    ConversableAgent,
-    Say,
-    Turn,
-    host_agents,
-    register_chat_messages,
-    shared_type,
-)
+from moot.agents import AgentConfigError, ConversableAgent, Say, Turn
+from moot.agents.distributed import host_agents, register_chat_messages, shared_type
 from moot.groupchat import (
     GroupChatResult,
     GroupChatRun,
