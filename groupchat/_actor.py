@@ -34,6 +34,7 @@ class RunGroupChat:
     sink: Any = field(default=None, compare=False)  # EventSink | None; None on a wire
     journal: Any = field(default=None, compare=False)  # the chat's GroupJournal, if journaled
     collect_events: bool = False
+    on_worker: bool = False  # sent by a client in another process: this worker journals it
 
 
 class ManagerParticipant(ChatParticipant):
@@ -54,10 +55,10 @@ class ManagerParticipant(ChatParticipant):
     async def on_run(self, message: RunGroupChat, ctx: Envelope) -> Any:
         """Answers the `GroupChatResult` (typed loosely: the runtime resolves these hints)."""
         try:
-            if message.collect_events:
-                from ._distributed import run_collecting
+            if message.on_worker:
+                from ._distributed import run_on_worker
 
-                return await run_collecting(self.manager, self.context, message)
+                return await run_on_worker(self.manager, self.context, message)
             return await self.manager._run_group(self.context, message, initiator=None)
         finally:
             self.context.runtime.retire(self.id)  # the chat is over: free this key's cell

@@ -85,6 +85,52 @@ def register_groupchat_messages(runtime: Runtime) -> None:
         runtime.codec.register(message_type, name=f"moot.groupchat.{message_type.__name__}")
 
 
+async def run_on_worker(
+    manager: GroupChatManager, context: AgentContext, request: RunGroupChat
+) -> GroupChatRun | GroupChatResult:
+    """Run a chat a client on another process asked for, journaled by this worker's manager
+    (its `store`, e.g. Postgres shared by every worker). A chat found in the journal resumes
+    from it, so a client that lost the worker running its chat asks again with the same
+    `chat_id` and a survivor goes on from the last journaled turn."""
+    from ._durable import group_journal, journal_human_input
+    from ._manager import _group_message
+
+    option = manager.store
+    if option is None or option is False:
+        return await _run(manager, context, request)
+    journal_human_input(manager.groupchat.agents)
+    opening = None if request.message is None else _group_message(request.message, request.sender)
+    async with group_journal(
+        option,
+        chat_id=context.id.key,
+        manager=manager.name,
+        participants=tuple(agent.name for agent in manager.groupchat.agents),
+        policy=type(manager.groupchat.policy).__name__,
+        max_round=manager.groupchat.max_round,
+        opening=opening,
+        ttl=manager.lease_ttl,
+        owner=manager._lease_owner,
+    ) as journal:
+        if journal.resumed:
+            request = replace(request, message=None, history=tuple(journal.history))
+        reason = None
+        try:
+            answer = await _run(manager, context, replace(request, journal=journal))
+            result = answer.result if isinstance(answer, GroupChatRun) else answer
+            reason = result.stop_reason
+        finally:
+            await journal.close(reason)
+        return answer
+
+
+async def _run(
+    manager: GroupChatManager, context: AgentContext, request: RunGroupChat
+) -> GroupChatRun | GroupChatResult:
+    if request.collect_events:
+        return await run_collecting(manager, context, request)
+    return await manager._run_group(context, request, initiator=None)
+
+
 async def run_collecting(
     manager: GroupChatManager, context: AgentContext, request: RunGroupChat
 ) -> GroupChatRun:

@@ -39,7 +39,7 @@ from moot.agents import (
 )
 from moot.agents.distributed import is_distributed
 from moot.models import ModelResponse, Usage, UsageSummary
-from moot.runtime import HandlerError
+from moot.runtime import DeadlineExceededError, DeliveryError, HandlerError
 
 from ._actor import ManagerParticipant, RunGroupChat
 from ._durable import (
@@ -413,9 +413,17 @@ class GroupChatManager(ConversableAgent):
         from ._distributed import GroupChatRun, replay
 
         sink = request.sink
-        wire = replace(request, sink=None, collect_events=sink is not None)
+        wire = replace(request, sink=None, collect_events=sink is not None, on_worker=True)
+        agent_id = self.participant_id(rt, chat_id)
         try:
-            reply = await rt.send(wire, self.participant_id(rt, chat_id))
+            try:
+                reply = await rt.send(wire, agent_id)
+            except (DeliveryError, DeadlineExceededError) as exc:
+                # The worker running the chat is gone (or silent): ask once more. The chat's key
+                # now lives on a survivor, which resumes it from the journal its manager keeps
+                # (a lease still held by the lost worker answers LeaseHeldError instead).
+                log.warning("groupchat.worker_lost", chat=chat_id, error=repr(exc))
+                reply = await rt.send(wire, agent_id)
         except HandlerError as exc:
             raise (exc.__cause__ or exc) from None
         if isinstance(reply, GroupChatRun):

@@ -60,7 +60,10 @@ def build(url: str | None = None) -> App:
         for name in MEMBERS
     )
     group = GroupChat(list(members), max_round=7, speaker_selection_method="round_robin")
-    manager = GroupChatManager(group, name="chat_manager", llm_config=False)
+    # A worker's manager journals to $MOOT_JOURNAL_URL (the default store); a short lease lets
+    # a survivor take a chat over soon after its worker died.
+    lease_ttl = float(os.environ.get("MOOT_TEST_LEASE_TTL", "30"))
+    manager = GroupChatManager(group, name="chat_manager", llm_config=False, lease_ttl=lease_ttl)
     return App(user=user, assistant=assistant, manager=manager, members=members)
 
 
