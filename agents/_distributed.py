@@ -281,10 +281,19 @@ async def run_remote_two_agent_chat(
             if me not in opened:
                 opened.append(me)
 
+    transcript: list[Message] = []  # what the journal holds, in order (reopens start from it)
+
+    async def record(name: str, message: Message) -> None:
+        if journal is not None:
+            named = _named(message, name)
+            await journal.record(name, named)
+            transcript.append(named)
+
     try:
         sent: Message
         if journal is not None and journal.history:  # resume: no model asked for these
             history = tuple(journal.history)
+            transcript.extend(dict(message) for message in history)
             await open_sides(history)
             sent = dict(history[-1])
             speaker, listener = (a, b) if len(history) % 2 == 1 else (b, a)
@@ -294,8 +303,7 @@ async def run_remote_two_agent_chat(
             await open_sides(())
             say = Say(message=message, context=context, record=initiator_records)
             sent = await ask(runtime, say, a, sender=None)
-            if journal is not None:
-                await journal.record(initiator.name, _named(sent, initiator.name))
+            await record(initiator.name, sent)
             turns = 1
             speaker, listener = a, b
             if request_reply is None:
@@ -312,13 +320,12 @@ async def run_remote_two_agent_chat(
                 if journal is None:
                     raise
                 log.warning("chat.turn_lost", chat=chat_id, error=repr(exc))
-                await open_sides(tuple(journal.history))  # where the keys live now
+                await open_sides(tuple(transcript))  # where the keys live now
                 reply = await ask(runtime, turn, listener, sender=speaker)
             if reply.message is None or last_turn:
                 break
             sent = reply.message
-            if journal is not None:  # durable before the other side is asked to reply
-                await journal.record(agents[listener].name, _named(sent, agents[listener].name))
+            await record(agents[listener].name, sent)  # durable before the other side is asked
             speaker, listener = listener, speaker
             if speaker == a:
                 turns += 1

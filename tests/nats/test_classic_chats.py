@@ -146,13 +146,15 @@ async def workers(
         await asyncio.wait_for(process.wait(), 15)
 
 
-async def reference_two_agents(model: ScriptedModelServer) -> tuple[list[Any], str, int]:
+async def reference_two_agents(
+    model: ScriptedModelServer, turns: int = 3
+) -> tuple[list[Any], str, int]:
     """The two-agent chat in one process: its history, summary and model requests."""
     before = len(model.requests)
     app = build(model.base_url)
     async with Runtime() as runtime:
         result = await app.user.a_initiate_chat(
-            app.assistant, message="plan a trip", max_turns=3, runtime=runtime
+            app.assistant, message="plan a trip", max_turns=turns, runtime=runtime
         )
     return result.chat_history, result.summary, len(model.requests) - before
 
@@ -301,6 +303,41 @@ async def test_a_group_chat_moves_to_a_survivor_when_its_worker_is_killed(
     twice = [key for key, n in counts.items() if n > 1]
     assert len(twice) <= 1  # ... once, but the turn in flight at the kill
     assert all(n <= 2 for n in counts.values())
+
+
+@pytest.mark.parametrize("model_latency", [0.2])
+async def test_a_two_agent_chat_moves_to_a_survivor_when_a_worker_is_killed(
+    workers: Callable[[int], Awaitable[list[Worker]]],
+    make_runtime: RuntimeMaker,
+    model: ScriptedModelServer,
+    requests: Requests,
+) -> None:
+    """The client drives a two-agent chat and journals it (SQLite here); when the worker
+    running the assistant dies mid-turn, both sides reopen from the journal on the survivor
+    and the lost turn is asked once more."""
+    history, summary, _ = await reference_two_agents(model, turns=4)
+    processes = await workers(2)
+    client = await make_runtime(request_timeout=5.0)
+    app = build(model.base_url)
+    before = len(model.requests)
+    chat = asyncio.ensure_future(
+        app.user.a_initiate_chat(
+            app.assistant, message="plan a trip", max_turns=4, runtime=client, chat_id="t1"
+        )
+    )
+    await requests.reach(before + 2)  # the assistant's first reply done, its second asked
+    assert isinstance(client.transport, NatsTransport)
+    owner = client.transport.membership.owner(AgentId(shared_type("assistant"), "t1"))
+    victim = next(worker.process for worker in processes if worker.node == owner)
+    victim.kill()
+    await victim.wait()
+    result = await chat
+    assert result.chat_history == history
+    assert result.summary == summary
+    counts = asked(model, before)
+    assert sum(counts.values()) in (4, 5)  # four replies; the one in flight maybe twice
+    assert all(n <= 2 for n in counts.values())
+    assert sum(1 for n in counts.values() if n == 2) <= 1
 
 
 # -- without a broker: names and the codec ---------------------------------------------------
