@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +29,12 @@ from bench_groupchat import StubClient, one_size
 from bench_nats import start_child, start_server
 
 from moot.agents import AssistantAgent
-from moot.agents.distributed import host_agents
+from moot.agents.distributed import host_agents, shared_type
 from moot.groupchat import GroupChat, GroupChatManager
-from moot.runtime import Runtime
+from moot.runtime import AgentId, Runtime
 from moot.runtime.nats import NatsTransport
 
+TEST_HELPERS = str(Path(__file__).resolve().parents[1] / "tests" / "_helpers")  # pg_helpers
 AGENTS = 3
 TURNS = 10
 
@@ -46,7 +49,121 @@ def team(stub: StubClient) -> GroupChatManager:
         for i in range(AGENTS)
     ]
     group = GroupChat(members, max_round=TURNS + 1, speaker_selection_method="round_robin")
-    return GroupChatManager(group, silent=True)
+    return GroupChatManager(group, silent=True, store=None)  # as W3 in process: no journal
+
+
+# --------------------------------------------------------------------------- failover
+
+FAILOVER_LATENCY = 0.05
+
+
+def failover_team(url: str) -> GroupChatManager:
+    """Three members on the scripted model at `url`; the manager journals to the default store
+    ($MOOT_JOURNAL_URL: the Postgres shared by the workers) with a 1 s lease."""
+    config = {
+        "config_list": [{"model": "scripted", "base_url": url, "api_key": "bench"}],
+        "cache_seed": None,
+    }
+    members = [
+        AssistantAgent(f"member_{i}", system_message=f"You are member_{i}.", llm_config=config)
+        for i in range(AGENTS)
+    ]
+    group = GroupChat(members, max_round=TURNS + 1, speaker_selection_method="round_robin")
+    return GroupChatManager(group, name="failover_manager", silent=True, lease_ttl=1.0)
+
+
+def failover_setup(runtime: Runtime) -> None:
+    """Worker side of the failover measurement."""
+    manager = failover_team(os.environ["BENCH_MODEL_URL"])
+    host_agents(runtime, manager, *manager.groupchat.agents)
+
+
+def start_worker(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    """A worker process and its node id (from its readiness line)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    with open("/tmp/bench_child.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, *args], stdout=subprocess.PIPE, stderr=log, env=env
+        )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if b"ready" not in line:
+        raise SystemExit(f"worker did not start: {args}")
+    return process, line.split()[-1].decode()
+
+
+async def failover(request_timeout: float) -> dict[str, Any]:
+    """kill -9 the worker running a journaled group chat after its third turn was asked; the
+    time until a survivor asks the model for the chat's next turn."""
+    sys.path.insert(0, TEST_HELPERS)
+    from pg_helpers import PostgresServer, require_postgres
+
+    from moot.testing import Reply, ScriptedModelServer
+
+    asked: list[float] = []
+    third = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def reply(request: Any) -> Reply:
+        asked.append(time.perf_counter())
+        if len(asked) == 3:
+            loop.call_soon_threadsafe(third.set)
+        return Reply("noted", latency=FAILOVER_LATENCY)
+
+    postgres = PostgresServer(require_postgres())
+    postgres.init()
+    postgres.start()
+    try:
+        with ScriptedModelServer(default=reply) as model, tempfile.TemporaryDirectory() as store:
+            server, url = start_server(store)
+            os.environ["MOOT_JOURNAL_URL"] = postgres.dsn
+            os.environ["BENCH_MODEL_URL"] = model.base_url
+            children: list[subprocess.Popen[bytes]] = []
+            nodes: list[str] = []
+            try:
+                for _ in range(2):
+                    args = ["-m", "moot.runtime.nats", "--nats", url, "--agents"]
+                    args += ["bench_nats_chats:failover_setup", "--heartbeat", "0.2"]
+                    child, node = start_worker([*args, "--member-ttl", "1.0"])
+                    children.append(child)
+                    nodes.append(node)
+                transport = NatsTransport(
+                    url, request_timeout=request_timeout, heartbeat=0.2, member_ttl=1.0
+                )
+                async with Runtime(transport=transport) as client:
+                    manager = failover_team(model.base_url)
+                    chat = asyncio.ensure_future(
+                        manager.a_run("plan", runtime=client, chat_id="failover")
+                    )
+                    await asyncio.wait_for(third.wait(), 60)
+                    owner = transport.membership.owner(
+                        AgentId(shared_type(manager.name), "failover")
+                    )
+                    victim = children[nodes.index(owner)]
+                    killed = time.perf_counter()
+                    victim.kill()
+                    victim.wait()
+                    result = await chat
+                    after = [t for t in asked if t > killed]
+            finally:
+                for child in children:
+                    if child.poll() is None:
+                        child.terminate()
+                        child.wait(timeout=15)
+                server.terminate()
+                server.wait(timeout=10)
+    finally:
+        postgres.remove()
+    return {
+        "ok": result.stop_reason.condition == "MaxMessages" and len(result.chat_history) == 11,
+        "request_timeout_s": request_timeout,
+        "lease_ttl_s": 1.0,
+        "member_ttl_s": 1.0,
+        "kill_to_next_turn_s": round(after[0] - killed, 3) if after else None,
+        "model_requests": len(asked),
+        "note": "the client notices the lost worker at its request timeout, then asks again;"
+        " a survivor resumes from the Postgres journal (its lease expired meanwhile)",
+    }
 
 
 class _GaplessStub(StubClient):
@@ -154,16 +271,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chats", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--failover-only", action="store_true", help="print, write nothing")
+    parser.add_argument("--request-timeout", type=float, default=2.0, help="client's (s)")
     args = parser.parse_args()
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    if args.failover_only:
+        print(json.dumps(asyncio.run(failover(args.request_timeout)), indent=2))
+        return
     result = asyncio.run(main_async(args.chats, args.latency_ms / 1000))
+    result["failover"] = asyncio.run(failover(args.request_timeout))
     path = write("nats_chats", {"versions": versions("nats-py"), **result})
     print(
         f"W3 C={args.chats}: in-process {result['in_process']['wall_s']} s,"
         f" two NATS workers {result['two_nats_workers']['wall_s']} s"
-        f" (x{result['wall_ratio_nats_vs_in_process']}); {path}"
+        f" (x{result['wall_ratio_nats_vs_in_process']}); failover: kill -9 to next turn"
+        f" {result['failover']['kill_to_next_turn_s']} s; {path}"
     )
 
 
