@@ -20,6 +20,7 @@ import structlog
 from moot.models import UsageSummary, UsageTracker
 from moot.runtime import HandlerError, Runtime
 
+from ._distributed import on_workers, run_remote_two_agent_chat
 from ._durable import resume_states, two_agent_journal
 from ._errors import AgentConfigError, EventLoopRunningError
 from ._participant import CloseChat, Message, Say, Summarize, Turn, TurnReply
@@ -380,6 +381,14 @@ async def _run_two_agent_chat(
     await initiator.attach(runtime)
     if not alone:
         await recipient.attach(runtime)
+    if on_workers(runtime, initiator, recipient):  # participants live on workers
+        return await run_remote_two_agent_chat(
+            runtime, initiator, recipient, chat_id=chat_id, message=message,
+            max_turns=max_turns, summary_method=summary_method, summary_args=summary_args,
+            clear_history=clear_history, silent=silent, context=context,
+            request_reply=request_reply, exchange=exchange, initiator_records=initiator_records,
+            journal=journal,
+        )  # fmt: skip
     if not exchange:
         initiator.reply_at_receive[recipient] = recipient.reply_at_receive[initiator] = True
     first = initiator.open_chat(

@@ -37,6 +37,14 @@ from ._chat import (
     runtime_scope,
 )
 from ._code_execution import ChatCode, CodeExecution, code_to_run, may_run
+from ._distributed import (
+    attach_distributed,
+    hosted_agent,
+    is_distributed,
+    register_chat_messages,
+    shared_type,
+    usage_to_wire,
+)
 from ._errors import (
     AgentConfigError,
     AgentError,
@@ -51,7 +59,17 @@ from ._hooks import Hooks
 from ._human_input import ConsoleInputProvider, InputProvider, InputRequest
 from ._llm_setup import read_llm_config
 from ._mcp import McpTool, mcp_servers
-from ._participant import ChatParticipant, Message, Say, Summarize, Turn, TurnReply
+from ._participant import (
+    ChatParticipant,
+    ChatReport,
+    Message,
+    OpenChat,
+    ReportChat,
+    Say,
+    Summarize,
+    Turn,
+    TurnReply,
+)
 from ._resources import Hold, Holdable, Lease, ResourceHolder, borrowed, hold
 from ._structured import DEFAULT_MAX_REPAIRS, StructuredOutput
 from ._tool_registry import ApiStyle, ToolRegistry, take_legacy_functions
@@ -584,6 +602,8 @@ class ConversableAgent(Agent):
         keep the model client and executor open until the runtime stops."""
         if self._actor_type in runtime.agent_types():
             return
+        if attach_distributed(runtime, self):  # hosted under a shared name (see _distributed)
+            return
         runtime.register(self._actor_type, self._participant_factory, idle_timeout=300.0)
         holder = f"{self._actor_type}.resources"
         runtime.register(holder, self._holder_factory)
@@ -592,7 +612,40 @@ class ConversableAgent(Agent):
     def participant_id(self, runtime: Runtime, chat_id: str) -> AgentId:
         """The address of this agent's participant in chat `chat_id` on `runtime`; call
         `attach(runtime)` first."""
+        if is_distributed(runtime, self):
+            return AgentId(shared_type(self.name), chat_id)
         return AgentId(self._actor_type, chat_id)
+
+    # -- chats on workers (see `_distributed`) ---------------------------------------------
+
+    def _register_messages(self, runtime: Runtime) -> None:
+        """Register the messages this agent's participants speak with `runtime.codec`."""
+        register_chat_messages(runtime)
+
+    def _handle_open(self, runtime: Runtime, chat_id: str, request: OpenChat) -> None:
+        peer = None if request.peer is None else hosted_agent(runtime, request.peer)
+        existing = self._chats.get(chat_id)
+        if existing is not None:  # opened again (a driver resuming): the driver's history wins
+            existing.messages[:] = [dict(message) for message in request.history]
+            existing.model_messages = None
+            existing.model_messages_done = 0
+            existing.model_messages_last = None
+            return
+        state = self.open_chat(
+            chat_id,
+            peer,
+            clear_history=request.clear_history,
+            silent=request.silent,
+            keep_counter=request.keep_counter,
+        )
+        state.messages.extend(dict(message) for message in request.history)
+
+    def _handle_report(self, state: ChatState, request: ReportChat) -> ChatReport:
+        return ChatReport(
+            messages=tuple(state.messages) if request.messages else (),
+            usage=usage_to_wire(state.usage.summary()),
+            human_input=tuple(state.human_input),
+        )
 
     def _holder_factory(self, context: AgentContext) -> ResourceHolder:
         leases: list[Holdable] = list(mcp_servers(self._function_map.values()))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from moot.runtime import Agent, AgentContext, Envelope, handler
+from moot.runtime import Agent, AgentContext, Envelope, Runtime, handler
 
 if TYPE_CHECKING:
     from ._chat import ChatState
@@ -74,6 +74,41 @@ class CloseChat:
     """The chat is over: release what it holds (see `_resources`). Sent by the driver."""
 
 
+# -- messages a driver uses when the participant may live in another process ----------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenChat:
+    """Open this agent's side of the chat where its participant runs (see `_distributed`).
+
+    `peer` names the other side (an agent hosted on the same runtime); `history` seeds the
+    thread, in this agent's view (a group chat resumed or joined late).
+    """
+
+    peer: str | None
+    clear_history: bool = True
+    silent: bool = False
+    keep_counter: bool = False
+    history: tuple[Message, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportChat:
+    """Ask a participant what its side of the chat holds: the thread (unless `messages=False`),
+    its usage and the human input it took."""
+
+    messages: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatReport:
+    """A participant's answer to `ReportChat`; `usage` in the form `usage_to_wire` makes."""
+
+    messages: tuple[Message, ...]
+    usage: dict[str, dict[str, dict[str, float]]]
+    human_input: tuple[str, ...]
+
+
 class ParticipantOwner(Protocol):
     """What a participant needs from the agent object it acts for (a `ConversableAgent`)."""
 
@@ -88,6 +123,10 @@ class ParticipantOwner(Protocol):
     async def _handle_summarize(self, state: "ChatState", request: Summarize) -> str: ...
 
     async def _handle_close(self, state: "ChatState") -> None: ...
+
+    def _handle_open(self, runtime: Runtime, chat_id: str, request: OpenChat) -> None: ...
+
+    def _handle_report(self, state: "ChatState", request: ReportChat) -> ChatReport: ...
 
 
 class ChatParticipant(Agent):
@@ -113,6 +152,14 @@ class ChatParticipant(Agent):
     @handler
     async def on_summarize(self, message: Summarize, ctx: Envelope) -> str:
         return await self.owner._handle_summarize(self.state, message)
+
+    @handler
+    async def on_open(self, message: OpenChat, ctx: Envelope) -> None:
+        self.owner._handle_open(self.context.runtime, self.id.key, message)
+
+    @handler
+    async def on_report(self, message: ReportChat, ctx: Envelope) -> ChatReport:
+        return self.owner._handle_report(self.state, message)
 
     @handler
     async def on_close(self, message: CloseChat, ctx: Envelope) -> None:

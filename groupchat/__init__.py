@@ -2,6 +2,7 @@
 (round robin, random, manual, LLM-chosen, transition graph, handoffs, your callable) until a
 termination condition holds; the events it streams; the errors it raises."""
 
+from ._distributed import GroupChatRun, register_groupchat_messages
 from ._durable import JournaledInput
 from ._errors import (
     AgentNameConflictError,
@@ -75,6 +76,7 @@ __all__ = [
     "GroupChatError",
     "GroupChatManager",
     "GroupChatResult",
+    "GroupChatRun",
     "GroupChatState",
     "HandoffTermination",
     "Handoffs",
@@ -108,4 +110,5 @@ __all__ = [
     "UndefinedNextAgentError",
     "handoff_tool",
     "parse_names",
+    "register_groupchat_messages",
 ]

@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 from moot.agents import ChatParticipant, Turn, TurnReply
 from moot.runtime import AgentContext, Envelope, handler
 
-from ._events import EventSink
-
 if TYPE_CHECKING:
     from ._manager import GroupChatManager
 
@@ -23,16 +21,20 @@ if TYPE_CHECKING:
 class RunGroupChat:
     """Run the chat from `message` (sent by `sender`, maybe someone outside the group).
 
-    `history` continues an earlier conversation (resume); `sink` receives the chat's events;
-    `journal` (a `GroupJournal`) makes each turn durable before the next.
+    `history` continues an earlier conversation (resume); `sink` (an `EventSink`, in process
+    only) receives the chat's events; `journal` (a `GroupJournal`) makes each turn durable
+    before the next; `collect_events` has the events come back with the result instead, for
+    a client in another process (see `_distributed`).
     """
 
     message: Mapping[str, Any] | None
     sender: str
     history: tuple[Mapping[str, Any], ...] = ()
     silent: bool = True
-    sink: EventSink | None = field(default=None, compare=False)
+    sink: Any = field(default=None, compare=False)  # EventSink | None; None on a wire
     journal: Any = field(default=None, compare=False)  # the chat's GroupJournal, if journaled
+    collect_events: bool = False
+    on_worker: bool = False  # sent by a client in another process: this worker journals it
 
 
 class ManagerParticipant(ChatParticipant):
@@ -53,6 +55,10 @@ class ManagerParticipant(ChatParticipant):
     async def on_run(self, message: RunGroupChat, ctx: Envelope) -> Any:
         """Answers the `GroupChatResult` (typed loosely: the runtime resolves these hints)."""
         try:
+            if message.on_worker:
+                from ._distributed import run_on_worker
+
+                return await run_on_worker(self.manager, self.context, message)
             return await self.manager._run_group(self.context, message, initiator=None)
         finally:
             self.context.runtime.retire(self.id)  # the chat is over: free this key's cell

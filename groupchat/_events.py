@@ -7,20 +7,22 @@ never the others, and never loses an event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping  # noqa: TC003 (the codec reads the events' annotations)
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from moot.models import Usage  # noqa: TC001 (as above)
+
+from ._state import StopReason  # noqa: TC001 (as above)
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from moot.models import Usage
-
-    from ._manager import GroupChatResult
-    from ._state import StopReason
+    from ._manager import GroupChatResult  # given to the codec by `_distributed` (a cycle)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,8 +17,8 @@ import sys
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import structlog
 
@@ -37,8 +37,9 @@ from moot.agents import (
     run_sync,
     runtime_scope,
 )
+from moot.agents.distributed import is_distributed
 from moot.models import ModelResponse, Usage, UsageSummary
-from moot.runtime import HandlerError
+from moot.runtime import DeadlineExceededError, DeliveryError, HandlerError
 
 from ._actor import ManagerParticipant, RunGroupChat
 from ._durable import (
@@ -330,6 +331,9 @@ class GroupChatManager(ConversableAgent):
         option: StoreOption,
     ) -> GroupChatResult:
         """`_ask_run` inside the chat's journal (opened before any model is called)."""
+        await self._attach_all(rt)
+        if is_distributed(rt, self):  # on workers: the manager's worker journals (see _actor)
+            return await self._ask_run(rt, message, sender, chat_id, silent, None)
         if (
             option is None
             or option is False
@@ -394,11 +398,45 @@ class GroupChatManager(ConversableAgent):
             sink=sink,
             journal=journal,
         )
+        if is_distributed(rt, self):  # the manager runs on a worker: events come with the reply
+            return await self._ask_worker(rt, request, chat_id)
         try:  # `ask` inlined: one coroutine less per chat in flight
             result: GroupChatResult = await rt.send(request, self.participant_id(rt, chat_id))
         except HandlerError as exc:  # the chat's own error (a ModelError, ...), unwrapped
             raise (exc.__cause__ or exc) from None
         return result
+
+    async def _ask_worker(
+        self, rt: Runtime, request: RunGroupChat, chat_id: str
+    ) -> GroupChatResult:
+        """Run the chat on the worker that owns it; replay its events into the local sink."""
+        from ._distributed import GroupChatRun, replay
+
+        sink = request.sink
+        wire = replace(request, sink=None, collect_events=sink is not None, on_worker=True)
+        agent_id = self.participant_id(rt, chat_id)
+        try:
+            try:
+                reply = await rt.send(wire, agent_id)
+            except (DeliveryError, DeadlineExceededError) as exc:
+                # The worker running the chat is gone (or silent): ask once more. The chat's key
+                # now lives on a survivor, which resumes it from the journal its manager keeps
+                # (a lease still held by the lost worker answers LeaseHeldError instead).
+                log.warning("groupchat.worker_lost", chat=chat_id, error=repr(exc))
+                reply = await rt.send(wire, agent_id)
+        except HandlerError as exc:
+            raise (exc.__cause__ or exc) from None
+        if isinstance(reply, GroupChatRun):
+            if sink is not None:
+                await replay(rt, reply, sink)
+            reply = reply.result
+        self._finish(reply)
+        return cast("GroupChatResult", reply)
+
+    def _register_messages(self, runtime: Runtime) -> None:
+        from ._distributed import register_groupchat_messages
+
+        register_groupchat_messages(runtime)
 
     async def _attach_all(self, rt: Runtime) -> None:
         """Register the manager's and the participants' actor types on `rt` (once per runtime)."""
@@ -639,7 +677,12 @@ class GroupChatManager(ConversableAgent):
             if lease is not None:
                 client = await lease.acquire()
                 chat.model_client = client
-            self._open_participants(rt, run, initiator, request.silent)
+            if is_distributed(rt, self):  # members run on workers: open them by message
+                from ._distributed import open_members
+
+                await open_members(self, rt, run, initiator)
+            else:
+                self._open_participants(rt, run, initiator, request.silent)
             if groupchat.send_introductions and not resumed:
                 intro = {"content": groupchat.introductions_msg(), "name": self.name}
                 turn = Turn(sender=self.name, message=intro, request_reply=False)
@@ -776,7 +819,7 @@ class GroupChatManager(ConversableAgent):
         if reply.message is None:
             return StopReason(condition="NoReply", detail=f"{choice} gave no reply")
         if self._needs_usage or chat.sink is not None:
-            await self._count_usage(run, choice)
+            await self._count_usage(run, choice, rt)
         message = _group_message(reply.message, choice)
         self._add(run, choice, message)
         run.synced[choice] = len(chat.messages)  # it has its own reply already
@@ -795,12 +838,17 @@ class GroupChatManager(ConversableAgent):
             await run.journal.record(chat, choice, message, type(policy).__name__, reason)
         return reason
 
-    async def _count_usage(self, run: _GroupRun, speaker: str) -> None:
+    async def _count_usage(self, run: _GroupRun, speaker: str, rt: Runtime | None = None) -> None:
         agent = self.groupchat.agent_by_name(speaker)
         if agent is None:
             return
         try:
-            summary = agent.chat_state(run.chat.chat_id).usage.summary()
+            if rt is not None and is_distributed(rt, agent):
+                from ._distributed import member_usage
+
+                summary = await member_usage(rt, run.ids[speaker])
+            else:
+                summary = agent.chat_state(run.chat.chat_id).usage.summary()
         except AgentError:
             return
         tokens, cost = summary.total_tokens, summary.total_cost

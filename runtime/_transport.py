@@ -76,6 +76,11 @@ class Transport(ABC):
         """
         return self.is_local(agent_id)
 
+    def hosts_elsewhere(self, agent_type: str) -> bool:
+        """True when another live process hosts `agent_type` (only a distributed transport
+        knows; a chat layer asks it to address agents that live on workers)."""
+        return False
+
     @abstractmethod
     async def send(self, envelope: Envelope) -> Any:
         """Request/response to a remote agent, within `envelope.deadline`."""

@@ -402,6 +402,9 @@ class NatsTransport(Transport):
     def is_local(self, agent_id: AgentId) -> bool:
         return agent_id in self._held
 
+    def hosts_elsewhere(self, agent_type: str) -> bool:
+        return any(node != self.node for node in self.membership.hosting(agent_type))
+
     def tells_local(self, agent_id: AgentId) -> bool:
         # A tell to a key held here still goes through the stream (unless durable tells are
         # off): kept in memory only, it would be lost with this process.
