@@ -7,6 +7,7 @@ For an `llm_config` the stack is, outermost first:
         └── RetryingClient          per entry: backoff, Retry-After, the call's overall deadline
             └── RateLimitedClient   per attempt: a retry waits for budget like a first try
                 └── OpenAIClient    one HTTP attempt, byte caps, typed errors
+                    (AnthropicClient for an `api_type="anthropic"` entry)
 
 Why this order: the cache answers before anything is spent; retries happen inside one entry, so
 a provider that is merely slow is retried before the next provider is tried; the rate limiter
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._anthropic import AnthropicClient, anthropic_endpoint
 from ._cache import CachingClient, DiskCache, ResponseCache
 from ._config import LLMConfig, ModelConfig
 from ._fallback import FallbackClient
@@ -53,19 +55,25 @@ def client_from_config(
     retry: RetryPolicy | None = None,
     rate_limits: RateLimits | None = None,
 ) -> ModelClient:
-    """One config entry's stack: `RetryingClient(RateLimitedClient(OpenAIClient))`.
+    """One config entry's stack: `RetryingClient(RateLimitedClient(OpenAIClient))`, with an
+    `AnthropicClient` at the bottom for an `api_type="anthropic"` entry.
 
     `rate_limits` defaults to the process-wide limiter, so every client of one provider and
     model shares its budget.
     """
-    base_url = config.base_url or OPENAI_BASE_URL
+    http_client: OpenAIClient
+    if config.api_type == "anthropic":
+        base_url = anthropic_endpoint(config)[0]
+        http_client = AnthropicClient(config, http=http)
+    else:
+        base_url = config.base_url or OPENAI_BASE_URL
+        http_client = OpenAIClient(config, http=http)
     limit = None
     if config.requests_per_minute or config.tokens_per_minute:
         limit = RateLimit(
             requests_per_minute=config.requests_per_minute,
             tokens_per_minute=config.tokens_per_minute,
         )
-    http_client = OpenAIClient(config, http=http)
     limited = RateLimitedClient(
         http_client,
         rate_limits or default_rate_limits(),

@@ -13,6 +13,7 @@ import anyio
 
 from moot.models import InvalidJSONError, loads_bounded
 
+from . import _anthropic
 from ._http import CLOSED, Exchange, LoopbackHTTPServer, head
 from ._script import RecordedRequest, Reply, Responder, Rule, completion, resolve, tokens
 
@@ -27,6 +28,10 @@ ENDLESS_PIECE = "and so on " * 100
 
 class ScriptedModelServer(LoopbackHTTPServer):
     """An OpenAI-compatible chat-completions server on 127.0.0.1 for tests, ours and users'.
+
+    It also speaks Anthropic's Messages API on `POST /v1/messages` (point the `anthropic` SDK's
+    `base_url` at `root_url`), billing prompt-cache reads from the `cache_control` breakpoints
+    it sees, as that API does for a repeated prefix.
 
     Each request is answered by the first matching `Rule`, else the next `script` entry, else
     `default`; when none is left it answers HTTP 500 naming the problem, so the test fails loudly.
@@ -50,6 +55,21 @@ class ScriptedModelServer(LoopbackHTTPServer):
         self.disconnects = 0
         self.errors: list[str] = []
         self._lock = threading.Lock()
+        self.prompt_cache = _anthropic.PromptCache()
+
+    def anthropic_config_list(
+        self, model: str = "claude-scripted", **extra: Any
+    ) -> list[dict[str, Any]]:
+        """A one-entry `config_list` for moot's `AnthropicClient`, pointing at this server."""
+        return [
+            {
+                "model": model,
+                "api_type": "anthropic",
+                "base_url": self.root_url,
+                "api_key": "scripted",
+                **extra,
+            }
+        ]
 
     def config_list(self, model: str = "scripted", **extra: Any) -> list[dict[str, Any]]:
         """A one-entry AutoGen `config_list` pointing at this server."""
@@ -103,7 +123,11 @@ class ScriptedModelServer(LoopbackHTTPServer):
             data = [{"id": name, "object": "model", "owned_by": "moot"} for name in self.models]
             await exchange.send_json(200, {"object": "list", "data": data})
             return True
-        if method != "POST" or not path.endswith("/chat/completions"):
+        anthropic = method == "POST" and path.endswith("/v1/messages")
+        if anthropic and not (isinstance(body, dict) and isinstance(body.get("messages"), list)):
+            await _anthropic.send_error(exchange, 400, "messages: a list is required")
+            return True
+        if not anthropic and (method != "POST" or not path.endswith("/chat/completions")):
             await exchange.send_error(404, f"ScriptedModelServer has no route {method} {path}")
             return True
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -127,6 +151,8 @@ class ScriptedModelServer(LoopbackHTTPServer):
             await exchange.send_error(500, problem, code="scripted_error")
             return True
         try:
+            if anthropic:
+                return await _anthropic.answer(exchange, request, reply, self.prompt_cache)
             return await self._answer(exchange, request, reply)
         except CLOSED:
             self.disconnects += 1
