@@ -10,7 +10,7 @@ import anthropic
 import pytest
 
 from moot.agents import AssistantAgent, UserProxyAgent, register_function
-from moot.groupchat import GroupChat, GroupChatManager
+from moot.groupchat import CostBudget, GroupChat, GroupChatManager
 from moot.models import (
     AnthropicClient,
     BadRequestError,
@@ -342,3 +342,21 @@ async def test_a_twenty_turn_group_chat_is_billed_mostly_as_cache_reads() -> Non
         )
     )
     assert usage.total_cost < price.cost(usage.prompt_tokens, usage.completion_tokens) / 2
+
+
+async def test_cost_budget_counts_cache_priced_anthropic_calls() -> None:
+    async with ScriptedModelServer(default="A point, made briefly.") as server:
+        llm_config = {"config_list": server.anthropic_config_list(model="claude-sonnet-4-5")}
+        team = [
+            AssistantAgent(name, llm_config=llm_config, system_message="Be concrete. " * 100)
+            for name in ("alice", "bob")
+        ]
+        group = GroupChat(team, messages=[], max_round=21, speaker_selection_method="round_robin")
+        manager = GroupChatManager(group, termination=CostBudget(0.002))
+        async with Runtime() as runtime:
+            result = await manager.a_run("Plan the launch.", runtime=runtime)
+    assert result.stop_reason.condition == "CostBudget"
+    spent = sum((agent.get_total_usage() for agent in team), UsageSummary())
+    assert result.cost == pytest.approx(spent.total_cost)
+    assert spent.cache_read_tokens > 0
+    assert 0.002 <= result.cost < 0.004
