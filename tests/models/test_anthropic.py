@@ -14,6 +14,7 @@ from moot.groupchat import CostBudget, GroupChat, GroupChatManager
 from moot.models import (
     AnthropicClient,
     BadRequestError,
+    InMemoryCache,
     ModelConfig,
     ModelRequest,
     Price,
@@ -240,6 +241,20 @@ async def test_a_config_list_may_mix_providers_for_fallback(retry: RetryPolicy) 
             response = await client.create(ModelRequest(messages=HELLO))
     assert response.content == "from openai"
     assert [request.path for request in server.requests] == ["/v1/messages", "/v1/chat/completions"]
+
+
+async def test_a_response_cache_hit_keeps_thinking_and_cache_counts() -> None:
+    reply = Reply("Done.", thinking="Think first.")
+    async with ScriptedModelServer([reply]) as server:
+        llm_config = {"config_list": server.anthropic_config_list()}
+        async with client_from_llm_config(llm_config, cache=InMemoryCache()) as client:
+            first = await client.create(ModelRequest(messages=HELLO))
+            again = await client.create(ModelRequest(messages=HELLO))
+    assert again.cached
+    assert again.thinking_blocks == first.thinking_blocks
+    assert again.thinking_blocks[0]["thinking"] == "Think first."
+    assert again.usage == first.usage
+    assert first.usage.cache_write_tokens == 4
 
 
 def test_cache_reads_and_writes_are_priced_apart() -> None:
