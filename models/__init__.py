@@ -1,5 +1,5 @@
 """moot.models: the model seam (`ModelRequest` → `ModelClient.create` → `ModelResponse`), its
-clients (OpenAI-compatible HTTP, Anthropic's Messages API, embedded llama.cpp) and the wrappers
+clients (OpenAI-compatible HTTP, Anthropic, Gemini, embedded llama.cpp) and the wrappers
 composed around them: cache, fallback, retry, rate limits; `client_from_llm_config` stacks them
 in one visible order.
 Also usage and pricing, and the store that fetches and verifies the embedded model's weights."""
@@ -23,6 +23,7 @@ from ._errors import (
     error_for_status,
 )
 from ._fallback import FallbackClient
+from ._gemini import GeminiClient
 from ._http import ConnectionPool
 from ._json import loads_bounded
 from ._local import LOCAL_MODEL_NAME, Engine, LocalModelClient
@@ -63,6 +64,7 @@ __all__ = [
     "DiskCache",
     "Engine",
     "FallbackClient",
+    "GeminiClient",
     "InMemoryCache",
     "InvalidJSONError",
     "JSONDepthError",

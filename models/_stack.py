@@ -7,7 +7,7 @@ For an `llm_config` the stack is, outermost first:
         └── RetryingClient          per entry: backoff, Retry-After, the call's overall deadline
             └── RateLimitedClient   per attempt: a retry waits for budget like a first try
                 └── OpenAIClient    one HTTP attempt, byte caps, typed errors
-                    (AnthropicClient for an `api_type="anthropic"` entry)
+                    (AnthropicClient, GeminiClient by `api_type`)
 
 Why this order: the cache answers before anything is spent; retries happen inside one entry, so
 a provider that is merely slow is retried before the next provider is tried; the rate limiter
@@ -23,6 +23,7 @@ from ._anthropic import AnthropicClient, anthropic_endpoint
 from ._cache import CachingClient, DiskCache, ResponseCache
 from ._config import LLMConfig, ModelConfig
 from ._fallback import FallbackClient
+from ._gemini import GeminiClient, gemini_endpoint
 from ._http import ConnectionPool
 from ._openai import OPENAI_BASE_URL, OpenAIClient
 from ._rate_limit import RateLimit, RateLimitedClient, RateLimits, default_rate_limits
@@ -62,7 +63,10 @@ def client_from_config(
     model shares its budget.
     """
     http_client: OpenAIClient
-    if config.api_type == "anthropic":
+    if config.api_type == "gemini":
+        base_url = gemini_endpoint(config)[0]
+        http_client = GeminiClient(config, http=http)
+    elif config.api_type == "anthropic":
         base_url = anthropic_endpoint(config)[0]
         http_client = AnthropicClient(config, http=http)
     else:

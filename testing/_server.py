@@ -13,7 +13,7 @@ import anyio
 
 from moot.models import InvalidJSONError, loads_bounded
 
-from . import _anthropic
+from . import _anthropic, _gemini
 from ._http import CLOSED, Exchange, LoopbackHTTPServer, head
 from ._script import RecordedRequest, Reply, Responder, Rule, completion, resolve, tokens
 
@@ -65,6 +65,20 @@ class ScriptedModelServer(LoopbackHTTPServer):
             {
                 "model": model,
                 "api_type": "anthropic",
+                "base_url": self.root_url,
+                "api_key": "scripted",
+                **extra,
+            }
+        ]
+
+    def gemini_config_list(
+        self, model: str = "gemini-scripted", **extra: Any
+    ) -> list[dict[str, Any]]:
+        """A one-entry `config_list` for moot's `GeminiClient`, pointing at this server."""
+        return [
+            {
+                "model": model,
+                "api_type": "gemini",
                 "base_url": self.root_url,
                 "api_key": "scripted",
                 **extra,
@@ -127,10 +141,15 @@ class ScriptedModelServer(LoopbackHTTPServer):
         if anthropic and not (isinstance(body, dict) and isinstance(body.get("messages"), list)):
             await _anthropic.send_error(exchange, 400, "messages: a list is required")
             return True
-        if not anthropic and (method != "POST" or not path.endswith("/chat/completions")):
+        gemini = method == "POST" and _gemini.is_gemini(path)
+        if gemini and not (isinstance(body, dict) and isinstance(body.get("contents"), list)):
+            await _gemini.send_error(exchange, 400, "contents: a list is required")
+            return True
+        openai = method == "POST" and path.endswith("/chat/completions")
+        if not (anthropic or gemini or openai):
             await exchange.send_error(404, f"ScriptedModelServer has no route {method} {path}")
             return True
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        if openai and not (isinstance(body, dict) and isinstance(body.get("messages"), list)):
             await exchange.send_error(400, "the request body must be JSON with a 'messages' list")
             return True
         try:
@@ -153,6 +172,8 @@ class ScriptedModelServer(LoopbackHTTPServer):
         try:
             if anthropic:
                 return await _anthropic.answer(exchange, request, reply, self.prompt_cache)
+            if gemini:
+                return await _gemini.answer(exchange, request, reply)
             return await self._answer(exchange, request, reply)
         except CLOSED:
             self.disconnects += 1
