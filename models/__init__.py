@@ -1,8 +1,10 @@
 """moot.models: the model seam (`ModelRequest` → `ModelClient.create` → `ModelResponse`), its
-clients (OpenAI-compatible HTTP, embedded llama.cpp) and the wrappers composed around them:
-cache, fallback, retry, rate limits; `client_from_llm_config` stacks them in one visible order.
+clients (OpenAI-compatible HTTP, Anthropic, Gemini, embedded llama.cpp) and the wrappers
+composed around them: cache, fallback, retry, rate limits; `client_from_llm_config` stacks them
+in one visible order.
 Also usage and pricing, and the store that fetches and verifies the embedded model's weights."""
 
+from ._anthropic import AnthropicClient
 from ._cache import CachingClient, DiskCache, InMemoryCache, ResponseCache
 from ._config import LLMConfig, ModelConfig
 from ._errors import (
@@ -22,6 +24,7 @@ from ._errors import (
     error_for_status,
 )
 from ._fallback import FallbackClient
+from ._gemini import GeminiClient
 from ._http import ConnectionPool
 from ._json import loads_bounded
 from ._local import LOCAL_MODEL_NAME, Engine, LocalModelClient
@@ -53,6 +56,7 @@ from ._usage import ModelUsage, UsageSummary, UsageTracker
 __all__ = [
     "LOCAL_MODEL_NAME",
     "QWEN_CODER_05B",
+    "AnthropicClient",
     "AuthenticationError",
     "BadRequestError",
     "CachingClient",
@@ -61,6 +65,7 @@ __all__ = [
     "DiskCache",
     "Engine",
     "FallbackClient",
+    "GeminiClient",
     "InMemoryCache",
     "InvalidJSONError",
     "JSONDepthError",

@@ -44,6 +44,7 @@ def _decode(text: str) -> ModelResponse:
         usage=Usage(**data["usage"]),
         cost=data["cost"],
         cached=True,
+        thinking_blocks=tuple(data.get("thinking_blocks") or ()),
     )
 
 

@@ -16,7 +16,8 @@ _API_TYPE_ALIASES = {"open_ai": "openai", "aoai": "azure", "azure_openai": "azur
 
 
 class ModelConfig(BaseModel):
-    """One endpoint and model: an OpenAI, Azure or OpenAI-compatible server (Ollama, vLLM, ...).
+    """One endpoint and model: an OpenAI, Azure or OpenAI-compatible server (Ollama, vLLM, ...),
+    or Anthropic's Messages API (`api_type="anthropic"`), or Gemini (`api_type="gemini"`).
 
     Keys the schema does not name (top_p, seed, ...) are kept in `params` and sent in every request.
     `timeout` is the overall deadline of one call in seconds, retries included;
@@ -28,7 +29,7 @@ class ModelConfig(BaseModel):
     model: str = Field(min_length=1)
     api_key: str | None = Field(default=None, repr=False)
     base_url: str | None = None
-    api_type: Literal["openai", "azure"] = "openai"
+    api_type: Literal["openai", "azure", "anthropic", "gemini"] = "openai"
     api_version: str | None = None
     azure_deployment: str | None = None
     price: Price | None = None
@@ -80,7 +81,12 @@ class ModelConfig(BaseModel):
         if isinstance(value, list | tuple) and len(value) == 2:
             return Price(prompt=float(value[0]), completion=float(value[1]))
         if isinstance(value, Mapping):
-            return Price(prompt=float(value["prompt"]), completion=float(value["completion"]))
+            extra = {
+                key: float(value[key]) for key in ("cache_read", "cache_write") if key in value
+            }
+            return Price(
+                prompt=float(value["prompt"]), completion=float(value["completion"]), **extra
+            )
         return value
 
     @field_validator("base_url")

@@ -7,6 +7,7 @@ For an `llm_config` the stack is, outermost first:
         └── RetryingClient          per entry: backoff, Retry-After, the call's overall deadline
             └── RateLimitedClient   per attempt: a retry waits for budget like a first try
                 └── OpenAIClient    one HTTP attempt, byte caps, typed errors
+                    (AnthropicClient, GeminiClient by `api_type`)
 
 Why this order: the cache answers before anything is spent; retries happen inside one entry, so
 a provider that is merely slow is retried before the next provider is tried; the rate limiter
@@ -18,9 +19,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._anthropic import AnthropicClient, anthropic_endpoint
 from ._cache import CachingClient, DiskCache, ResponseCache
 from ._config import LLMConfig, ModelConfig
 from ._fallback import FallbackClient
+from ._gemini import GeminiClient, gemini_endpoint
 from ._http import ConnectionPool
 from ._openai import OPENAI_BASE_URL, OpenAIClient
 from ._rate_limit import RateLimit, RateLimitedClient, RateLimits, default_rate_limits
@@ -53,19 +56,28 @@ def client_from_config(
     retry: RetryPolicy | None = None,
     rate_limits: RateLimits | None = None,
 ) -> ModelClient:
-    """One config entry's stack: `RetryingClient(RateLimitedClient(OpenAIClient))`.
+    """One config entry's stack: `RetryingClient(RateLimitedClient(OpenAIClient))`, with an
+    `AnthropicClient` at the bottom for an `api_type="anthropic"` entry.
 
     `rate_limits` defaults to the process-wide limiter, so every client of one provider and
     model shares its budget.
     """
-    base_url = config.base_url or OPENAI_BASE_URL
+    http_client: OpenAIClient
+    if config.api_type == "gemini":
+        base_url = gemini_endpoint(config)[0]
+        http_client = GeminiClient(config, http=http)
+    elif config.api_type == "anthropic":
+        base_url = anthropic_endpoint(config)[0]
+        http_client = AnthropicClient(config, http=http)
+    else:
+        base_url = config.base_url or OPENAI_BASE_URL
+        http_client = OpenAIClient(config, http=http)
     limit = None
     if config.requests_per_minute or config.tokens_per_minute:
         limit = RateLimit(
             requests_per_minute=config.requests_per_minute,
             tokens_per_minute=config.tokens_per_minute,
         )
-    http_client = OpenAIClient(config, http=http)
     limited = RateLimitedClient(
         http_client,
         rate_limits or default_rate_limits(),

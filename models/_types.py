@@ -17,17 +17,25 @@ TokenCallback = Callable[[str], Awaitable[None] | None]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
-    """Token counts of one call; `+` sums them over many calls."""
+    """Token counts of one call; `+` sums them over many calls.
+
+    `prompt_tokens` counts every prompt token; `cache_read_tokens` and `cache_write_tokens` are
+    the parts of it the provider read from or wrote to its prompt cache (priced apart).
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
         )
 
 
@@ -59,12 +67,19 @@ class ModelResponse:
     usage: Usage = field(default_factory=Usage)
     cost: float = 0.0
     cached: bool = False
+    thinking_blocks: tuple[Mapping[str, Any], ...] = ()
 
     def to_message(self) -> dict[str, Any]:
-        """The assistant message to append to the conversation history."""
+        """The assistant message to append to the conversation history.
+
+        Anthropic's thinking blocks ride along as `thinking_blocks`, so a tool-use turn can hand
+        them back with their signatures, as that API requires.
+        """
         message: dict[str, Any] = {"role": "assistant", "content": self.content}
         if self.tool_calls:
             message["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        if self.thinking_blocks:
+            message["thinking_blocks"] = [dict(block) for block in self.thinking_blocks]
         return message
 
 

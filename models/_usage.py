@@ -14,13 +14,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelUsage:
-    """Calls, tokens and dollars for one model; `+` sums them."""
+    """Calls, tokens and dollars for one model; `+` sums them.
+
+    `cache_read_tokens` and `cache_write_tokens` are the parts of `prompt_tokens` the provider
+    read from or wrote to its prompt cache.
+    """
 
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     cost: float = 0.0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __add__(self, other: ModelUsage) -> ModelUsage:
         return ModelUsage(
@@ -29,16 +35,22 @@ class ModelUsage:
             completion_tokens=self.completion_tokens + other.completion_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
             cost=self.cost + other.cost,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """AutoGen's per-model entry: cost and the three token counts."""
-        return {
+        """AutoGen's per-model entry: cost and the three token counts (cache counts, if any)."""
+        out: dict[str, Any] = {
             "cost": self.cost,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+        if self.cache_read_tokens or self.cache_write_tokens:
+            out["cache_read_tokens"] = self.cache_read_tokens
+            out["cache_write_tokens"] = self.cache_write_tokens
+        return out
 
 
 def _merge(a: Mapping[str, ModelUsage], b: Mapping[str, ModelUsage]) -> dict[str, ModelUsage]:
@@ -77,6 +89,16 @@ class UsageSummary:
         return sum(usage.total_tokens for usage in self.including_cached.values())
 
     @property
+    def cache_read_tokens(self) -> int:
+        """Prompt tokens read from the providers' prompt caches (at the cache-read price)."""
+        return sum(usage.cache_read_tokens for usage in self.including_cached.values())
+
+    @property
+    def cache_write_tokens(self) -> int:
+        """Prompt tokens written to the providers' prompt caches (at the cache-write price)."""
+        return sum(usage.cache_write_tokens for usage in self.including_cached.values())
+
+    @property
     def calls(self) -> int:
         return sum(usage.calls for usage in self.including_cached.values())
 
@@ -112,6 +134,8 @@ class _Tally:
     not (mutable: counting a call allocates nothing)."""
 
     __slots__ = (
+        "cache_read_tokens",
+        "cache_write_tokens",
         "calls",
         "completion_tokens",
         "cost",
@@ -129,6 +153,7 @@ class _Tally:
         self.paid_calls = self.paid_prompt_tokens = 0
         self.paid_completion_tokens = self.paid_total_tokens = 0
         self.cost = self.paid_cost = 0.0
+        self.cache_read_tokens = self.cache_write_tokens = 0
 
     def add(self, response: ModelResponse) -> None:
         usage = response.usage
@@ -137,6 +162,8 @@ class _Tally:
         self.completion_tokens += usage.completion_tokens
         self.total_tokens += usage.total_tokens
         self.cost += response.cost
+        self.cache_read_tokens += usage.cache_read_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
         if not response.cached:
             self.paid_calls += 1
             self.paid_prompt_tokens += usage.prompt_tokens
@@ -151,6 +178,8 @@ class _Tally:
             completion_tokens=self.completion_tokens,
             total_tokens=self.total_tokens,
             cost=self.cost,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
         )
 
     def actual(self) -> ModelUsage:

@@ -34,13 +34,22 @@ class RecordedRequest:
         if not messages:
             return ""
         content = messages[-1].get("content")
-        if isinstance(content, list):  # content parts: keep the text ones
-            return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        if isinstance(content, list):  # content parts or blocks: keep the text ones
+            return "".join(_part_text(part) for part in content if isinstance(part, dict))
         return "" if content is None else str(content)
 
     @property
     def stream(self) -> bool:
         return isinstance(self.body, dict) and bool(self.body.get("stream"))
+
+
+def _part_text(part: Mapping[str, Any]) -> str:
+    inner = part.get("content")  # an Anthropic tool_result block holds text blocks
+    if isinstance(inner, list):
+        return "".join(_part_text(each) for each in inner if isinstance(each, dict))
+    if isinstance(inner, str):
+        return inner
+    return str(part.get("text", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,8 @@ class Reply:
     JSON; `cut_stream` closes the connection halfway through the answer. Wire faults for the HTTP
     server: `drip` sends the answer one byte every `drip` seconds; `endless` streams tokens
     forever; `stream_error` sends that error object as an event, then `[DONE]` (as vLLM does).
+    On the Anthropic route (`/v1/messages`), `thinking` answers a thinking block first and
+    `usage` overrides that API's usage keys.
     """
 
     content: str | None = None
@@ -72,6 +83,7 @@ class Reply:
     drip: float = 0.0
     endless: bool = False
     stream_error: Mapping[str, Any] | None = None
+    thinking: str | None = None
 
 
 Responder: TypeAlias = Reply | str | Callable[[RecordedRequest], "Reply | str"]

@@ -13,6 +13,7 @@ import anyio
 
 from moot.models import InvalidJSONError, loads_bounded
 
+from . import _anthropic, _gemini
 from ._http import CLOSED, Exchange, LoopbackHTTPServer, head
 from ._script import RecordedRequest, Reply, Responder, Rule, completion, resolve, tokens
 
@@ -27,6 +28,10 @@ ENDLESS_PIECE = "and so on " * 100
 
 class ScriptedModelServer(LoopbackHTTPServer):
     """An OpenAI-compatible chat-completions server on 127.0.0.1 for tests, ours and users'.
+
+    It also speaks Anthropic's Messages API on `POST /v1/messages` (point the `anthropic` SDK's
+    `base_url` at `root_url`), billing prompt-cache reads from the `cache_control` breakpoints
+    it sees, as that API does for a repeated prefix.
 
     Each request is answered by the first matching `Rule`, else the next `script` entry, else
     `default`; when none is left it answers HTTP 500 naming the problem, so the test fails loudly.
@@ -50,6 +55,35 @@ class ScriptedModelServer(LoopbackHTTPServer):
         self.disconnects = 0
         self.errors: list[str] = []
         self._lock = threading.Lock()
+        self.prompt_cache = _anthropic.PromptCache()
+
+    def anthropic_config_list(
+        self, model: str = "claude-scripted", **extra: Any
+    ) -> list[dict[str, Any]]:
+        """A one-entry `config_list` for moot's `AnthropicClient`, pointing at this server."""
+        return [
+            {
+                "model": model,
+                "api_type": "anthropic",
+                "base_url": self.root_url,
+                "api_key": "scripted",
+                **extra,
+            }
+        ]
+
+    def gemini_config_list(
+        self, model: str = "gemini-scripted", **extra: Any
+    ) -> list[dict[str, Any]]:
+        """A one-entry `config_list` for moot's `GeminiClient`, pointing at this server."""
+        return [
+            {
+                "model": model,
+                "api_type": "gemini",
+                "base_url": self.root_url,
+                "api_key": "scripted",
+                **extra,
+            }
+        ]
 
     def config_list(self, model: str = "scripted", **extra: Any) -> list[dict[str, Any]]:
         """A one-entry AutoGen `config_list` pointing at this server."""
@@ -103,10 +137,19 @@ class ScriptedModelServer(LoopbackHTTPServer):
             data = [{"id": name, "object": "model", "owned_by": "moot"} for name in self.models]
             await exchange.send_json(200, {"object": "list", "data": data})
             return True
-        if method != "POST" or not path.endswith("/chat/completions"):
+        anthropic = method == "POST" and path.endswith("/v1/messages")
+        if anthropic and not (isinstance(body, dict) and isinstance(body.get("messages"), list)):
+            await _anthropic.send_error(exchange, 400, "messages: a list is required")
+            return True
+        gemini = method == "POST" and _gemini.is_gemini(path)
+        if gemini and not (isinstance(body, dict) and isinstance(body.get("contents"), list)):
+            await _gemini.send_error(exchange, 400, "contents: a list is required")
+            return True
+        openai = method == "POST" and path.endswith("/chat/completions")
+        if not (anthropic or gemini or openai):
             await exchange.send_error(404, f"ScriptedModelServer has no route {method} {path}")
             return True
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        if openai and not (isinstance(body, dict) and isinstance(body.get("messages"), list)):
             await exchange.send_error(400, "the request body must be JSON with a 'messages' list")
             return True
         try:
@@ -127,6 +170,10 @@ class ScriptedModelServer(LoopbackHTTPServer):
             await exchange.send_error(500, problem, code="scripted_error")
             return True
         try:
+            if anthropic:
+                return await _anthropic.answer(exchange, request, reply, self.prompt_cache)
+            if gemini:
+                return await _gemini.answer(exchange, request, reply)
             return await self._answer(exchange, request, reply)
         except CLOSED:
             self.disconnects += 1

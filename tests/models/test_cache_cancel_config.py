@@ -146,7 +146,7 @@ def test_llm_config_accepts_a_single_top_level_entry_and_odd_api_type_spellings(
         ({"config_list": []}, "config_list"),
         ({"config_list": [{"api_key": "k"}]}, "model"),
         ({"config_list": [{"model": "m", "api_type": "azure"}]}, "api_version"),
-        ({"config_list": [{"model": "m", "api_type": "anthropic"}]}, "api_type"),
+        ({"config_list": [{"model": "m", "api_type": "cohere"}]}, "api_type"),
     ],
 )
 def test_bad_llm_config_raises_a_typed_error_naming_the_problem(
