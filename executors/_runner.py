@@ -37,6 +37,7 @@ KERNEL_DRIVER = "/opt/moot/kernel_driver.py"
 KERNEL_START_S = 30.0  # a fresh kernel gets this long to say ready before a cell fails
 KERNEL_INTERRUPT_S = 1.0  # the driver's grace after the timeout's SIGINT (INTERRUPT_GRACE_S)
 KERNEL_GRACE_S = KERNEL_START_S + KERNEL_INTERRUPT_S + 2.0  # the host waits this much longer
+TIMED_OUT = -1  # a kernel cell's outcome when the timeout ended it (no exit code can be negative)
 MAX_EVENT = 8 << 20  # bytes of one driver event line; a longer one is dropped with a note
 IPC_RMID = 0
 PROTOCOL = 1
@@ -799,10 +800,11 @@ class Runner:
             now = time.monotonic()
             return self._finish(request, before, now, 0.0, (1, False, False), stdout, stderr)
         started = time.monotonic()
-        exit_code, notice = 1, ""
+        exit_code, timed_out, notice = 1, False, ""
         try:
             await link.send({"code": code, "timeout": timeout}, KERNEL_START_S)
             exit_code, notice = await self._kernel_events(link, timeout, stdout, stderr, cancel)
+            timed_out = exit_code == TIMED_OUT
         except (TimeoutError, OSError):
             notice = "the kernel stopped taking cells"
         oom = False
@@ -817,11 +819,12 @@ class Runner:
             )
         else:
             kill_job_user_except(link.keep())  # a cell's processes do not outlive it
-        if exit_code == 124:
+        if timed_out:
+            exit_code = 124
             stderr.feed(
                 f"\nTimeout: the cell ran longer than {timeout:g} s and was interrupted.\n".encode()
             )
-        outcome = (exit_code, exit_code == 124, oom)
+        outcome = (exit_code, timed_out, oom)
         return self._finish(request, before, started, timeout, outcome, stdout, stderr)
 
     async def _kernel_events(
@@ -832,8 +835,8 @@ class Runner:
         stderr: OutputCap,
         cancel: asyncio.Event,
     ) -> tuple[int, str]:
-        """Feed a cell's output into the caps until it is done: its exit code, and a notice
-        (empty unless the kernel must be restarted)."""
+        """Feed a cell's output into the caps until it is done: its exit code (`TIMED_OUT` when
+        the timeout ended it), and a notice (empty unless the kernel must be restarted)."""
         deadline = time.monotonic() + timeout + KERNEL_INTERRUPT_S + 2.0
         cancelled = asyncio.ensure_future(cancel.wait())
         try:
@@ -849,7 +852,10 @@ class Runner:
                     event_future.cancel()
                     if cancelled in done:
                         return 1, "the run was cancelled, so the kernel was stopped"
-                    return 124, "the kernel did not stop at the timeout's interrupt and was killed"
+                    return (
+                        TIMED_OUT,
+                        "the kernel did not stop at the timeout's interrupt and was killed",
+                    )
                 event = event_future.result()
                 if event is None:
                     return 1, "the kernel exited"
@@ -860,13 +866,13 @@ class Runner:
                 elif kind == "done":
                     if event.get("stuck"):
                         return (
-                            124,
+                            TIMED_OUT,
                             "the kernel did not stop at the timeout's interrupt and was killed",
                         )
                     if event.get("died"):
                         return 1, f"the kernel died (status {event.get('status')})"
                     if event.get("interrupted"):
-                        return 124, ""
+                        return TIMED_OUT, ""
                     return int(event.get("exit_code", 1)), ""
         finally:
             cancelled.cancel()

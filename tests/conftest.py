@@ -78,7 +78,7 @@ def data_image(docker_image: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def kernel_image(docker_image: str) -> str:
+def kernel_image() -> str:
     """The kernel-mode image: ipykernel and jupyter_client with the "data" profile (for plots),
     built once per machine, then found by its recipe hash."""
     return _moot_image_build("--profile", "kernel", "--profile", "data")
