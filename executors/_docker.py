@@ -656,7 +656,7 @@ class _DockerSession(ExecutorSession):
             scope = anyio.CancelScope()
             executor._jobs.add(scope)
             reply: dict[str, Any] | None = None
-            deadline = time.monotonic() + executor._watchdog(limit)
+            deadline = time.monotonic() + limit + COPY_BACK_S + WATCHDOG_GRACE_S
             try:
                 with scope:
                     reply = await self._run_locked(block.code, language, filename, limit)
@@ -668,7 +668,9 @@ class _DockerSession(ExecutorSession):
                 executor._jobs.discard(scope)
             if reply is None:
                 raise ExecutorClosedError("The DockerExecutor closed during the run.")
-            return await self._result(reply, deadline)
+            # a kernel's start before the cell moves the deadline for its files by as much
+            waited = min(max(float(reply.get("kernel_wait_s", 0.0)), 0.0), KERNEL_GRACE_S)
+            return await self._result(reply, deadline + waited)
 
     async def _run_locked(
         self, code: str, language: str, filename: str | None, limit: float

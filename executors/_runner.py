@@ -790,6 +790,7 @@ class Runner:
         oom_before = oom_kills()
         link = self._kernel()
         cancel = self.job_cancel or asyncio.Event()
+        waiting = time.monotonic()
         try:
             await asyncio.wait_for(asyncio.shield(link.ready), KERNEL_START_S)
         except (TimeoutError, RuntimeError) as exc:
@@ -825,7 +826,9 @@ class Runner:
                 f"\nTimeout: the cell ran longer than {timeout:g} s and was interrupted.\n".encode()
             )
         outcome = (exit_code, timed_out, oom)
-        return self._finish(request, before, started, timeout, outcome, stdout, stderr)
+        reply = self._finish(request, before, started, timeout, outcome, stdout, stderr)
+        reply["kernel_wait_s"] = started - waiting  # the host gives its files this much longer
+        return reply
 
     async def _kernel_events(
         self,
