@@ -43,7 +43,16 @@ from ._errors import (
 )
 from ._files import read_outgoing, write_incoming
 from ._image import RUNNER_PATH, build_image, image_exists, image_tag, open_docker
-from ._runner import COPY_BACK_S, JOB_UID, SCRATCH_DIR, TMP_DIR, WORK_DIR, NotCopied
+from ._runner import (
+    COPY_BACK_S,
+    JOB_UID,
+    KERNEL_DIR,
+    KERNEL_GRACE_S,
+    SCRATCH_DIR,
+    TMP_DIR,
+    WORK_DIR,
+    NotCopied,
+)
 from ._types import TIMEOUT_EXIT_CODE, CodeBlock, CodeResult, normalize_language
 
 if TYPE_CHECKING:
@@ -228,8 +237,9 @@ class DockerExecutor(Executor):
     """Run code in a pool of warm, hardened Docker containers (no network, non-root, capped).
 
     Relaxations are explicit: `network=True`, `mounts=[Mount(...)]`. `mode="fork"` forks each
-    Python job from the warm runner (faster; only for single-tenant use). Use it as
-    `async with`: the block owns the pool's task group.
+    Python job from the warm runner (faster; only for single-tenant use); `mode="kernel"` keeps
+    one IPython kernel per slot, so a session's Python blocks share variables (pair it with a
+    chat-long lease). Use it as `async with`: the block owns the pool's task group.
     """
 
     def __init__(
@@ -244,7 +254,7 @@ class DockerExecutor(Executor):
         network: bool = False,
         mounts: Sequence[Mount] = (),
         lease_timeout: float = 60,
-        mode: Literal["spawn", "fork"] = "spawn",
+        mode: Literal["spawn", "fork", "kernel"] = "spawn",
         output_limit: int = 64_000,
         file_limit: int | str = "32m",
         code_limit: int | str = DEFAULT_CODE_LIMIT,
@@ -254,9 +264,9 @@ class DockerExecutor(Executor):
         start_timeout: float = 30,
         docker_url: str | None = None,
     ) -> None:
-        if mode not in ("spawn", "fork"):
+        if mode not in ("spawn", "fork", "kernel"):
             raise ExecutorConfigError(
-                f"mode must be 'spawn' or 'fork', got {mode!r}", setting="mode"
+                f"mode must be 'spawn', 'fork' or 'kernel', got {mode!r}", setting="mode"
             )
         self.pool_size = pool_size if pool_size is not None else max(2, os.cpu_count() or 2)
         if self.pool_size < 1:
@@ -341,10 +351,11 @@ class DockerExecutor(Executor):
 
     async def _resolve_image(self, docker: aiodocker.Docker) -> None:
         if self.image is None:
-            self.image = image_tag()
+            packages = ("kernel",) if self.mode == "kernel" else ()
+            self.image = image_tag(packages)
             if not await image_exists(docker, self.image):
                 log.info("executor.building_image", image=self.image)
-                self.image = await build_image()
+                self.image = await build_image(packages)
         elif not await image_exists(docker, self.image):
             raise ImageError(
                 f"The sandbox image {self.image} does not exist. Build it with "
@@ -506,10 +517,14 @@ class DockerExecutor(Executor):
                 for m in self.mounts
             ],
         }
+        if self.mode == "kernel":  # the kernel's sockets and IPython's state, the job uid's own
+            host_config["Tmpfs"][KERNEL_DIR] = (
+                f"rw,nosuid,nodev,noexec,size=32m,uid={JOB_UID},gid={JOB_UID},mode=0700"
+            )
         return {
             "Image": self.image,
             "Cmd": ["/usr/bin/python3", "-I", RUNNER_PATH]
-            + (["--prewarm"] if self.mode == "spawn" else []),
+            + {"spawn": ["--prewarm"], "fork": [], "kernel": ["--kernel"]}[self.mode],
             "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"],
             "User": "0:0",
             "WorkingDir": WORK_DIR,
@@ -527,6 +542,12 @@ class DockerExecutor(Executor):
             },
             "HostConfig": host_config,
         }
+
+    def _watchdog(self, limit: float) -> float:
+        """How long the host waits for a run's reply: the job, its files, a grace; in kernel
+        mode also a kernel's start and its interrupt."""
+        kernel = KERNEL_GRACE_S if self.mode == "kernel" else 0.0
+        return limit + COPY_BACK_S + WATCHDOG_GRACE_S + kernel
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -647,7 +668,9 @@ class _DockerSession(ExecutorSession):
                 executor._jobs.discard(scope)
             if reply is None:
                 raise ExecutorClosedError("The DockerExecutor closed during the run.")
-            return await self._result(reply, deadline)
+            # a kernel's start before the cell moves the deadline for its files by as much
+            waited = min(max(float(reply.get("kernel_wait_s", 0.0)), 0.0), KERNEL_GRACE_S)
+            return await self._result(reply, deadline + waited)
 
     async def _run_locked(
         self, code: str, language: str, filename: str | None, limit: float
@@ -677,7 +700,7 @@ class _DockerSession(ExecutorSession):
         }
         try:
             await sandbox.send(request)
-            reply = await sandbox.reply(request_id, timeout=limit + COPY_BACK_S + WATCHDOG_GRACE_S)
+            reply = await sandbox.reply(request_id, timeout=executor._watchdog(limit))
         except SandboxError as exc:
             executor._replace(self._slot, sandbox, exc.reason)
             raise

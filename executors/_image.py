@@ -40,9 +40,14 @@ SUITE = "bookworm"
 BASE_PACKAGES = ("python3-minimal", "libpython3.11-stdlib", "dash", "bash", "coreutils")
 RUNNER_PATH = "/opt/moot/runner.py"
 RUNNER_SOURCE = Path(__file__).with_name("_runner.py")
+KERNEL_DRIVER_PATH = "/opt/moot/kernel_driver.py"
+KERNEL_DRIVER_SOURCE = Path(__file__).with_name("_kernel_driver.py")
 SMOKE_SOURCE = Path(__file__).with_name("_smoke.py")
 PROFILES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"data": ("python3-numpy", "python3-pandas", "python3-matplotlib", "python3-scipy")}
+    {
+        "data": ("python3-numpy", "python3-pandas", "python3-matplotlib", "python3-scipy"),
+        "kernel": ("python3-ipykernel", "python3-jupyter-client"),
+    }
 )
 """Named package sets: `packages="data"` or `moot image build --profile data`."""
 
@@ -66,6 +71,7 @@ STUBS: Mapping[str, str] = MappingProxyType(
         "unicode-data": "fontTools' unicode tables only",
         "libjs-jquery": "matplotlib's web backend only",
         "libjs-jquery-ui": "matplotlib's web backend only",
+        "python3-debugpy": "ipykernel's debugger only; brings pydevd",
     }
 )
 # Paths removed right after extraction (cheaper than dpkg path-exclude, which pipes every package
@@ -101,6 +107,7 @@ HOOK = rf"""set -eu
 root="$1"; work="$2"; shift 2
 mkdir -p "$root/opt/moot" "$root/work" "$root/run/moot" "$root/etc/alternatives"
 cp "$work/runner.py" "$root{RUNNER_PATH}"
+cp "$work/kernel_driver.py" "$root{KERNEL_DRIVER_PATH}"
 while read -r pattern; do rm -rf "$root"$pattern; done < "$work/excludes"
 if [ -d "$root/usr/lib/python3/dist-packages" ]; then
   find "$root/usr/lib/python3/dist-packages" -type d -name tests -prune -exec rm -rf {{}} +
@@ -186,6 +193,7 @@ def _recipe(extra_packages: Sequence[str]) -> dict[str, object]:
         "stubs": sorted(set(STUBS) - set(extra)),
         "excludes": list(EXCLUDES),
         "runner": hashlib.sha256(RUNNER_SOURCE.read_bytes()).hexdigest(),
+        "kernel_driver": hashlib.sha256(KERNEL_DRIVER_SOURCE.read_bytes()).hexdigest(),
         "smoke_source": hashlib.sha256(SMOKE_SOURCE.read_bytes()).hexdigest(),
         "hook": HOOK,
     }
@@ -471,6 +479,7 @@ async def _mmdebstrap(
 ) -> None:
     (work / "runner.py").write_bytes(RUNNER_SOURCE.read_bytes())
     (work / "smoke.py").write_bytes(SMOKE_SOURCE.read_bytes())
+    (work / "kernel_driver.py").write_bytes(KERNEL_DRIVER_SOURCE.read_bytes())
     (work / "hook.sh").write_text(str(recipe["hook"]))
     (work / "excludes").write_text("".join(f"{pattern}\n" for pattern in EXCLUDES))
     (work / "stubs").write_text("".join(_stub_entry(name) for name in _strings(recipe["stubs"])))

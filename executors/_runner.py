@@ -32,6 +32,13 @@ SHM_DIR = "/dev/shm"
 MQUEUE_DIR = "/dev/mqueue"
 # Every place a job can write; a lease's reset empties each (a test keeps this list complete).
 JOB_WRITABLE = (WORK_DIR, TMP_DIR, SHM_DIR, MQUEUE_DIR)
+KERNEL_DIR = SCRATCH_DIR + "/kernel"  # kernel mode only: its sockets and IPython's state; wiped too
+KERNEL_DRIVER = "/opt/moot/kernel_driver.py"
+KERNEL_START_S = 30.0  # a fresh kernel gets this long to say ready before a cell fails
+KERNEL_INTERRUPT_S = 1.0  # the driver's grace after the timeout's SIGINT (INTERRUPT_GRACE_S)
+KERNEL_GRACE_S = KERNEL_START_S + KERNEL_INTERRUPT_S + 2.0  # the host waits this much longer
+TIMED_OUT = -1  # a kernel cell's outcome when the timeout ended it (no exit code can be negative)
+MAX_EVENT = 8 << 20  # bytes of one driver event line; a longer one is dropped with a note
 IPC_RMID = 0
 PROTOCOL = 1
 MAX_LINE = 1 << 30
@@ -157,6 +164,17 @@ def kill_job_user() -> None:
                 pass
             os._exit(0)
         os.waitpid(pid, 0)
+
+
+def kill_job_user_except(keep: set[int]) -> None:
+    """Kill every process of the job uid but `keep` (the kernel and its driver), as root."""
+    for _ in range(100):
+        pids = [pid for pid in job_user_pids() if pid not in keep]
+        if not pids:
+            return
+        for target in pids:
+            with contextlib.suppress(OSError):
+                os.kill(target, signal.SIGKILL)
 
 
 def oom_kills() -> int:
@@ -470,6 +488,111 @@ class _Warm:
                 os.close(fd)
 
 
+class _KernelLink:
+    """Kernel mode: the driver process (job uid) that holds the chat's IPython kernel, and the
+    JSON-lines pipes to it (requests on its fd 3, events from its stdout)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.kernel_pid = -1
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._buffer = bytearray()
+        self._out_r, out_w = os.pipe()
+        request_r, self._request_w = os.pipe()
+        devnull = os.open("/dev/null", os.O_WRONLY)
+        try:
+            argv = [INTERPRETERS["python"], "-I", KERNEL_DRIVER]
+            self.pid = start_child(argv, out_w, devnull, code_r=request_r)
+        except OSError:
+            os.close(self._out_r)
+            os.close(self._request_w)
+            raise
+        finally:
+            for fd in (out_w, devnull, request_r):
+                os.close(fd)
+        os.set_blocking(self._out_r, False)
+        loop.add_reader(self._out_r, self._readable)
+        self._reading = True
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._out_r, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._stop_reading()
+            self._settle(RuntimeError("the kernel driver exited"))
+            self.events.put_nowait(None)
+            return
+        self._buffer += data
+        *lines, rest = bytes(self._buffer).split(b"\n")
+        self._buffer = bytearray(rest)
+        if len(self._buffer) > MAX_EVENT:  # the job may write here too: never hold unbounded
+            self._buffer.clear()
+            lines.append(
+                b'{"ev":"stderr","text":"[moot: an oversized kernel message was dropped]"}'
+            )
+        for line in lines:
+            self._dispatch(line)
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            event = {"ev": "stderr", "text": line.decode("utf-8", "replace") + "\n"}
+        if event.get("ev") == "ready":
+            self.kernel_pid = int(event.get("kernel_pid", -1))
+            self._settle(None)
+        elif event.get("ev") == "failed":
+            self._settle(RuntimeError(str(event.get("error"))))
+        else:
+            self.events.put_nowait(event)
+
+    def _settle(self, error: BaseException | None) -> None:
+        if self.ready.done():
+            return
+        if error is None:
+            self.ready.set_result(None)
+        else:
+            self.ready.set_exception(error)
+            self.ready.exception()  # retrieved: a kernel nobody waits for must not warn
+
+    async def send(self, request: dict[str, Any], timeout: float) -> None:
+        """Write one request line in a thread (a big cell must not block the runner's loop)."""
+        data = json.dumps(request, separators=(",", ":")).encode() + b"\n"
+
+        def write() -> None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._request_w, view) :]
+
+        await asyncio.wait_for(self.loop.run_in_executor(None, write), timeout)
+
+    def keep(self) -> set[int]:
+        return {self.pid, self.kernel_pid}
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self.loop.remove_reader(self._out_r)
+            os.close(self._out_r)
+
+    def discard(self) -> None:
+        """Kill the driver and its kernel (every job process goes with them) and close pipes."""
+        kill_job_user()
+        self._stop_reading()
+        with contextlib.suppress(OSError):
+            os.close(self._request_w)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        self._settle(RuntimeError("the kernel was discarded"))
+
+
 class Runner:
     """One request at a time for jobs; cancel, reset and ping are answered while a job runs."""
 
@@ -479,6 +602,8 @@ class Runner:
         self.job_cancel: asyncio.Event | None = None
         self.prewarm = "--prewarm" in sys.argv
         self.warm: _Warm | None = None
+        self.kernel_mode = "--kernel" in sys.argv
+        self.kernel: _KernelLink | None = None
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -528,11 +653,14 @@ class Runner:
         if self.warm is not None:
             self.warm.discard()
             self.warm = None
+        if self.kernel is not None:
+            self.kernel.discard()
+            self.kernel = None
         kill_job_user()
         ok = not job_user_pids()
         try:
             with as_job_user():
-                for path in JOB_WRITABLE:
+                for path in JOB_WRITABLE + ((KERNEL_DIR,) if self.kernel_mode else ()):
                     ok = wipe_dir(path) and ok
                 ok = remove_sysv_ipc() and ok
         except OSError:
@@ -562,9 +690,10 @@ class Runner:
         filename: str | None = request.get("filename")
         timeout = float(request["timeout"])
         limit = int(request["output_limit"])
-        file_limit = int(request["file_limit"])
         if language not in INTERPRETERS:
             return {"exit_code": 1, "stdout": "", "stderr": f"unknown language {language}\n"}
+        if self.kernel_mode and language == "python":
+            return await self.execute_in_kernel(request, code, filename, timeout)
         try:
             before, path = self._prepare(request, language, code, filename)
         except (OSError, ValueError) as exc:  # e.g. a full /work: the job fails, the slot stays
@@ -585,10 +714,9 @@ class Runner:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
         cancelled.cancel()
-        kill_job_user()
+        self._kill_jobs()
         self._prewarm()
         status = await exited
-        duration = time.monotonic() - started
         await asyncio.wait(drained, timeout=1.0)
         for future in drained:
             future.cancel()
@@ -602,16 +730,33 @@ class Runner:
         elif oom:
             exit_code = 137
             stderr.feed(b"\nMemoryError: the job ran out of memory and was killed.\n")
-        with as_job_user():
-            files, not_copied = collect_changes(
-                before,
-                file_limit=file_limit,
-                copy_back=bool(request.get("copy_back", True)),
-                deadline=max(started + timeout, time.monotonic()) + COLLECT_S,
-            )
         if not filename:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        outcome = (exit_code, timed_out, oom)
+        return self._finish(request, before, started, timeout, outcome, stdout, stderr)
+
+    def _finish(
+        self,
+        request: dict[str, Any],
+        before: dict[str, tuple[int, int]],
+        started: float,
+        timeout: float,
+        outcome: tuple[int, bool, bool],
+        stdout: OutputCap,
+        stderr: OutputCap,
+    ) -> dict[str, Any]:
+        """The reply: the job's output, exit code, timed-out and OOM flags, and the files of
+        /work it changed."""
+        exit_code, timed_out, oom = outcome
+        duration = time.monotonic() - started
+        with as_job_user():
+            files, not_copied = collect_changes(
+                before,
+                file_limit=int(request["file_limit"]),
+                copy_back=bool(request.get("copy_back", True)),
+                deadline=max(started + timeout, time.monotonic()) + COLLECT_S,
+            )
         return {
             "exit_code": exit_code,
             "stdout": stdout.text(),
@@ -622,6 +767,138 @@ class Runner:
             "files": files,
             "not_copied": not_copied.to_wire(),
         }
+
+    async def execute_in_kernel(
+        self, request: dict[str, Any], code: str, filename: str | None, timeout: float
+    ) -> dict[str, Any]:
+        """Kernel mode: run a Python cell in the chat's kernel; interrupt it at the timeout, and
+        kill and restart a kernel that does not stop (or dies), saying so in the output."""
+        try:
+            with as_job_user():
+                for item in request.get("files", ()):
+                    write_file(safe_join(WORK_DIR, item["path"]), base64.b64decode(item["data"]))
+                before, _ = snapshot(WORK_DIR, time.monotonic() + COLLECT_S)
+                if filename:
+                    write_file(safe_join(WORK_DIR, filename), code.encode())
+        except (OSError, ValueError) as exc:
+            message = f"moot: cannot prepare the job's files: {exc}\n"
+            return {"exit_code": 1, "stdout": "", "stderr": message}
+        stdout, stderr = (
+            OutputCap(int(request["output_limit"])),
+            OutputCap(int(request["output_limit"])),
+        )
+        oom_before = oom_kills()
+        link = self._kernel()
+        cancel = self.job_cancel or asyncio.Event()
+        waiting = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.shield(link.ready), KERNEL_START_S)
+        except (TimeoutError, RuntimeError) as exc:
+            self._restart_kernel()
+            stderr.feed(
+                f"moot: the Python kernel did not start ({exc}); it was restarted.\n".encode()
+            )
+            now = time.monotonic()
+            return self._finish(request, before, now, 0.0, (1, False, False), stdout, stderr)
+        started = time.monotonic()
+        exit_code, timed_out, notice = 1, False, ""
+        try:
+            await link.send({"code": code, "timeout": timeout}, KERNEL_START_S)
+            exit_code, notice = await self._kernel_events(link, timeout, stdout, stderr, cancel)
+            timed_out = exit_code == TIMED_OUT
+        except (TimeoutError, OSError):
+            notice = "the kernel stopped taking cells"
+        oom = False
+        if notice:
+            oom = oom_kills() > oom_before
+            self._restart_kernel()
+            if oom:
+                exit_code, notice = 137, "the kernel ran out of memory and was killed"
+            stderr.feed(
+                f"\n[moot: {notice}; a new kernel was started, so earlier variables and imports"
+                " are gone]\n".encode()
+            )
+        else:
+            kill_job_user_except(link.keep())  # a cell's processes do not outlive it
+        if timed_out:
+            exit_code = 124
+            stderr.feed(
+                f"\nTimeout: the cell ran longer than {timeout:g} s and was interrupted.\n".encode()
+            )
+        outcome = (exit_code, timed_out, oom)
+        reply = self._finish(request, before, started, timeout, outcome, stdout, stderr)
+        reply["kernel_wait_s"] = started - waiting  # the host gives its files this much longer
+        return reply
+
+    async def _kernel_events(
+        self,
+        link: _KernelLink,
+        timeout: float,
+        stdout: OutputCap,
+        stderr: OutputCap,
+        cancel: asyncio.Event,
+    ) -> tuple[int, str]:
+        """Feed a cell's output into the caps until it is done: its exit code (`TIMED_OUT` when
+        the timeout ended it), and a notice (empty unless the kernel must be restarted)."""
+        deadline = time.monotonic() + timeout + KERNEL_INTERRUPT_S + 2.0
+        cancelled = asyncio.ensure_future(cancel.wait())
+        try:
+            while True:
+                event_future = asyncio.ensure_future(link.events.get())
+                remaining = deadline - time.monotonic()
+                done, _ = await asyncio.wait(
+                    {event_future, cancelled},
+                    timeout=max(remaining, 0),
+                    return_when="FIRST_COMPLETED",
+                )
+                if event_future not in done:
+                    event_future.cancel()
+                    if cancelled in done:
+                        return 1, "the run was cancelled, so the kernel was stopped"
+                    return (
+                        TIMED_OUT,
+                        "the kernel did not stop at the timeout's interrupt and was killed",
+                    )
+                event = event_future.result()
+                if event is None:
+                    return 1, "the kernel exited"
+                kind = event.get("ev")
+                if kind in ("stdout", "stderr"):
+                    text = str(event.get("text", "")).encode("utf-8", "replace")
+                    (stdout if kind == "stdout" else stderr).feed(text)
+                elif kind == "done":
+                    if event.get("stuck"):
+                        return (
+                            TIMED_OUT,
+                            "the kernel did not stop at the timeout's interrupt and was killed",
+                        )
+                    if event.get("died"):
+                        return 1, f"the kernel died (status {event.get('status')})"
+                    if event.get("interrupted"):
+                        return TIMED_OUT, ""
+                    return int(event.get("exit_code", 1)), ""
+        finally:
+            cancelled.cancel()
+
+    def _kernel(self) -> _KernelLink:
+        if self.kernel is None:
+            self.kernel = _KernelLink(self.loop)
+        return self.kernel
+
+    def _restart_kernel(self) -> None:
+        """Kill the kernel, its driver and every job process, and start a fresh kernel now."""
+        if self.kernel is not None:
+            self.kernel.discard()
+            self.kernel = None
+        kill_job_user()
+        self._prewarm()
+
+    def _kill_jobs(self) -> None:
+        """End a job: kill every job process, except a kernel-mode slot's kernel and driver."""
+        if self.kernel is not None:
+            kill_job_user_except(self.kernel.keep())
+        else:
+            kill_job_user()
 
     def _prepare(
         self, request: dict[str, Any], language: str, code: str, filename: str | None
@@ -641,7 +918,13 @@ class Runner:
         return before, path
 
     def _prewarm(self) -> None:
-        """Start the next spawn-mode interpreter now, so the next job does not wait for it."""
+        """Start the next spawn-mode interpreter (or kernel-mode kernel) now, so the next job
+        does not wait for it."""
+        if self.kernel_mode and self.kernel is None:
+            try:
+                self.kernel = _KernelLink(self.loop)
+            except OSError:  # no pid to spare right now; the next cell starts it
+                self.kernel = None
         if self.prewarm and self.warm is None:
             try:
                 self.warm = _Warm()

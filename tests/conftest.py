@@ -77,6 +77,13 @@ def data_image(docker_image: str) -> str:
     return _moot_image_build("--profile", "data")
 
 
+@pytest.fixture(scope="session")
+def kernel_image() -> str:
+    """The kernel-mode image: ipykernel and jupyter_client with the "data" profile (for plots),
+    built once per machine, then found by its recipe hash."""
+    return _moot_image_build("--profile", "kernel", "--profile", "data")
+
+
 def _moot_image_build(*options: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "moot.cli", "image", "build", *options],
