@@ -23,7 +23,7 @@ $(PY):
 # Reinstall when the pins, the metadata or the set of package files change: the strict editable
 # install (which mypy can see) links each file, so a new module needs a new install.
 install: $(PY)
-	@{ cat pyproject.toml constraints.txt; find runtime models agents groupchat executors journal testing cli bench server -name '*.py' -o -name py.typed -o -name '*.html' | sort; } > $(VENV)/.manifest.new
+	@{ cat pyproject.toml constraints.txt; find observability runtime models agents groupchat executors journal testing cli bench server -name '*.py' -o -name py.typed -o -name '*.html' | sort; } > $(VENV)/.manifest.new
 	@if ! cmp -s $(VENV)/.manifest.new $(VENV)/.manifest; then \
 	  echo "installing moot and its pinned dependencies into $(VENV)"; \
 	  $(PY) -m pip install -q -c constraints.txt -e '.[dev]' --config-settings editable_mode=strict && \

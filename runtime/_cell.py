@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from moot.observability import within as within_trace
+
 from ._agent import Agent, AgentContext
 from ._deadletters import DeadLetterReason
 from ._envelope import Envelope, Kind
@@ -198,12 +200,18 @@ class Cell:
                     if chain is None:
                         message = env.message
                         fn = agent._moot_dispatch.get(type(message)) or _handler(agent, message)
-                        result = await fn(agent, message, env)
+                        if env.trace is None:
+                            result = await fn(agent, message, env)
+                        else:  # under the sender's span (moot.observability)
+                            result = await within_trace(env.trace, fn(agent, message, env))
                     else:
                         addressed = (
                             env if env.recipient is not None else replace(env, recipient=self.id)
                         )
-                        result = await chain(addressed)
+                        if env.trace is None:
+                            result = await chain(addressed)
+                        else:
+                            result = await within_trace(env.trace, chain(addressed))
                 except BaseException as exc:
                     self.current = None
                     if self._turn_failed(env, exc):

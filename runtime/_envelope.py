@@ -43,6 +43,9 @@ class Envelope:
     """For a SEND made in its sender's turn: that turn's envelope. The sender waits on this
     send, and the parent's sender on the parent if it is a SEND, and so on: the chain shows a
     send cycle. It stays in this process."""
+    trace: str | None = field(default=None, compare=False, repr=False)
+    """The sender's W3C `traceparent` when a tracing SDK is on (moot.observability): the handler
+    runs under it, here or in another process, so one chat is one trace."""
 
     @property
     def is_request(self) -> bool:

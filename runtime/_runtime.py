@@ -19,6 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from moot.observability import SWITCH as TRACING
+from moot.observability import capture as capture_trace
+from moot.observability import dead_letter as count_dead_letter
+from moot.observability import refresh as refresh_tracing
+from moot.observability import unwatch as unwatch_gauges
+from moot.observability import watch as watch_gauges
+
 from ._agent import Agent, AgentFactory
 from ._cell import Cell, Passivate, _handler, _NoHandler
 from ._clock import AsyncioClock, Clock, TimerHandle, resolve_future
@@ -178,6 +185,8 @@ class Runtime:
             apply_gc(self.gc)
             self._gc_applied = True
         self._ensure_reaper()
+        refresh_tracing()
+        watch_gauges("runtime", self._mailbox_gauges)
 
     async def stop(self, *, timeout: float | None = None) -> tuple[AgentId, ...]:
         """Stop gracefully: refuse new messages, let mailboxes drain for `timeout` seconds
@@ -230,8 +239,19 @@ class Runtime:
         if self._gc_applied:
             self._gc_applied = False
             restore_gc()
+        unwatch_gauges("runtime", self._mailbox_gauges)
         await self.transport.aclose()
         return abandoned
+
+    def _mailbox_gauges(self) -> dict[str, int]:
+        """Queued messages and waiting senders over all mailboxes, read when metrics are
+        collected (moot.observability's gauges), never on the message path."""
+        depth = waiting = 0
+        for cell in list(self._actors.values()):
+            stats = cell.mailbox.statistics()
+            depth += stats.depth
+            waiting += stats.waiting_senders
+        return {"depth": depth, "waiting_senders": waiting}
 
     async def __aenter__(self) -> Runtime:
         await self.start()
@@ -533,6 +553,7 @@ class Runtime:
             reply=asyncio.get_running_loop().create_future() if kind is Kind.SEND else None,
             fail_fast=fail_fast,
             parent=parent,
+            trace=capture_trace() if TRACING.propagate else None,
         )
 
     def _refuse_cycle(self, env: Envelope, recipient: AgentId) -> None:
@@ -802,6 +823,7 @@ class Runtime:
         detail: str = "",
     ) -> None:
         self.ledger.settle(DEAD_LETTERED)
+        count_dead_letter(reason.value)
         letter = DeadLetter(
             envelope=env, recipient=recipient, reason=reason, detail=detail, error=error
         )

@@ -19,15 +19,20 @@ PACKAGE_DIRS: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text
 
 # Which packages each package may import (besides itself). cli, bench, testing and server sit on
 # top and may use anything public.
+# moot.observability (OpenTelemetry names and helpers) sits below everything and imports no moot.
+_OBS = "moot.observability"
 ALLOWED: dict[str, frozenset[str]] = {
-    "moot.runtime": frozenset(),
-    "moot.runtime.nats": frozenset({"moot.runtime"}),
-    "moot.models": frozenset({"moot.runtime"}),
-    "moot.executors": frozenset({"moot.runtime"}),
-    "moot.journal": frozenset({"moot.runtime"}),
-    "moot.agents": frozenset({"moot.runtime", "moot.models", "moot.executors", "moot.journal"}),
+    _OBS: frozenset(),
+    "moot.runtime": frozenset({_OBS}),
+    "moot.runtime.nats": frozenset({_OBS, "moot.runtime"}),
+    "moot.models": frozenset({_OBS, "moot.runtime"}),
+    "moot.executors": frozenset({_OBS, "moot.runtime"}),
+    "moot.journal": frozenset({_OBS, "moot.runtime"}),
+    "moot.agents": frozenset(
+        {_OBS, "moot.runtime", "moot.models", "moot.executors", "moot.journal"}
+    ),
     "moot.groupchat": frozenset(
-        {"moot.runtime", "moot.models", "moot.executors", "moot.agents", "moot.journal"}
+        {_OBS, "moot.runtime", "moot.models", "moot.executors", "moot.agents", "moot.journal"}
     ),
 }
 TOP = frozenset({"moot.cli", "moot.bench", "moot.testing", "moot.server"})

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from moot.observability import TRACEPARENT
 from moot.runtime import (
     AgentId,
     ConfigError,
@@ -509,8 +510,11 @@ class NatsTransport(Transport):
                 limit=limit,
             )
 
-    def _decode(self, body: dict[str, Any], reply: asyncio.Future[Any] | None) -> Envelope:
-        """An envelope from a wire body; its message stays encoded (decoded by `_open`)."""
+    def _decode(
+        self, body: dict[str, Any], reply: asyncio.Future[Any] | None, headers: Any = None
+    ) -> Envelope:
+        """An envelope from a wire body; its message stays encoded (decoded by `_open`).
+        A `traceparent` header makes the handler run under the sender's span."""
         host = self._host
         assert host is not None
         assert self._clock is not None
@@ -527,6 +531,7 @@ class NatsTransport(Transport):
             sender=None if sender is None else AgentId(*sender),
             deadline=deadline,
             reply=reply,
+            trace=headers.get(TRACEPARENT) if headers else None,
         )
 
     def _open(self, env: Envelope) -> Envelope:
@@ -576,7 +581,9 @@ class NatsTransport(Transport):
             payload = self._encode(envelope, remaining, hops)
             subject = f"{self.prefix}.req.{owner}.{agent_tokens(recipient)}"
             try:
-                msg = await self._nc.request(subject, payload, timeout=timeout)
+                msg = await self._nc.request(
+                    subject, payload, timeout=timeout, headers=_trace_headers(envelope)
+                )
             except asyncio.CancelledError:
                 # The caller gave up: tell the worker, so the handler's work stops too.
                 cancel = f"{self.prefix}.cancel.{owner}"
@@ -625,7 +632,7 @@ class NatsTransport(Transport):
             task = asyncio.current_task()
             assert task is not None
             self._serving[message_id] = task
-            env = self._decode(body, asyncio.get_running_loop().create_future())
+            env = self._decode(body, asyncio.get_running_loop().create_future(), msg.headers)
             assert env.recipient is not None
             owner = None if env.recipient in self._held else await self._acquire(env.recipient)
             if owner is not None:
@@ -682,7 +689,7 @@ class NatsTransport(Transport):
         if envelope.kind is Kind.PUBLISH and self._nc.is_connected:
             await self._publish_pipelined(owner, envelope, payload, msg_id)
         else:
-            await self._publish_tell(owner, recipient, payload, msg_id)
+            await self._publish_tell(owner, recipient, payload, msg_id, envelope.trace)
 
     async def _publish_pipelined(
         self, owner: str, envelope: Envelope, payload: bytes, msg_id: str
@@ -698,7 +705,10 @@ class NatsTransport(Transport):
         await self._pipeline.acquire()
         subject = f"{self.prefix}.tell.{owner}.{agent_tokens(recipient)}"
         try:
-            future = await self._js.publish_async(subject, payload, headers={"Nats-Msg-Id": msg_id})
+            headers = {"Nats-Msg-Id": msg_id}
+            if envelope.trace is not None:
+                headers[TRACEPARENT] = envelope.trace
+            future = await self._js.publish_async(subject, payload, headers=headers)
         except Exception as exc:
             self._pipeline.release()
             raise TransportUnavailableError(
@@ -721,11 +731,14 @@ class NatsTransport(Transport):
         future.add_done_callback(settled)
 
     async def _publish_tell(
-        self, owner: str, agent_id: AgentId, payload: bytes, msg_id: str
+        self, owner: str, agent_id: AgentId, payload: bytes, msg_id: str, trace: str | None = None
     ) -> None:
         subject = f"{self.prefix}.tell.{owner}.{agent_tokens(agent_id)}"
+        headers = {"Nats-Msg-Id": msg_id}
+        if trace is not None:
+            headers[TRACEPARENT] = trace
         try:
-            await self._js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+            await self._js.publish(subject, payload, headers=headers)
         except Exception as exc:
             raise TransportUnavailableError(
                 f"the stream did not take a message for {agent_id}: {exc!r}", agent_id=agent_id
@@ -770,7 +783,7 @@ class NatsTransport(Transport):
         assert host is not None
         try:
             body = json.loads(msg.data)
-            env = self._decode(body, asyncio.get_running_loop().create_future())
+            env = self._decode(body, asyncio.get_running_loop().create_future(), msg.headers)
             assert env.recipient is not None
         except Exception as exc:
             log.error("nats.tell_malformed", error=repr(exc))
@@ -800,7 +813,7 @@ class NatsTransport(Transport):
             seq = msg.metadata.sequence.stream
             try:
                 await self._publish_tell(
-                    owner, env.recipient, payload, f"fwd-{seq}-{env.message_id}"
+                    owner, env.recipient, payload, f"fwd-{seq}-{env.message_id}", env.trace
                 )
             except TransportUnavailableError:
                 await self._settle(msg, "nak")
@@ -852,6 +865,11 @@ class NatsTransport(Transport):
                 await msg.term()
         except Exception as exc:  # the broker redelivers it after ack_wait
             log.warning("nats.settle_failed", how=how, error=repr(exc))
+
+
+def _trace_headers(env: Envelope) -> dict[str, str] | None:
+    """The NATS headers that carry the sender's trace context (none when tracing is off)."""
+    return None if env.trace is None else {TRACEPARENT: env.trace}
 
 
 def _disposition(exc: BaseException, env: Envelope) -> str:

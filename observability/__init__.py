@@ -1,0 +1,61 @@
+"""moot.observability: OpenTelemetry traces and metrics named by the GenAI semantic conventions.
+
+Off unless configured: with only `opentelemetry-api` installed every span is a no-op and nothing
+leaves the process. `configure()` (or your own SDK set-up) turns it on. It imports nothing from
+moot, so every layer, the runtime included, may use it.
+"""
+
+from . import _semconv as semconv
+from ._config import Telemetry, configure
+from ._errors import ObservabilityConfigError
+from ._logging import add_trace_ids
+from ._propagation import TRACEPARENT, attach, capture, detach, parse, within
+from ._spans import (
+    CONTENT,
+    CodeRun,
+    ModelCall,
+    SpeakerSelection,
+    Step,
+    agent_turn,
+    code_run,
+    dead_letter,
+    event,
+    model_call,
+    speaker_selection,
+    tool_call,
+    unwatch,
+    watch,
+    workflow,
+)
+from ._switch import SWITCH, refresh
+
+__all__ = [
+    "CONTENT",
+    "SWITCH",
+    "TRACEPARENT",
+    "CodeRun",
+    "ModelCall",
+    "ObservabilityConfigError",
+    "SpeakerSelection",
+    "Step",
+    "Telemetry",
+    "add_trace_ids",
+    "agent_turn",
+    "attach",
+    "capture",
+    "code_run",
+    "configure",
+    "dead_letter",
+    "detach",
+    "event",
+    "model_call",
+    "parse",
+    "refresh",
+    "semconv",
+    "speaker_selection",
+    "tool_call",
+    "unwatch",
+    "watch",
+    "within",
+    "workflow",
+]
