@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 
+from moot import observability
 from moot.models import UsageSummary, UsageTracker
 from moot.runtime import HandlerError, Runtime
 
@@ -336,27 +337,28 @@ async def run_two_agent_chat(
     a `chat_id` found in the journal resumes that chat (see `_durable`).
     """
     chat_id = chat_id or new_chat_id()
-    async with two_agent_journal(
-        None if exchange else store,
-        chat_id=chat_id,
-        initiator=initiator.name,
-        recipient=recipient.name,
-        max_turns=max_turns,
-    ) as journal:
-        finished = False
-        try:
-            result = await _run_two_agent_chat(
-                runtime, initiator, recipient, chat_id, journal, message=message,
-                max_turns=max_turns, summary_method=summary_method, summary_args=summary_args,
-                clear_history=clear_history, silent=silent, context=context,
-                request_reply=request_reply, exchange=exchange,
-                initiator_records=initiator_records,
-            )  # fmt: skip
-            finished = True
-            return result
-        finally:
-            if journal is not None:
-                await journal.close(finished)
+    with observability.workflow("two_agent_chat", chat_id, initiator.name):
+        async with two_agent_journal(
+            None if exchange else store,
+            chat_id=chat_id,
+            initiator=initiator.name,
+            recipient=recipient.name,
+            max_turns=max_turns,
+        ) as journal:
+            finished = False
+            try:
+                result = await _run_two_agent_chat(
+                    runtime, initiator, recipient, chat_id, journal, message=message,
+                    max_turns=max_turns, summary_method=summary_method, summary_args=summary_args,
+                    clear_history=clear_history, silent=silent, context=context,
+                    request_reply=request_reply, exchange=exchange,
+                    initiator_records=initiator_records,
+                )  # fmt: skip
+                finished = True
+                return result
+            finally:
+                if journal is not None:
+                    await journal.close(finished)
 
 
 async def _run_two_agent_chat(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from moot import observability
 from moot.runtime import Agent, AgentContext, Envelope, Runtime, handler
 
 if TYPE_CHECKING:
@@ -147,7 +148,8 @@ class ChatParticipant(Agent):
 
     @handler
     async def on_turn(self, message: Turn, ctx: Envelope) -> TurnReply:
-        return await self.owner._handle_turn(self.state, message)
+        with observability.agent_turn(self.owner.name, self.id.key, str(self.id)):
+            return await self.owner._handle_turn(self.state, message)
 
     @handler
     async def on_summarize(self, message: Summarize, ctx: Envelope) -> str:

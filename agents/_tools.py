@@ -18,6 +18,7 @@ from typing import Annotated, Any, get_args, get_origin
 
 import pydantic
 
+from moot import observability
 from moot.models import InvalidJSONError, JSONDepthError, loads_bounded
 
 from ._errors import ToolRegistrationError
@@ -212,7 +213,9 @@ async def _run_tool_call(lookup: Callable[[str], Tool | None], call: Any) -> str
         shown = str(name)[:100]  # an odd name is named, not echoed whole
         return f"Error: Function {shown!r} not found"
     arguments = function.get("arguments")
-    return await tool.call("{}" if arguments is None or arguments == "" else arguments)
+    call_id = call.get("id")
+    with observability.tool_call(tool.name, call_id if isinstance(call_id, str) else None):
+        return await tool.call("{}" if arguments is None or arguments == "" else arguments)
 
 
 def _as_text(result: Any) -> str:

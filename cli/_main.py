@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from moot.observability import add_trace_ids
+
 from ._commands import CliParser, add_commands
 from ._errors import CliError, ExitCode, UsageError
 from ._output import Output
@@ -55,8 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_logs(debug: bool) -> None:
-    """Library events (pool started, image built) go to stderr, and only warnings unless --debug."""
+    """Library events (pool started, image built) go to stderr, and only warnings unless --debug;
+    inside a span each line carries its trace and span ids."""
+    processors = list(structlog.get_config()["processors"])
     structlog.configure(
+        processors=[*processors[:-1], add_trace_ids, processors[-1]],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.DEBUG if debug else logging.WARNING
         ),

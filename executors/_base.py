@@ -8,6 +8,8 @@ import posixpath
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Self
 
+from moot import observability
+
 from ._errors import InvalidCodeError, UnsafePathError
 
 if TYPE_CHECKING:
@@ -52,6 +54,11 @@ class ExecutorSession(ABC):
     Calls on one session are serialized; run many chats concurrently with one session each.
     """
 
+    @property
+    def slot(self) -> int | None:
+        """The pool slot this session's code runs in (pooled executors), for traces."""
+        return None
+
     @abstractmethod
     async def run(self, block: CodeBlock, *, timeout: float | None = None) -> CodeResult:
         """Run one block and return its result; a failing program is a result, not an error.
@@ -76,7 +83,15 @@ class ExecutorSession(ABC):
         """
         results: list[CodeResult] = []
         for block in blocks:
-            result = await self.run(block, timeout=timeout)
+            with observability.code_run(block.language, type(self).__name__) as span:
+                result = await self.run(block, timeout=timeout)
+                span.result(
+                    exit_code=result.exit_code,
+                    timed_out=result.timed_out,
+                    oom_killed=result.oom_killed,
+                    duration_s=result.duration_s,
+                    slot=self.slot,
+                )
             results.append(result)
             if result.exit_code != 0:
                 break

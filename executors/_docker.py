@@ -26,6 +26,8 @@ import aiohttp
 import anyio
 import structlog
 
+from moot import observability
+
 from ._base import (
     DEFAULT_CODE_LIMIT,
     Executor,
@@ -341,6 +343,7 @@ class DockerExecutor(Executor):
         assert self._free_send is not None
         for slot in self._slots:
             self._free_send.send_nowait(slot)
+        observability.watch("executor", self._pool_gauges)
         log.info(
             "executor.pool_started",
             pool=self.pool_id,
@@ -380,6 +383,7 @@ class DockerExecutor(Executor):
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        observability.unwatch("executor", self._pool_gauges)
         for scope in list(self._jobs):
             scope.cancel()
         if self._free_send is not None and self._free_receive is not None:
@@ -400,6 +404,11 @@ class DockerExecutor(Executor):
     def closed(self) -> bool:
         """Whether `aclose()` has run."""
         return self._state is _State.CLOSED
+
+    def _pool_gauges(self) -> dict[str, int]:
+        """Size, free and busy slots for moot.observability's gauges (read at collection)."""
+        stats = self.statistics()
+        return {**stats, "busy": stats["pool_size"] - stats["free"]}
 
     def statistics(self) -> dict[str, int]:
         """Pool size, free slots and running jobs, for tests and dashboards."""
@@ -633,6 +642,10 @@ class _DockerSession(ExecutorSession):
         self._lock = anyio.Lock()
         self._synced: dict[str, tuple[int, int]] = {}
         self._synced_with: _Sandbox | None = None
+
+    @property
+    def slot(self) -> int | None:
+        return self._slot.index
 
     async def run(self, block: CodeBlock, *, timeout: float | None = None) -> CodeResult:
         """Run one block in the leased container; see `ExecutorSession.run`.

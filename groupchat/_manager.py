@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import structlog
 
+from moot import observability
 from moot.agents import (
     AgentError,
     ChatResult,
@@ -642,6 +643,15 @@ class GroupChatManager(ConversableAgent):
     async def _run_group(
         self, context: AgentContext, request: RunGroupChat, *, initiator: str | None
     ) -> GroupChatResult:
+        """The group chat, as one `invoke_workflow` span (moot.observability)."""
+        with observability.workflow("group_chat", context.id.key, self.name) as span:
+            result = await self._run_group_turns(context, request, initiator=initiator)
+            span.set(observability.semconv.MOOT_STOP_REASON, result.stop_reason.condition)
+            return result
+
+    async def _run_group_turns(
+        self, context: AgentContext, request: RunGroupChat, *, initiator: str | None
+    ) -> GroupChatResult:
         rt = context.runtime
         chat_id = context.id.key
         if chat_id in self._live:
@@ -805,7 +815,11 @@ class GroupChatManager(ConversableAgent):
     async def _turn(self, rt: Runtime, run: _GroupRun, me: AgentId) -> StopReason | None:
         chat = run.chat
         policy = self.groupchat.policy
-        choice = await policy.select(chat, chat.participants)
+        with observability.speaker_selection(
+            type(policy).__name__, chat.participants, chat.chat_id
+        ) as selecting:
+            choice = await policy.select(chat, chat.participants)
+            selecting.chosen(None if isinstance(choice, NoSpeaker) else choice)
         if isinstance(choice, NoSpeaker):
             return StopReason(condition="NoEligibleSpeaker", detail=choice.reason)
         if chat.sink is not None:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from moot.observability import event, semconv
+
 from ._types import ClientWrapper
 
 if TYPE_CHECKING:
@@ -135,6 +137,7 @@ class RateLimits:
                 self._wait_seconds += wait
         if wait <= 0:
             return
+        event(semconv.EVENT_RATE_LIMIT_WAIT, {"moot.rate_limit.wait_s": wait})
         try:
             await self._sleep(wait)
         except BaseException:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import structlog
 
+from moot.observability import event, semconv
+
 from ._errors import LLMConfigError, ModelError, ModelTimeoutError
 from ._types import ClientWrapper
 
@@ -93,6 +95,15 @@ class RetryPolicy:
                         left = deadline - (self.clock() - started)
                         if delay >= left or (exc.retry_after or 0.0) > left:
                             raise
+                    event(
+                        semconv.EVENT_RETRY,
+                        {
+                            "moot.retry.attempt": number,
+                            "moot.retry.delay_s": delay,
+                            semconv.ERROR_TYPE: type(exc).__name__,
+                            "http.response.status_code": exc.status,
+                        },
+                    )
                     log.warning(
                         "model.retry",
                         attempt=number,

@@ -2,12 +2,13 @@
 
 For an `llm_config` the stack is, outermost first:
 
-    CachingClient                   a hit costs no rate budget, no retry, no fallback
-    └── FallbackClient              config entries in order; the next one gets a failed call
-        └── RetryingClient          per entry: backoff, Retry-After, the call's overall deadline
-            └── RateLimitedClient   per attempt: a retry waits for budget like a first try
-                └── OpenAIClient    one HTTP attempt, byte caps, typed errors
-                    (AnthropicClient, GeminiClient by `api_type`)
+    CachingClient                       a hit costs no rate budget, no retry, no fallback
+    └── FallbackClient                  config entries in order; the next one gets a failed call
+        └── TracingClient               per entry: one `chat {model}` span (moot.observability)
+            └── RetryingClient          per entry: backoff, Retry-After, the call's overall deadline
+                └── RateLimitedClient   per attempt: a retry waits for budget like a first try
+                    └── OpenAIClient    one HTTP attempt, byte caps, typed errors
+                        (AnthropicClient, GeminiClient by `api_type`)
 
 Why this order: the cache answers before anything is spent; retries happen inside one entry, so
 a provider that is merely slow is retried before the next provider is tried; the rate limiter
@@ -28,6 +29,7 @@ from ._http import ConnectionPool
 from ._openai import OPENAI_BASE_URL, OpenAIClient
 from ._rate_limit import RateLimit, RateLimitedClient, RateLimits, default_rate_limits
 from ._retry import RetryingClient, RetryPolicy
+from ._tracing import TracingClient
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -56,8 +58,8 @@ def client_from_config(
     retry: RetryPolicy | None = None,
     rate_limits: RateLimits | None = None,
 ) -> ModelClient:
-    """One config entry's stack: `RetryingClient(RateLimitedClient(OpenAIClient))`, with an
-    `AnthropicClient` at the bottom for an `api_type="anthropic"` entry.
+    """One config entry's stack: `TracingClient(RetryingClient(RateLimitedClient(OpenAIClient)))`,
+    with an `AnthropicClient` at the bottom for an `api_type="anthropic"` entry.
 
     `rate_limits` defaults to the process-wide limiter, so every client of one provider and
     model shares its budget.
@@ -86,8 +88,15 @@ def client_from_config(
         limit=limit,
         default_max_tokens=config.max_tokens,
     )
-    return RetryingClient(
+    retrying = RetryingClient(
         limited, retry, timeout=config.timeout, model=config.model, base_url=base_url
+    )
+    # The provider as the GenAI conventions name it (`gen_ai.system` / `gen_ai.provider.name`).
+    provider = {"anthropic": "anthropic", "gemini": "gcp.gemini"}.get(
+        str(config.api_type), "openai"
+    )
+    return TracingClient(
+        retrying, model=config.model, base_url=base_url, provider=provider
     )
 
 

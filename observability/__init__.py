@@ -6,7 +6,7 @@ moot, so every layer, the runtime included, may use it.
 """
 
 from . import _semconv as semconv
-from ._config import Telemetry, configure
+from ._config import Telemetry, configure, configure_from_env
 from ._errors import ObservabilityConfigError
 from ._logging import add_trace_ids
 from ._propagation import TRACEPARENT, attach, capture, detach, parse, within
@@ -45,6 +45,7 @@ __all__ = [
     "capture",
     "code_run",
     "configure",
+    "configure_from_env",
     "dead_letter",
     "detach",
     "event",

@@ -126,3 +126,23 @@ def _exporters(choice: str, endpoint: str | None) -> tuple[Any, Any]:
         OTLPSpanExporter(endpoint=f"{base}/v1/traces"),
         OTLPMetricExporter(endpoint=f"{base}/v1/metrics"),
     )
+
+
+def configure_from_env(service_name: str | None = None) -> Telemetry | None:
+    """`configure()` when the environment asks for an exporter (`OTEL_TRACES_EXPORTER` other
+    than `none`, or an `OTEL_EXPORTER_OTLP_*ENDPOINT`); None, and nothing installed, otherwise.
+    `moot worker` calls it, so workers export where the client does.
+
+    Raises:
+        ObservabilityConfigError: as `configure` says.
+    """
+    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip()
+    endpoint = any(
+        os.environ.get(name)
+        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    if exporter == "none" or not (exporter or endpoint):
+        return None
+    if os.environ.get("OTEL_SERVICE_NAME"):
+        service_name = None  # the SDK's resource reads it
+    return configure(service_name=service_name)

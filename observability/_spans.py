@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from opentelemetry import context, metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -92,7 +92,7 @@ class Step:
 
             self._span.set_attribute(key, json.dumps(messages, default=str))
 
-    def __enter__(self) -> Step:
+    def __enter__(self) -> Self:
         if self._span.is_recording():
             self._token = context.attach(trace.set_span_in_context(self._span))
         return self
@@ -162,7 +162,7 @@ NULL: Any = _Null()
 class _Workflow(Step):
     __slots__ = ()
 
-    def __enter__(self) -> Step:
+    def __enter__(self) -> Self:
         _running.add(1)
         if self._span.is_recording():
             SWITCH.propagate = True  # an SDK records: runtime envelopes carry the context now

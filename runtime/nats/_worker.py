@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from moot.observability import add_trace_ids, configure_from_env
 from moot.runtime import ConfigError, Runtime
 
 from ._transport import NatsTransport
@@ -88,5 +89,15 @@ async def serve(args: argparse.Namespace) -> None:
 def run_worker(argv: Sequence[str] | None = None) -> None:
     """Entry point: parse arguments, log to stderr, serve."""
     args = parse_args(argv)
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    asyncio.run(serve(args))
+    processors = list(structlog.get_config()["processors"])
+    structlog.configure(
+        processors=[*processors[:-1], add_trace_ids, processors[-1]],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    # OTEL_* in the environment: export this worker's spans too (see moot.observability).
+    telemetry = configure_from_env(service_name=f"moot-worker {args.name or ''}".strip())
+    try:
+        asyncio.run(serve(args))
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
