@@ -1,0 +1,152 @@
+"""One trace across three processes: a client and two `moot worker` processes over a real
+nats-server, exporting OTLP/HTTP to a loopback receiver this test starts.
+
+Classic chats (GroupChat) do not run over NATS yet, so the chat here is a relay of runtime
+actors spread over the two workers, each hop in an `invoke_agent` span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from nats_helpers import NatsServer
+
+HELPERS = Path(__file__).resolve().parents[1] / "_helpers"
+HOPS = 12
+
+
+class Receiver:
+    """A loopback OTLP/HTTP endpoint: keeps each decoded trace export, answers 200."""
+
+    def __init__(self) -> None:
+        self.traces: list[ExportTraceServiceRequest] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handle(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/traces":
+                    request = ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    with receiver.lock:
+                        receiver.traces.append(request)
+                    reply = ExportTraceServiceResponse().SerializeToString()
+                else:
+                    reply = b""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def spans(self) -> list[tuple[str, Any]]:
+        """(service name, span) for every span received."""
+        found = []
+        with self.lock:
+            for request in self.traces:
+                for resource_spans in request.resource_spans:
+                    service = next(
+                        a.value.string_value
+                        for a in resource_spans.resource.attributes
+                        if a.key == "service.name"
+                    )
+                    for scope in resource_spans.scope_spans:
+                        found += [(service, span) for span in scope.spans]
+        return found
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    thread = threading.Thread(target=running.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield running
+    finally:
+        running.server.shutdown()
+        thread.join()
+        running.server.server_close()
+
+
+def _env(receiver: Receiver, service: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(HELPERS),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+
+
+@pytest.mark.nats
+async def test_a_chat_over_a_client_and_two_workers_is_one_trace(
+    nats_server: NatsServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    workers = []
+    for index in range(2):
+        with (tmp_path / f"worker{index}.log").open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "moot.runtime.nats", "--nats", nats_server.url),
+                *("--agents", "traced_app:setup", "--name", f"w{index}", "--stop-timeout", "2"),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                env=_env(receiver, f"worker-{index}"),
+            )
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line.startswith(b"moot-worker ready"), (tmp_path / f"worker{index}.log").read_text()
+        workers.append(process)
+    try:
+        client = await asyncio.create_subprocess_exec(
+            *(sys.executable, str(HELPERS / "traced_app.py"), nats_server.url, str(HOPS)),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=_env(receiver, "client"),
+        )
+        out, err = await asyncio.wait_for(client.communicate(), 60)
+        assert client.returncode == 0, err.decode()
+        assert out.decode().splitlines()[-1] == str(HOPS)
+    finally:
+        for process in workers:
+            if process.returncode is None:
+                process.terminate()  # a graceful stop flushes the worker's spans
+        for process in workers:
+            await asyncio.wait_for(process.wait(), 30)
+
+    spans = receiver.spans()
+    services = {service for service, _ in spans}
+    assert services == {"client", "worker-0", "worker-1"}
+    assert len({span.trace_id for _, span in spans}) == 1  # ONE trace id
+    by_id = {span.span_id: span for _, span in spans}
+    (root,) = [span for _, span in spans if span.name == "invoke_workflow client"]
+    assert not root.parent_span_id
+    hops = {span.name: span for _, span in spans if span.name.startswith("invoke_agent relay-")}
+    assert len(hops) == HOPS
+    assert by_id[hops["invoke_agent relay-0"].parent_span_id] is root
+    for n in range(1, HOPS):  # each hop's parent is the hop that asked it, across processes
+        assert (
+            hops[f"invoke_agent relay-{n}"].parent_span_id
+            == hops[f"invoke_agent relay-{n - 1}"].span_id
+        )
