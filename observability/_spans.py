@@ -93,7 +93,9 @@ class Step:
             self._span.set_attribute(key, json.dumps(messages, default=str))
 
     def __enter__(self) -> Self:
-        if self._span.is_recording():
+        # A sampled-out span still has a valid context: its children must see it (and be
+        # sampled out too). The API's no-op span has none, and nothing is attached.
+        if self._span.get_span_context().is_valid:
             self._token = context.attach(trace.set_span_in_context(self._span))
         return self
 

@@ -1,0 +1,267 @@
+"""What moot's OpenTelemetry instrumentation costs: W1 (runtime request/reply) and W3 (C
+concurrent round-robin group chats, model stub) in three modes, measured in the same run.
+
+    python benchmarks/bench_otel.py [--quick] [--rounds 5] [--chats 1000] [--n 20000]
+
+Modes (each measurement is a fresh child process; rounds alternate the modes so each sees the
+same machine load):
+
+- `bypass`: `MOOT_OTEL_BYPASS=1`, the instrumentation skipped entirely (not even the no-op
+  OpenTelemetry API is called) — the stand-in for a build without it;
+- `off`: the default, API only, no SDK configured: spans are the API's no-op;
+- `on`: the SDK with a `BatchSpanProcessor` and the OTLP/HTTP exporter sending to a loopback
+  receiver in this process (queue sized so no span is dropped), flushed before the clock stops.
+
+Reported: the median of each figure per mode, and the ratios off/bypass and on/off. Writes
+`benchmarks/results/otel.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from _common import versions, write
+
+MODES = ("bypass", "off", "on", "on_sampled")
+SAMPLE_RATIO = "0.1"
+
+
+# --------------------------------------------------------------------------- child side
+
+
+async def child_w1(n: int) -> dict[str, Any]:
+    from bench_runtime import w1
+
+    result = await w1(n, 3)
+    return {"external_us": result["moot_external_us"], "agent_us": result["moot_agent_to_agent_us"]}
+
+
+async def child_w3(chats: int, latency: float) -> dict[str, Any]:
+    import gc
+
+    from bench_groupchat import StubClient
+
+    from moot.agents import AssistantAgent
+    from moot.groupchat import GroupChat, GroupChatManager
+    from moot.runtime import Runtime
+
+    turns, agents = 10, 3
+    stub = StubClient(latency)
+    team = [
+        AssistantAgent(f"assistant_{i}", system_message="Keep answers short.", model_client=stub)
+        for i in range(agents)
+    ]
+    group = GroupChat(
+        team, messages=[], max_round=turns + 1, speaker_selection_method="round_robin"
+    )
+    manager = GroupChatManager(group, silent=True)
+    tasks = [f"Chat {i}: please discuss the plan." for i in range(chats)]
+    async with Runtime() as runtime:
+        gc.collect()
+        cpu0 = time.process_time()
+        start = time.perf_counter()
+        for task in tasks:
+            stub.last[task] = start
+        await asyncio.gather(
+            *(manager.a_run(task, runtime=runtime, chat_id=f"c{i}") for i, task in enumerate(tasks))
+        )
+        flush_s = 0.0
+        telemetry = TELEMETRY.get("t")
+        if telemetry is not None:  # the exporter's work counts: flush before the clock stops
+            flushed = time.perf_counter()
+            telemetry.force_flush()
+            flush_s = time.perf_counter() - flushed
+        wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
+    ok = stub.calls == chats * turns
+    return {
+        "ok": ok,
+        "wall_s": wall,
+        "cpu_ms_per_turn": cpu / (chats * turns) * 1000,
+        "flush_s": flush_s,
+    }
+
+
+TELEMETRY: dict[str, Any] = {}
+
+
+def child(args: argparse.Namespace) -> None:
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if args.mode in ("on", "on_sampled"):
+        from moot import observability
+
+        TELEMETRY["t"] = observability.configure(service_name="bench", exporter="otlp")
+    if args.workload == "w1":
+        result = asyncio.run(child_w1(args.n))
+    else:
+        result = asyncio.run(child_w3(args.chats, args.latency_ms / 1000))
+    if "t" in TELEMETRY:
+        TELEMETRY["t"].shutdown()
+    print(json.dumps(result))
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+class Receiver:
+    """A loopback OTLP/HTTP endpoint that counts spans (decoded) and answers 200."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        self.spans = 0
+        lock = threading.Lock()
+        receiver = self
+
+        class Handle(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/traces":
+                    request = ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    count = sum(
+                        len(scope.spans)
+                        for rs in request.resource_spans
+                        for scope in rs.scope_spans
+                    )
+                    with lock:
+                        receiver.spans += count
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def run_child(mode: str, workload: str, args: argparse.Namespace, url: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MOOT_OTEL"))}
+    if mode == "bypass":
+        env["MOOT_OTEL_BYPASS"] = "1"
+    if mode == "on_sampled":  # the standard sampler variables, read by the SDK
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        env["OTEL_TRACES_SAMPLER_ARG"] = SAMPLE_RATIO
+    if mode in ("on", "on_sampled"):
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
+        env["OTEL_BSP_MAX_QUEUE_SIZE"] = "100000"  # no span dropped: all of them are exported
+        env["OTEL_METRIC_EXPORT_INTERVAL"] = "60000"
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *("--child", mode, "--workload", workload),
+        *("--n", str(args.n), "--chats", str(args.chats), "--latency-ms", str(args.latency_ms)),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, check=False, timeout=600
+    )
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            parsed: dict[str, Any] = json.loads(line)
+            return parsed
+    raise RuntimeError(f"{mode} {workload} failed: {done.stderr[-2000:]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds, small sizes")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--n", type=int, default=20000, help="W1 round trips per repeat")
+    parser.add_argument("--chats", type=int, default=1000, help="W3 concurrent chats (C)")
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--child", choices=MODES, dest="mode", help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=("w1", "w3"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode is not None:
+        child(args)
+        return 0
+    if args.quick:
+        args.rounds, args.n, args.chats = 2, 5000, 100
+    receiver = Receiver()
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {
+        w: {m: [] for m in MODES} for w in ("w1", "w3")
+    }
+    exported: list[tuple[str, int]] = []
+    for round_ in range(args.rounds):
+        for workload in ("w1", "w3"):
+            order = MODES if round_ % 2 == 0 else tuple(reversed(MODES))
+            for mode in order:
+                before = receiver.spans
+                samples[workload][mode].append(run_child(mode, workload, args, receiver.url))
+                if mode.startswith("on") and workload == "w3":
+                    exported.append((mode, receiver.spans - before))
+                print(f"round {round_ + 1} {workload} {mode}: {samples[workload][mode][-1]}")
+
+    def med(workload: str, mode: str, key: str) -> float:
+        return statistics.median(s[key] for s in samples[workload][mode])
+
+    figures: dict[str, Any] = {}
+    for workload, keys in (
+        ("w1", ("external_us", "agent_us")),
+        ("w3", ("wall_s", "cpu_ms_per_turn")),
+    ):
+        rows: dict[str, Any] = {m: {k: round(med(workload, m, k), 4) for k in keys} for m in MODES}
+        for key in keys:
+            rows[f"{key}_ratio_off_over_bypass"] = round(
+                med(workload, "off", key) / med(workload, "bypass", key), 4
+            )
+            rows[f"{key}_ratio_on_over_off"] = round(
+                med(workload, "on", key) / med(workload, "off", key), 4
+            )
+            rows[f"{key}_ratio_on_over_bypass"] = round(
+                med(workload, "on", key) / med(workload, "bypass", key), 4
+            )
+            rows[f"{key}_ratio_on_sampled_over_off"] = round(
+                med(workload, "on_sampled", key) / med(workload, "off", key), 4
+            )
+        figures[workload] = rows
+    figures["w3"]["spans_exported_per_on_run"] = exported
+    figures["w3"]["flush_s_on"] = round(med("w3", "on", "flush_s"), 4)
+    payload = {
+        "workloads": {
+            "w1": f"runtime.send request/reply, {args.n} round trips x 3, median us per trip",
+            "w3": f"C={args.chats} concurrent round-robin group chats, 3 agents x 10 turns, "
+            f"stub L={args.latency_ms} ms",
+        },
+        "rounds": args.rounds,
+        "modes": {
+            "bypass": "MOOT_OTEL_BYPASS=1: no instrumentation call at all",
+            "off": "default: opentelemetry-api only, no SDK",
+            "on": "SDK + BatchSpanProcessor + OTLP/HTTP to a loopback receiver, flushed in wall",
+            "on_sampled": "as on, with OTEL_TRACES_SAMPLER=parentbased_traceidratio at "
+            + SAMPLE_RATIO
+            + " (whole chats kept or dropped)",
+        },
+        "targets": {"off_over_bypass": 1.01, "w3_wall_on_over_off": 1.05},
+        "results": figures,
+        "samples": samples,
+        "versions": versions(),
+    }
+    path = write("otel", payload)
+    print(json.dumps(figures, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
