@@ -166,8 +166,6 @@ class _Workflow(Step):
 
     def __enter__(self) -> Self:
         _running.add(1)
-        if self._span.is_recording():
-            SWITCH.propagate = True  # an SDK records: runtime envelopes carry the context now
         return super().__enter__()
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -175,8 +173,9 @@ class _Workflow(Step):
 
 
 def workflow(kind: str, conversation_id: str, name: str | None = None) -> Step:
-    """The span of one whole chat (`invoke_workflow`): a group chat or a two-agent chat."""
-    if SWITCH.bypass:
+    """The span of one whole chat (`invoke_workflow`): a group chat or a two-agent chat.
+    Each chat looks again for an SDK (`refresh`), so one installed late is used from then."""
+    if not SWITCH.refresh():
         return NULL  # type: ignore[no-any-return]
     attrs: dict[str, AttributeValue] = {
         sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_WORKFLOW,
@@ -198,7 +197,7 @@ class _Turn(Step):
 
 def agent_turn(name: str, conversation_id: str, agent_id: str | None = None) -> Step:
     """One agent's turn in a chat (`invoke_agent {name}`)."""
-    if SWITCH.bypass:
+    if not SWITCH.active:
         return NULL  # type: ignore[no-any-return]
     attrs: dict[str, AttributeValue] = {
         sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_AGENT,
@@ -270,7 +269,7 @@ def model_call(
     temperature: float | None = None,
 ) -> ModelCall:
     """One model call (`chat {model}`), retries and rate-limit waits included, as events."""
-    if SWITCH.bypass:
+    if not SWITCH.active:
         return NULL  # type: ignore[no-any-return]
     attrs: dict[str, AttributeValue] = {
         sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT,
@@ -290,7 +289,7 @@ def model_call(
 
 def event(name: str, attrs: Mapping[str, AttributeValue | None]) -> None:
     """Add an event to the current span (a retry, a rate-limit wait); None values are left out."""
-    if SWITCH.bypass:
+    if not SWITCH.propagate:
         return
     span = trace.get_current_span()
     if span.is_recording():
@@ -302,7 +301,7 @@ def event(name: str, attrs: Mapping[str, AttributeValue | None]) -> None:
 
 def tool_call(name: str, call_id: str | None = None) -> Step:
     """One tool call (`execute_tool {name}`)."""
-    if SWITCH.bypass:
+    if not SWITCH.active:
         return NULL  # type: ignore[no-any-return]
     attrs: dict[str, AttributeValue] = {
         sc.GEN_AI_OPERATION_NAME: sc.OP_EXECUTE_TOOL,
@@ -345,7 +344,7 @@ class CodeRun(Step):
 
 def code_run(language: str, executor: str) -> CodeRun:
     """One code block run by an executor (`execute_code {language}`)."""
-    if SWITCH.bypass:
+    if not SWITCH.active:
         return NULL  # type: ignore[no-any-return]
     attrs: dict[str, AttributeValue] = {
         sc.MOOT_CODE_LANGUAGE: language,
@@ -369,7 +368,7 @@ def speaker_selection(
     policy: str, candidates: Sequence[str], conversation_id: str
 ) -> SpeakerSelection:
     """A group chat choosing its next speaker."""
-    if SWITCH.bypass:
+    if not SWITCH.active:
         return NULL  # type: ignore[no-any-return]
     attrs: dict[str, AttributeValue] = {
         sc.MOOT_SELECTION_POLICY: policy,
@@ -384,7 +383,7 @@ def speaker_selection(
 
 def dead_letter(reason: str) -> None:
     """Count one dead letter (rare, so always the API call)."""
-    if not SWITCH.bypass:
+    if SWITCH.active:
         _dead_letters.add(1, {"moot.dead_letter.reason": reason})
 
 

@@ -1,44 +1,56 @@
 """Whether moot's instrumentation runs, read on hot paths as one attribute.
 
-`MOOT_OTEL_BYPASS=1` skips the instrumentation entirely (not even the no-op OpenTelemetry API is
-called); it exists so benchmarks can measure what the API-only default costs.
+With only the OpenTelemetry API installed (no SDK provider set), every helper returns at once:
+the default costs a flag check. `MOOT_OTEL_BYPASS=1` skips even that decision for good; it
+exists so benchmarks can measure what the default costs.
 """
 
 from __future__ import annotations
 
 import os
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 
 class Switch:
-    """Two flags: `bypass` (no instrumentation at all) and `propagate` (a tracing SDK is present,
-    so runtime envelopes carry the sender's trace context)."""
+    """`active`: an SDK tracer or meter provider is installed, so spans and metrics are made;
+    `propagate`: an SDK tracer provider is, so runtime envelopes carry the trace context;
+    `bypass`: neither, ever (benchmarks)."""
 
-    __slots__ = ("bypass", "propagate")
+    __slots__ = ("active", "bypass", "propagate")
 
     def __init__(self) -> None:
         self.bypass = os.environ.get("MOOT_OTEL_BYPASS", "") not in ("", "0", "false")
+        self.active = False
         self.propagate = False
 
     def refresh(self) -> bool:
-        """Look again for a tracing SDK (cheap, not per message): true when spans are recorded."""
-        provider = trace.get_tracer_provider()
-        recording = not self.bypass and not isinstance(
-            provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        """Look again for an SDK (cheap, once per chat or runtime start): true when active."""
+        if self.bypass:
+            return False
+        tracer_provider = trace.get_tracer_provider()
+        tracing = not isinstance(
+            tracer_provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
         )
-        self.propagate = recording
-        return recording
+        # The API's own meter providers (proxy and no-op) live in opentelemetry.metrics.
+        meter_provider = type(metrics.get_meter_provider())
+        measuring = not meter_provider.__module__.startswith("opentelemetry.metrics")
+        self.propagate = tracing
+        self.active = tracing or measuring
+        return self.active
 
 
 SWITCH = Switch()
-"""The process's switch: the runtime reads `SWITCH.propagate` once per envelope."""
+"""The process's switch (see `Switch`)."""
 
 
 def refresh() -> bool:
-    """Look again for a tracer provider set after moot started (e.g. by the user's own code).
+    """Look again for a tracer or meter provider set after moot started (by your own code).
 
-    Runtimes and chats call this when they start; call it yourself if you install a tracer
-    provider while a runtime is already running.
+    Runtimes and chats call this when they start; call it yourself if you install a provider
+    while a runtime is already running and a chat is under way.
     """
     return SWITCH.refresh()
+
+
+SWITCH.refresh()
