@@ -3,6 +3,9 @@ semconv opt-in switches the provider attribute."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -73,3 +76,39 @@ def test_a_traceparent_round_trips_and_garbage_is_ignored(otel: Captured) -> Non
     assert parsed.is_remote
     assert observability.parse("00-zz-11-01") is None
     assert observability.attach("not a traceparent") is None
+
+
+def test_by_default_nothing_is_made_and_envelopes_carry_no_trace_context() -> None:
+    """A fresh process with the API only: no SDK provider, so no spans, no context."""
+    script = """
+import asyncio
+from moot import observability
+from moot.runtime import Agent, AgentId, Envelope, Runtime, handler
+
+seen = []
+
+class Echo(Agent):
+    @handler
+    async def on_text(self, message: str, ctx: Envelope) -> str:
+        seen.append(ctx.trace)
+        return message
+
+async def main():
+    async with Runtime() as rt:
+        rt.register("echo", Echo)
+        with observability.workflow("group_chat", "c1") as span:
+            assert span.recording is False
+            await rt.send("hi", AgentId("echo", "1"))
+    assert seen == [None], seen
+    assert observability.SWITCH.active is False
+    assert observability.capture() is None
+    print("quiet")
+
+asyncio.run(main())
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "quiet"
