@@ -96,6 +96,38 @@ async def child_w3(chats: int, latency: float) -> dict[str, Any]:
 TELEMETRY: dict[str, Any] = {}
 
 
+def child_micro() -> dict[str, Any]:
+    """Nanoseconds per call of what a group-chat turn runs of the instrumentation (a turn span
+    and a speaker-selection span, entered and left), and of a chat's workflow span: the
+    default's cost per turn without the machine's noise around it."""
+    import timeit
+
+    from moot import observability
+
+    def turn() -> None:
+        with observability.speaker_selection("RoundRobin", ("a", "b"), "c1") as selecting:
+            selecting.chosen("a")
+        with observability.agent_turn("a", "c1"):
+            pass
+
+    def chat() -> None:
+        with observability.workflow("group_chat", "c1", "manager"):
+            pass
+
+    def nothing() -> None:
+        pass
+
+    n = 200_000
+    best = {
+        name: min(timeit.repeat(fn, number=n, repeat=5)) / n * 1e9
+        for name, fn in (("turn", turn), ("chat", chat), ("empty_call", nothing))
+    }
+    return {
+        "turn_ns": best["turn"] - best["empty_call"],
+        "chat_ns": best["chat"] - best["empty_call"],
+    }
+
+
 def child(args: argparse.Namespace) -> None:
     import logging
 
@@ -106,7 +138,9 @@ def child(args: argparse.Namespace) -> None:
         from moot import observability
 
         TELEMETRY["t"] = observability.configure(service_name="bench", exporter="otlp")
-    if args.workload == "w1":
+    if args.workload == "micro":
+        result = child_micro()
+    elif args.workload == "w1":
         result = asyncio.run(child_w1(args.n))
     else:
         result = asyncio.run(child_w3(args.chats, args.latency_ms / 1000))
@@ -190,7 +224,7 @@ def main() -> int:
     parser.add_argument("--chats", type=int, default=1000, help="W3 concurrent chats (C)")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--child", choices=MODES, dest="mode", help=argparse.SUPPRESS)
-    parser.add_argument("--workload", choices=("w1", "w3"), help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=("w1", "w3", "micro"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode is not None:
         child(args)
@@ -235,6 +269,13 @@ def main() -> int:
                 med(workload, "on_sampled", key) / med(workload, "off", key), 4
             )
         figures[workload] = rows
+    figures["micro_ns_per_call"] = {
+        mode: run_child(mode, "micro", args, receiver.url) for mode in ("bypass", "off")
+    }
+    w3_ms_per_turn = med("w3", "bypass", "cpu_ms_per_turn")
+    figures["micro_ns_per_call"]["off_turn_cost_share_of_w3_cpu_per_turn"] = round(
+        figures["micro_ns_per_call"]["off"]["turn_ns"] / (w3_ms_per_turn * 1e6), 5
+    )
     figures["w3"]["spans_exported_per_on_run"] = exported
     figures["w3"]["flush_s_on"] = round(med("w3", "on", "flush_s"), 4)
     payload = {

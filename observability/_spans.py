@@ -151,7 +151,7 @@ class _Null:
     def __enter__(self) -> Any:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
         pass
 
 
@@ -173,9 +173,8 @@ class _Workflow(Step):
 
 
 def workflow(kind: str, conversation_id: str, name: str | None = None) -> Step:
-    """The span of one whole chat (`invoke_workflow`): a group chat or a two-agent chat.
-    Each chat looks again for an SDK (`refresh`), so one installed late is used from then."""
-    if not SWITCH.refresh():
+    """The span of one whole chat (`invoke_workflow`): a group chat or a two-agent chat."""
+    if not SWITCH.active:
         return NULL  # type: ignore[no-any-return]
     attrs: dict[str, AttributeValue] = {
         sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_WORKFLOW,

@@ -25,7 +25,8 @@ class Switch:
         self.propagate = False
 
     def refresh(self) -> bool:
-        """Look again for an SDK (cheap, once per chat or runtime start): true when active."""
+        """Look again for an SDK (a few microseconds: at configure and runtime start, not per
+        message or chat): true when active."""
         if self.bypass:
             return False
         tracer_provider = trace.get_tracer_provider()
@@ -47,7 +48,7 @@ SWITCH = Switch()
 def refresh() -> bool:
     """Look again for a tracer or meter provider set after moot started (by your own code).
 
-    Runtimes and chats call this when they start; call it yourself if you install a provider
+    `configure()` and every `Runtime.start()` call this; call it yourself if you install a provider
     while a runtime is already running and a chat is under way.
     """
     return SWITCH.refresh()
