@@ -148,6 +148,8 @@ class ChatParticipant(Agent):
 
     @handler
     async def on_turn(self, message: Turn, ctx: Envelope) -> TurnReply:
+        if not observability.SWITCH.active:  # the hot path: one flag when nothing records
+            return await self.owner._handle_turn(self.state, message)
         with observability.agent_turn(self.owner.name, self.id.key, str(self.id)):
             return await self.owner._handle_turn(self.state, message)
 

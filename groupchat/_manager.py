@@ -815,11 +815,14 @@ class GroupChatManager(ConversableAgent):
     async def _turn(self, rt: Runtime, run: _GroupRun, me: AgentId) -> StopReason | None:
         chat = run.chat
         policy = self.groupchat.policy
-        with observability.speaker_selection(
-            type(policy).__name__, chat.participants, chat.chat_id
-        ) as selecting:
+        if observability.SWITCH.active:  # else the hot path: one flag when nothing records
+            with observability.speaker_selection(
+                type(policy).__name__, chat.participants, chat.chat_id
+            ) as selecting:
+                choice = await policy.select(chat, chat.participants)
+                selecting.chosen(None if isinstance(choice, NoSpeaker) else choice)
+        else:
             choice = await policy.select(chat, chat.participants)
-            selecting.chosen(None if isinstance(choice, NoSpeaker) else choice)
         if isinstance(choice, NoSpeaker):
             return StopReason(condition="NoEligibleSpeaker", detail=choice.reason)
         if chat.sink is not None:
