@@ -357,10 +357,11 @@ class SpeakerSelection(Step):
 
     __slots__ = ()
 
-    def chosen(self, name: str | None, *, selector_calls: int = 0) -> None:
+    def chosen(self, name: str | None) -> None:
+        """Record the speaker chosen (None: nobody). An LLM selector's model calls are this
+        span's `chat {model}` children, so their count is visible without an attribute."""
         if name is not None:
             self._span.set_attribute(sc.MOOT_SELECTION_CHOSEN, name)
-        self._span.set_attribute(sc.MOOT_SELECTION_MODEL_CALLS, selector_calls)
 
 
 def speaker_selection(
