@@ -95,9 +95,7 @@ def client_from_config(
     provider = {"anthropic": "anthropic", "gemini": "gcp.gemini"}.get(
         str(config.api_type), "openai"
     )
-    return TracingClient(
-        retrying, model=config.model, base_url=base_url, provider=provider
-    )
+    return TracingClient(retrying, model=config.model, base_url=base_url, provider=provider)
 
 
 def client_from_llm_config(
