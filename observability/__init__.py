@@ -5,9 +5,10 @@ leaves the process. `configure()` (or your own SDK set-up) turns it on. It impor
 moot, so every layer, the runtime included, may use it.
 """
 
+from typing import Any
+
 from . import _semconv as semconv
 from ._config import Telemetry, configure, configure_from_env
-from ._errors import ObservabilityConfigError
 from ._logging import add_trace_ids
 from ._propagation import TRACEPARENT, attach, capture, detach, parse, within
 from ._spans import (
@@ -28,6 +29,17 @@ from ._spans import (
     workflow,
 )
 from ._switch import SWITCH, refresh
+
+
+def __getattr__(name: str) -> Any:
+    """`ObservabilityConfigError` loads on first use: it subclasses moot.runtime's ConfigError,
+    and moot.runtime imports this package, so it cannot load with it."""
+    if name == "ObservabilityConfigError":
+        from ._errors import ObservabilityConfigError
+
+        return ObservabilityConfigError
+    raise AttributeError(f"module 'moot.observability' has no attribute {name!r}")
+
 
 __all__ = [
     "CONTENT",

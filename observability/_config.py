@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import metrics, trace
 
-from ._errors import ObservabilityConfigError
 from ._spans import CONTENT
 from ._switch import SWITCH
 
@@ -70,7 +69,7 @@ def configure(
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:  # pragma: no cover - the dev install has the SDK
-        raise ObservabilityConfigError(
+        raise _config_error(
             "exporting telemetry needs the SDK: pip install 'moot[otel]'", setting="exporter"
         ) from exc
     attributes: dict[str, Any] = {}
@@ -80,7 +79,7 @@ def configure(
     tracer_provider = TracerProvider(resource=resource)
     choice = exporter or os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")[0].strip()
     if choice not in ("otlp", "console", "none"):
-        raise ObservabilityConfigError(
+        raise _config_error(
             f"unknown exporter {choice!r}: use 'otlp', 'console' or 'none'", setting="exporter"
         )
     readers: list[MetricReader] = list(metric_readers or ())
@@ -116,7 +115,7 @@ def _exporters(choice: str, endpoint: str | None) -> tuple[Any, Any]:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError as exc:  # pragma: no cover - the dev install has the exporter
-        raise ObservabilityConfigError(
+        raise _config_error(
             "the OTLP exporter is missing: pip install 'moot[otel]'", setting="exporter"
         ) from exc
     if endpoint is None:
@@ -146,3 +145,10 @@ def configure_from_env(service_name: str | None = None) -> Telemetry | None:
     if os.environ.get("OTEL_SERVICE_NAME"):
         service_name = None  # the SDK's resource reads it
     return configure(service_name=service_name)
+
+
+def _config_error(message: str, *, setting: str | None = None) -> Exception:
+    """The typed error, imported late: it lives in moot's error tree above this room."""
+    from ._errors import ObservabilityConfigError
+
+    return ObservabilityConfigError(message, setting=setting)

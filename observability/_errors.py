@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+# The one import of this room from above it: the error joins moot's one tree. It is safe because
+# moot.runtime._errors imports nothing of moot, and this module is only imported lazily (by
+# `configure` and the package's `__getattr__`), after moot.observability itself has loaded.
+from moot.runtime._errors import ConfigError
 
-class ObservabilityConfigError(ValueError):
+
+class ObservabilityConfigError(ConfigError):
     """`configure` cannot do what it was asked: the `moot[otel]` extra is missing, or an
-    argument is invalid. (moot.observability sits below moot.runtime, so this subclasses
-    ValueError rather than MootError; moot.runtime re-raises nothing of it.)"""
-
-    def __init__(self, message: str, *, setting: str | None = None) -> None:
-        super().__init__(message)
-        self.setting = setting
+    argument is invalid (`setting` names it)."""

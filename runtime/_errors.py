@@ -6,7 +6,8 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
 
     MootError
     ├── ConfigError (ValueError)               an argument or setting that cannot be used (.setting)
-    │   └── LLMConfigError                     models: an llm_config / config_list entry
+    │   ├── LLMConfigError                     models: an llm_config / config_list entry
+    │   └── ObservabilityConfigError           observability: configure() without the SDK, ...
     ├── InvalidIdError (ValueError)            an agent or topic id that cannot be used
     ├── RegistrationError (ValueError)         bad or duplicate agent type / subscription
     ├── LifecycleError (RuntimeError)          an illegal state transition ("Cannot start ...")
@@ -99,6 +100,9 @@ is a second base: a builtin that callers (AutoGen users especially) already catc
     │       └── InputAlreadyAnsweredError      answered before: an answer applies once
     ├── ModelStoreError                        cli: the embedded model cannot be fetched
     │   └── ModelVerificationError             the fetched bytes are not the pinned model
+    ├── ServerError                            server: a request refused, with its HTTP status
+    │   ├── UnknownTeamError                   POST /chats names a team setup did not register
+    │   └── ServerConfigError (ConfigError)    moot serve cannot start as asked
     ├── CliError                               cli: one clear message and an exit code
     │   ├── UsageError                         an unknown command or impossible parameters
     │   └── MissingError                       Docker, a model or a package is missing

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from moot.runtime import MootError
+from moot.runtime import ConfigError, MootError
 
 
 class ServerError(MootError):
@@ -22,7 +22,11 @@ class UnknownTeamError(ServerError):
     status = 404
 
 
-class ServerConfigError(ServerError):
+class ServerConfigError(ServerError, ConfigError):
     """`moot serve` cannot start as asked (a public bind without a token, a bad --agents)."""
 
     status = 500
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        ServerError.__init__(self, message, status=status)
+        self.setting = None

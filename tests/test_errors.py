@@ -38,6 +38,8 @@ PACKAGES = (
     "moot.testing",
     "moot.cli",
     "moot.bench",
+    "moot.observability",
+    "moot.server",
 )
 
 
