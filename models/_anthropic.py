@@ -20,8 +20,6 @@ from ._errors import (
     InvalidJSONError,
     MalformedResponseError,
     ModelError,
-    ModelTimeoutError,
-    ProviderUnavailableError,
     StreamInterruptedError,
     error_for_status,
 )
@@ -399,21 +397,8 @@ class AnthropicClient(OpenAIClient):
                         await _deliver(on_token, text)
                     if assembly.stopped:
                         break
-        except httpx.TimeoutException as exc:
-            raise self._error(
-                ModelTimeoutError, f"no data for {limit} s", status=status, retryable=not delivered
-            ) from exc
         except httpx.TransportError as exc:
-            if status is None:
-                raise self._error(
-                    ProviderUnavailableError, f"cannot reach the server: {exc!r}"
-                ) from exc
-            raise self._error(
-                StreamInterruptedError,
-                f"the stream broke off: {exc!r}",
-                status=status,
-                retryable=not delivered,
-            ) from exc
+            raise self._stream_failure(exc, limit, status, delivered) from exc
         if not assembly.stopped:
             raise self._error(
                 StreamInterruptedError,

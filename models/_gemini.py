@@ -17,8 +17,6 @@ import pydantic
 from ._errors import (
     InvalidJSONError,
     MalformedResponseError,
-    ModelTimeoutError,
-    ProviderUnavailableError,
     StreamInterruptedError,
 )
 from ._json import loads_bounded
@@ -261,21 +259,8 @@ class GeminiClient(OpenAIClient):
                             if text and not part.get("thought") and on_token is not None:
                                 delivered = True
                                 await _deliver(on_token, str(text))
-        except httpx.TimeoutException as exc:
-            raise self._error(
-                ModelTimeoutError, f"no data for {limit} s", status=status, retryable=not delivered
-            ) from exc
         except httpx.TransportError as exc:
-            if status is None:
-                raise self._error(
-                    ProviderUnavailableError, f"cannot reach the server: {exc!r}"
-                ) from exc
-            raise self._error(
-                StreamInterruptedError,
-                f"the stream broke off: {exc!r}",
-                status=status,
-                retryable=not delivered,
-            ) from exc
+            raise self._stream_failure(exc, limit, status, delivered) from exc
         finish = last.candidates[0].finishReason if last.candidates else None
         if finish is None:
             raise self._error(

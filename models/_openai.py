@@ -215,6 +215,25 @@ class OpenAIClient(ModelClient):
             **extra,
         )
 
+    def _stream_failure(
+        self, exc: httpx.TransportError, limit: float, status: int | None, delivered: bool
+    ) -> ModelError:
+        """A streamed call's httpx failure, ours: silence past `limit` is a timeout, no
+        connection an unavailable provider, a cut a broken stream; once a token has reached the
+        caller it is not retryable (the caller would see the text twice)."""
+        if isinstance(exc, httpx.TimeoutException):
+            return self._error(
+                ModelTimeoutError, f"no data for {limit} s", status=status, retryable=not delivered
+            )
+        if status is None:
+            return self._error(ProviderUnavailableError, f"cannot reach the server: {exc!r}")
+        return self._error(
+            StreamInterruptedError,
+            f"the stream broke off: {exc!r}",
+            status=status,
+            retryable=not delivered,
+        )
+
     def _status_error(self, response: httpx.Response, content: bytes) -> ModelError:
         text, code = _error_text(response, content)
         where = f"model {self.config.model!r} at {self._base_url}"
@@ -392,24 +411,8 @@ class OpenAIClient(ModelClient):
                     if text and on_token is not None:
                         delivered = True
                         await _deliver(on_token, text)
-        except httpx.TimeoutException as exc:
-            raise self._error(
-                ModelTimeoutError,
-                f"no data for {limit} s",
-                status=status,
-                retryable=not delivered,
-            ) from exc
         except httpx.TransportError as exc:
-            if status is None:
-                raise self._error(
-                    ProviderUnavailableError, f"cannot reach the server: {exc!r}"
-                ) from exc
-            raise self._error(
-                StreamInterruptedError,
-                f"the stream broke off: {exc!r}",
-                status=status,
-                retryable=not delivered,
-            ) from exc
+            raise self._stream_failure(exc, limit, status, delivered) from exc
         if not done and assembly.finish_reason is None:
             raise self._error(
                 StreamInterruptedError,
