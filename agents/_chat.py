@@ -410,6 +410,7 @@ async def _run_two_agent_chat(
         sent: Message
         if journal is not None and journal.history:  # resume: no model asked for these
             sent, by_initiator = resume_states(journal, initiator, recipient, first, second)
+            await journal.restore_workspaces(*((first,) if alone else (first, second)))
             speaker, listener = (a, b) if by_initiator else (b, a)
             speaker_name = agents[speaker].name
             turns = (len(journal.history) + 1) // 2
@@ -418,7 +419,7 @@ async def _run_two_agent_chat(
             say = Say(message=message, context=context, record=initiator_records)
             sent = await ask(runtime, say, a, sender=None)
             if journal is not None:
-                await journal.record(initiator.name, _named(sent, initiator.name))
+                await journal.record(initiator.name, _named(sent, initiator.name), first)
             turns = 1
             speaker, listener = a, b
             speaker_name = initiator.name
@@ -439,7 +440,9 @@ async def _run_two_agent_chat(
                 break
             sent = reply.message
             if journal is not None:  # durable before the other side is asked to reply
-                await journal.record(agents[listener].name, _named(sent, agents[listener].name))
+                states = {a: first, b: second}
+                name = agents[listener].name
+                await journal.record(name, _named(sent, name), states[listener])
             speaker, listener = listener, speaker
             speaker_name = agents[speaker].name
             if speaker == a:

@@ -45,7 +45,10 @@ from moot.executors import (
     check_image,
     extract_code_blocks,
     format_results,
+    read_work_file,
     resolve_packages,
+    restore_work_files,
+    scan_work_dir,
 )
 
 from ._errors import AgentConfigError
@@ -426,6 +429,7 @@ class ChatCode:
         self._executor: Executor | None = None
         self._workspace: Path | None = None
         self._session: ExecutorSession | None = None
+        self._seen: dict[str, tuple[int, int]] = {}  # the work files as last journaled
 
     @property
     def workspace(self) -> Path | None:
@@ -443,6 +447,7 @@ class ChatCode:
             self._executor = await hold(stack, self._lease)
         if self._workspace is None:
             self._workspace = await self._open_workspace(stack)
+            self._seen = await anyio.to_thread.run_sync(scan_work_dir, self._workspace)
         blocks = extract_code_blocks(text)
         try:
             if self.settings.lease == "chat":
@@ -483,6 +488,41 @@ class ChatCode:
     def closed(self) -> None:
         """The chat's stack is being unwound: forget what was held on it."""
         self._executor = self._workspace = self._session = None
+        self._seen = {}
+
+    async def take_changes(self) -> dict[str, bytes | None]:
+        """The work files written (their bytes) or deleted (None) since the last call, or
+        since the workspace was opened or restored; for the chat's journal."""
+        if self._workspace is None:
+            return {}
+        changes, self._seen = await anyio.to_thread.run_sync(_changes, self._workspace, self._seen)
+        return changes
+
+    async def restore(self, files: Mapping[str, bytes | None], stack: AsyncExitStack) -> Path:
+        """Put journaled work files back (None: delete) before a resumed chat's next run; the
+        sandbox gets them from this workspace with that run."""
+        if self._workspace is None:
+            self._workspace = await self._open_workspace(stack)
+        workspace = self._workspace
+        await anyio.to_thread.run_sync(restore_work_files, workspace, files)
+        self._seen = await anyio.to_thread.run_sync(scan_work_dir, workspace)
+        return workspace
+
+
+def _changes(
+    root: Path, seen: dict[str, tuple[int, int]]
+) -> tuple[dict[str, bytes | None], dict[str, tuple[int, int]]]:
+    """What changed under `root` since `seen` (size and mtime of each file), and the new view."""
+    now = scan_work_dir(root)
+    changes: dict[str, bytes | None] = dict.fromkeys(set(seen) - set(now))
+    for rel, meta in sorted(now.items()):
+        if seen.get(rel) == meta:
+            continue
+        try:
+            changes[rel] = read_work_file(root, rel)
+        except OSError:  # gone or replaced meanwhile: the next call sees what is there then
+            now.pop(rel)
+    return changes, now
 
 
 def _remove_tree(path: Path) -> None:

@@ -9,28 +9,24 @@ each message) and `close` (at the end); the seeding of a resumed chat is `resume
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from moot.journal import (
     ChatDefinition,
-    ChatFinishedError,
-    ChatStatus,
     ChatStore,
-    JournalError,
+    ChatWriter,
+    FileChange,
     Termination,
+    begin_chat,
+    lease_owner,
+    replay_files,
     use_store,
 )
 from moot.journal import Turn as JournalTurn
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-    from moot.journal import ChatLease
 
     from ._chat import ChatState
     from ._conversable import ConversableAgent
@@ -43,41 +39,54 @@ StoreOption = ChatStore | str | bool | None
 
 @dataclass(slots=True, kw_only=True)
 class TwoAgentJournal:
-    """One two-agent chat run's writer: holds the lease, numbers the messages."""
+    """One two-agent chat run's journal: each message is a turn (the lease and the numbering
+    are the `ChatWriter`'s)."""
 
-    store: ChatStore
-    chat_id: str
-    lease: ChatLease
-    ttl: float
-    turns: int = 0
-    history: tuple[Message, ...] = ()  # on resume: every message so far, in order
+    writer: ChatWriter
 
-    async def record(self, speaker: str, message: Message) -> None:
-        """Journal one message; returns once it is durable.
+    @property
+    def history(self) -> tuple[Message, ...]:
+        """On resume: every message so far, in order."""
+        return tuple(turn.message for turn in self.writer.journaled)
+
+    async def record(self, speaker: str, message: Message, state: ChatState | None = None) -> None:
+        """Journal one message, with the work files its code run changed in `state`'s
+        workspace; returns once it is durable.
 
         Raises:
             JournalError: the store refused or lost it; nothing of it was kept.
         """
-        if time.time() > self.lease.expires_at - self.ttl / 2:
-            self.lease = await self.store.renew_lease(self.lease, ttl=self.ttl)
-        number = self.turns + 1
-        turn = JournalTurn(number=number, speaker=speaker, message=dict(message))
-        await self.store.append_turn(self.chat_id, turn, lease=self.lease)
-        self.turns = number
+        files = await work_file_changes(state)
+        turn = JournalTurn(number=0, speaker=speaker, message=dict(message), files=files)
+        await self.writer.append(turn)
+
+    async def restore_workspaces(self, *states: ChatState) -> None:
+        """Before a resumed chat goes on: each side's work files as its journaled turns left
+        them (the sandbox gets them from there with its next run)."""
+        await restore_workspaces(self.writer, states)
 
     async def close(self, finished: bool) -> None:
         """Finish the chat (or leave it resumable after an error) and free the lease."""
-        try:
-            if finished:
-                await self.store.set_status(
-                    self.chat_id,
-                    ChatStatus.FINISHED,
-                    termination=Termination(reason="ended"),
-                    lease=self.lease,
-                )
-        finally:
-            with contextlib.suppress(JournalError, OSError):
-                await self.store.release_lease(self.lease)
+        await self.writer.close(Termination(reason="ended") if finished else None)
+
+
+async def work_file_changes(state: ChatState | None) -> tuple[FileChange, ...]:
+    """The work files `state`'s code changed since its last journaled turn, as records."""
+    if state is None or state.code is None:
+        return ()
+    changes = await state.code.take_changes()
+    return tuple(FileChange(path=path, data=data) for path, data in sorted(changes.items()))
+
+
+async def restore_workspaces(writer: ChatWriter, states: Any) -> None:
+    """Restore each chat side's workspace from its own journaled turns (one agent's files never
+    land in another's workspace)."""
+    for state in states:
+        if state.code is None:
+            continue
+        files = replay_files(writer.journaled, state.owner.name)
+        if files:
+            await state.code.restore(files, state.stack)
 
 
 @contextlib.asynccontextmanager
@@ -102,7 +111,6 @@ async def two_agent_journal(
         return
     source = None if option is True or option == "default" else option
     async with use_store(source) as store:
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         definition = ChatDefinition(
             chat_id=chat_id,
             participants=(initiator, recipient),
@@ -110,30 +118,8 @@ async def two_agent_journal(
             limits={"max_turns": max_turns},
             spec={"kind": "two_agent"},
         )
-        lease = await store.start_chat(definition, owner, ttl=ttl)
-        if lease is not None:
-            yield TwoAgentJournal(store=store, chat_id=chat_id, lease=lease, ttl=ttl)
-            return
-        summary = await store.summary(chat_id)
-        if summary.status in (ChatStatus.FINISHED, ChatStatus.FAILED):
-            raise ChatFinishedError(
-                f"chat {chat_id!r} has {summary.status} already; read it with `moot chats show`",
-                chat_id=chat_id,
-            )
-        lease = await store.acquire_lease(chat_id, owner, ttl=ttl)
-        try:
-            turns = await store.turns(chat_id)
-        except BaseException:
-            await store.release_lease(lease)
-            raise
-        yield TwoAgentJournal(
-            store=store,
-            chat_id=chat_id,
-            lease=lease,
-            ttl=ttl,
-            turns=len(turns),
-            history=tuple(turn.message for turn in turns),
-        )
+        writer = await begin_chat(store, definition, lease_owner(), ttl=ttl)
+        yield TwoAgentJournal(writer=writer)
 
 
 def resume_states(

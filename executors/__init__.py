@@ -16,6 +16,7 @@ from ._errors import (
     UnsafePathError,
 )
 from ._extract import extract_code_blocks
+from ._files import read_work_file, restore_work_files, scan_work_dir
 from ._function import CodeFunction, FunctionExecutor
 from ._image import (
     build_image,
@@ -61,6 +62,9 @@ __all__ = [
     "key_dir_name",
     "open_docker",
     "profiles",
+    "read_work_file",
     "reap_leftovers",
     "resolve_packages",
+    "restore_work_files",
+    "scan_work_dir",
 ]

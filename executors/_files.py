@@ -17,7 +17,7 @@ from ._errors import UnsafePathError
 from ._runner import NotCopied
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 log = structlog.get_logger("moot.executors.files")
 
@@ -161,5 +161,61 @@ def _read_regular(path: Path) -> bytes:
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
         return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+# -- a chat's work files, for the journal: scanned, read and restored on the host ---------------
+
+
+def scan_work_dir(root: Path) -> dict[str, tuple[int, int]]:
+    """Size and mtime (ns) of each regular file under `root`, by POSIX relative path; symlinks
+    and special files are not work files."""
+    return scan(root)
+
+
+def read_work_file(root: Path, rel: str) -> bytes:
+    """The bytes of one work file, refusing a symlink or a special file.
+
+    Raises:
+        OSError: it is gone, unreadable or not a regular file.
+    """
+    return _read_regular(root / rel)
+
+
+def restore_work_files(root: Path, files: Mapping[str, bytes | None]) -> list[str]:
+    """Write (or, for None, delete) work files under `root`, never following a symlink; the
+    paths refused (not plain relative paths) are returned and logged, the rest is restored."""
+    refused: list[str] = []
+    root.mkdir(parents=True, exist_ok=True)
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for rel, data in sorted(files.items()):
+            try:
+                parts = _exact_parts(rel)
+                if data is None:
+                    _unlink_beneath(root_fd, parts)
+                else:
+                    _write_beneath(root_fd, parts, data)
+            except (UnsafePathError, OSError) as exc:
+                log.warning("files.not_restored", path=rel, error=str(exc))
+                refused.append(rel)
+    finally:
+        os.close(root_fd)
+    return refused
+
+
+def _unlink_beneath(root_fd: int, parts: list[str]) -> None:
+    fd = os.dup(root_fd)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                return
+            os.close(fd)
+            fd = inner
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(parts[-1], dir_fd=fd)
     finally:
         os.close(fd)

@@ -8,11 +8,7 @@ end of each turn) and `close` (when the chat ends or fails). Everything else sta
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import socket
-import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,15 +18,18 @@ import structlog
 from moot.agents import HumanInputError, InputProvider, InputRequest
 from moot.journal import (
     ChatDefinition,
+    ChatFinishedError,
     ChatNotFoundError,
-    ChatStatus,
     ChatStore,
+    ChatWriter,
     CodeRun,
     Decision,
+    FileChange,
     InputAlreadyAnsweredError,
-    JournalError,
     Termination,
     Usage,
+    begin_chat,
+    replay_files,
     use_store,
 )
 from moot.journal import Turn as JournalTurn
@@ -39,8 +38,6 @@ from ._errors import ChatAlreadyFinishedError, ChatWaitingForInputError, GroupCh
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
-
-    from moot.journal import ChatLease
 
     from ._state import GroupChatState, StopReason
 
@@ -54,34 +51,30 @@ StoreOption = ChatStore | str | bool | None
 DEFAULT = "default"
 
 
-def lease_owner() -> str:
-    """A lease holder's name: this host and process, and a random part per manager."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 @dataclass(slots=True, kw_only=True)
 class GroupJournal:
-    """One chat run's writer: holds the lease, numbers the turns, finishes the chat."""
+    """One group chat run's journal: turns with the policy's decision, usage, code runs and
+    work files (the lease and the numbering are the `ChatWriter`'s)."""
 
-    store: ChatStore
-    chat_id: str
-    lease: ChatLease
-    ttl: float
-    turns: int = 0  # journaled so far
+    writer: ChatWriter
     history: tuple[Message, ...] = ()  # rebuilt on resume: the opening message and every turn
-    finished: bool = False
     _spent: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    @property
+    def chat_id(self) -> str:
+        return self.writer.chat_id
+
+    @property
+    def store(self) -> ChatStore:
+        return self.writer.store
+
+    @property
+    def turns(self) -> int:
+        return self.writer.turns
 
     @property
     def resumed(self) -> bool:
         return bool(self.history)
-
-    async def _keep_lease(self) -> None:
-        """Renew the lease once half its TTL is gone; a chat renews as it journals its turns
-        (no task or timer per chat). A turn longer than the TTL may lose the chat to another
-        process, which the fence then stops from writing twice: set `lease_ttl` above it."""
-        if time.time() > self.lease.expires_at - self.ttl / 2:
-            self.lease = await self.store.renew_lease(self.lease, ttl=self.ttl)
 
     async def record(
         self,
@@ -96,8 +89,6 @@ class GroupJournal:
         Raises:
             JournalError: the store refused or lost the turn; nothing of it was kept.
         """
-        await self._keep_lease()
-        number = self.turns + 1
         content = message.get("content")
         runs: tuple[CodeRun, ...] = ()
         if isinstance(content, str):
@@ -107,17 +98,30 @@ class GroupJournal:
                     CodeRun(language="", code="", exit_code=int(found.group(1)), output=content),
                 )
         turn = JournalTurn(
-            number=number,
+            number=0,
             speaker=speaker,
             message=message,
             decision=Decision(policy=policy, chosen=speaker, candidates=chat.participants),
             usage=self._usage(chat, speaker),
             code_runs=runs,
+            files=await _work_file_changes(chat, speaker),
             termination=None if reason is None else _termination(reason),
         )
-        await self.store.append_turn(self.chat_id, turn, lease=self.lease)
-        self.turns = number
-        self.finished = reason is not None
+        await self.writer.append(turn)
+
+    async def restore_workspaces(self, chat: GroupChatState) -> None:
+        """Before a resumed chat's next turn: each participant's work files as its journaled
+        turns left them (the sandbox gets them from there with its next run)."""
+        for name, agent in chat.agents.items():
+            files = replay_files(self.writer.journaled, name)
+            if not files:
+                continue
+            try:
+                state = agent.chat_state(chat.chat_id)
+            except Exception:  # not a moot agent, or its side lives elsewhere: nothing to restore
+                continue
+            if state.code is not None:
+                await state.code.restore(files, state.stack)
 
     def _usage(self, chat: GroupChatState, speaker: str) -> Usage:
         agent = chat.agents.get(speaker)
@@ -142,45 +146,48 @@ class GroupJournal:
         Raises:
             ChatWaitingForInputError: nobody answered; answer it later, then resume.
         """
+        store, chat_id = self.store, self.chat_id
         number = self.turns + 1
-        asked = [q for q in await self.store.inputs(self.chat_id) if q.turn == number]
+        asked = [q for q in await store.inputs(chat_id) if q.turn == number]
         question = asked[-1] if asked else None
         if question is not None and question.answer is not None:
             return question.answer
         if question is None:
-            question = await self.store.ask_input(self.chat_id, request.prompt, lease=self.lease)
+            question = await store.ask_input(chat_id, request.prompt, lease=self.writer.lease)
         try:
             text = await ask.get_input(request)
         except HumanInputError:
             raise ChatWaitingForInputError(
-                f"chat {self.chat_id!r} waits for a human: {request.prompt!r}",
-                chat_id=self.chat_id,
+                f"chat {chat_id!r} waits for a human: {request.prompt!r}",
+                chat_id=chat_id,
                 token=question.token,
                 prompt=request.prompt,
             ) from None
         try:
-            await self.store.answer_input(question.token, text)
+            await store.answer_input(question.token, text)
         except InputAlreadyAnsweredError:  # answered elsewhere meanwhile: that answer holds
-            current = [
-                q for q in await self.store.inputs(self.chat_id) if q.token == question.token
-            ]
+            current = [q for q in await store.inputs(chat_id) if q.token == question.token]
             return current[0].answer or text
         return text
 
     async def close(self, reason: StopReason | None) -> None:
         """Finish the chat (unless its last turn did), or leave it resumable; free the lease."""
-        try:
-            if reason is not None and not self.finished:
-                await self.store.set_status(
-                    self.chat_id,
-                    ChatStatus.FINISHED,
-                    termination=_termination(reason),
-                    lease=self.lease,
-                )
-                self.finished = True
-        finally:
-            with contextlib.suppress(JournalError, OSError):
-                await self.store.release_lease(self.lease)
+        await self.writer.close(None if reason is None else _termination(reason))
+
+
+async def _work_file_changes(chat: GroupChatState, speaker: str) -> tuple[FileChange, ...]:
+    """The work files the speaker's code changed in this turn (none for a remote speaker)."""
+    agent = chat.agents.get(speaker)
+    if agent is None:
+        return ()
+    try:
+        state = agent.chat_state(chat.chat_id)
+    except Exception:  # not a moot agent, or its side lives on a worker
+        return ()
+    if state.code is None:
+        return ()
+    changes = await state.code.take_changes()
+    return tuple(FileChange(path=path, data=data) for path, data in sorted(changes.items()))
 
 
 _ACTIVE: dict[str, GroupJournal] = {}  # journaled chats running in this process, by id
@@ -209,6 +216,12 @@ def journal_human_input(agents: Any) -> None:
             agent.input_provider = JournaledInput(agent.input_provider)
 
 
+def group_chat_id(chat_id: str) -> str:
+    """The journal id of the group chat an agent starts with `initiate_chat(manager, ...)`: its
+    two-agent chat with the manager is journaled under `chat_id` itself."""
+    return f"{chat_id}:group"
+
+
 def _termination(reason: StopReason) -> Termination:
     return Termination(reason=reason.condition, detail=reason.detail)
 
@@ -225,8 +238,11 @@ async def group_journal(
     opening: Message | None,
     ttl: float,
     owner: str,
+    key: str | None = None,
 ) -> Any:
-    """Yield the chat's `GroupJournal` (None when journaling is off), created or resumed.
+    """Yield the chat's `GroupJournal` (None when journaling is off), created or resumed;
+    `key` is the chat's id on the runtime when it differs from the journal's (see
+    `group_chat_id`).
 
     Raises:
         StoreUnavailableError: the store cannot be reached (before any model call).
@@ -243,11 +259,12 @@ async def group_journal(
         journal = await _begin(
             store, chat_id, manager, participants, policy, max_round, opening, ttl, owner
         )
-        _ACTIVE[chat_id] = journal
+        active = key or chat_id
+        _ACTIVE[active] = journal
         try:
             yield journal
         finally:
-            _ACTIVE.pop(chat_id, None)
+            _ACTIVE.pop(active, None)
 
 
 async def _begin(
@@ -261,44 +278,32 @@ async def _begin(
     ttl: float,
     owner: str,
 ) -> GroupJournal:
-    if opening is not None:
-        lease = await store.start_chat(
-            ChatDefinition(
-                chat_id=chat_id,
-                participants=participants,
-                policy=policy,
-                limits={"max_round": max_round},
-                spec={"kind": "group", "manager": manager, "opening": opening},
-            ),
-            owner,
-            ttl=ttl,
-        )
-        if lease is not None:
-            return GroupJournal(store=store, chat_id=chat_id, lease=lease, ttl=ttl)
+    definition = ChatDefinition(
+        chat_id=chat_id,
+        participants=participants,
+        policy=policy,
+        limits={"max_round": max_round},
+        spec={"kind": "group", "manager": manager, "opening": opening},
+    )
     try:
-        summary = await store.summary(chat_id)
+        writer = await begin_chat(store, definition, owner, ttl=ttl, new=opening is not None)
     except ChatNotFoundError:
         raise GroupChatError(
             f"a group chat needs a first message or a history to resume (no journaled chat"
             f" {chat_id!r})"
         ) from None
-    if summary.status in (ChatStatus.FINISHED, ChatStatus.FAILED):
-        raise ChatAlreadyFinishedError(
-            f"chat {chat_id!r} has {summary.status} already; read it with `moot chats show`",
-            chat_id=chat_id,
-        )
-    lease = await store.acquire_lease(chat_id, owner, ttl=ttl)
+    except ChatFinishedError as exc:
+        raise ChatAlreadyFinishedError(str(exc), chat_id=chat_id) from None
+    if writer.definition is None:  # a new chat
+        return GroupJournal(writer=writer)
     try:
-        definition = await store.definition(chat_id)
-        turns = await store.turns(chat_id)
-        history = rebuild_history(definition.spec, [t.message for t in turns], manager)
+        messages = [t.message for t in writer.journaled]
+        history = rebuild_history(writer.definition.spec, messages, manager)
     except BaseException:
-        await store.release_lease(lease)
+        await writer.close(None)
         raise
-    log.info("groupchat.resumed", chat_id=chat_id, turns=len(turns))
-    return GroupJournal(
-        store=store, chat_id=chat_id, lease=lease, ttl=ttl, turns=len(turns), history=tuple(history)
-    )
+    log.info("groupchat.resumed", chat_id=chat_id, turns=writer.turns)
+    return GroupJournal(writer=writer, history=tuple(history))
 
 
 def rebuild_history(

@@ -16,7 +16,7 @@ import re
 import sys
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -39,6 +39,7 @@ from moot.agents import (
     runtime_scope,
 )
 from moot.agents.distributed import is_distributed
+from moot.journal import lease_owner
 from moot.models import ModelResponse, Usage, UsageSummary
 from moot.runtime import DeadlineExceededError, DeliveryError, HandlerError
 
@@ -47,9 +48,9 @@ from ._durable import (
     DEFAULT,
     GroupJournal,
     StoreOption,
+    group_chat_id,
     group_journal,
     journal_human_input,
-    lease_owner,
 )
 from ._errors import AgentNameConflictError, GroupChatError
 from ._events import (
@@ -291,13 +292,21 @@ class GroupChatManager(ConversableAgent):
         chat_id: str | None = None,
         runtime: Runtime | None = None,
         buffer: int = 64,
+        store: StoreOption | EllipsisType = ...,
     ) -> AsyncGenerator[ChatEvent, None]:
         """Run one group chat and yield its events as they happen; the last is a
-        `TerminationEvent` carrying the result. Leaving the loop early cancels the chat."""
+        `TerminationEvent` carrying the result. Leaving the loop early cancels the chat (which
+        stays resumable). Journaled and resumed by `chat_id` as `a_run` is.
+
+        Raises:
+            ChatAlreadyFinishedError, LeaseHeldError, StoreUnavailableError, JournalError:
+                as `a_run`.
+        """
+        option = self.store if store is ... else store
         sink, receive = event_channel(buffer)
         async with runtime_scope(runtime) as rt:
             task = asyncio.get_running_loop().create_task(
-                self._stream_run(rt, message, sender, chat_id, sink)
+                self._stream_run(rt, message, sender, chat_id, sink, option)
             )
             try:
                 async with receive:
@@ -316,9 +325,10 @@ class GroupChatManager(ConversableAgent):
         sender: str,
         chat_id: str | None,
         sink: EventSink,
+        option: StoreOption,
     ) -> GroupChatResult:
         try:
-            return await self._ask_run(rt, message, sender, chat_id, True, sink)
+            return await self._journaled_run(rt, message, sender, chat_id, True, option, sink)
         finally:
             await sink.aclose()
 
@@ -330,24 +340,40 @@ class GroupChatManager(ConversableAgent):
         chat_id: str | None,
         silent: bool,
         option: StoreOption,
+        sink: EventSink | None = None,
     ) -> GroupChatResult:
         """`_ask_run` inside the chat's journal (opened before any model is called)."""
         await self._attach_all(rt)
         if is_distributed(rt, self):  # on workers: the manager's worker journals (see _actor)
-            return await self._ask_run(rt, message, sender, chat_id, silent, None)
-        if (
-            option is None
-            or option is False
-            or (chat_id is not None and chat_id in self._resume_from)
-        ):
-            # no journal, or a continuation driven by hand (`load_state`): nothing to journal
-            return await self._ask_run(rt, message, sender, chat_id, silent, None)
+            return await self._ask_run(rt, message, sender, chat_id, silent, sink)
+        if chat_id is not None and chat_id in self._resume_from:
+            option = None  # a continuation driven by hand (`load_state`): nothing to journal
         chat_id = chat_id or new_chat_id()
-        journal_human_input(self.groupchat.agents)
         opening = None
         if message is not None:
             raw = {"content": message} if isinstance(message, str) else dict(message)
             opening = _group_message(raw, sender)
+
+        async def run(journal: GroupJournal | None) -> GroupChatResult:
+            start = None if journal is not None and journal.resumed else message
+            return await self._ask_run(rt, start, sender, chat_id, silent, sink, journal)
+
+        return await self._in_journal(option, chat_id, chat_id, opening, run)
+
+    async def _in_journal(
+        self,
+        option: StoreOption,
+        chat_id: str,
+        key: str,
+        opening: Message | None,
+        run: Callable[[GroupJournal | None], Awaitable[GroupChatResult]],
+    ) -> GroupChatResult:
+        """`run` the chat inside its journal `chat_id` (opened before any model is called, None
+        when journaling is off), then finish the journal or leave it resumable. `key` is the
+        chat's id on the runtime, where its humans' questions come from."""
+        if option is None or option is False:
+            return await run(None)
+        journal_human_input(self.groupchat.agents)
         async with group_journal(
             option,
             chat_id=chat_id,
@@ -358,12 +384,11 @@ class GroupChatManager(ConversableAgent):
             opening=opening,
             ttl=self.lease_ttl,
             owner=self._lease_owner,
+            key=key,
         ) as journal:
             reason: StopReason | None = None
             try:
-                if journal.resumed:
-                    message = None
-                result = await self._ask_run(rt, message, sender, chat_id, silent, None, journal)
+                result = await run(journal)
                 reason = result.stop_reason
             finally:
                 await journal.close(reason)
@@ -638,7 +663,21 @@ class GroupChatManager(ConversableAgent):
         request = RunGroupChat(
             message=turn.message, sender=turn.sender, history=history, silent=state.silent
         )
-        await self._run_group(context, request, initiator=turn.sender)
+        if history or is_distributed(context.runtime, self):  # a continuation, or on workers
+            await self._run_group(context, request, initiator=turn.sender)
+            return
+        key = context.id.key
+        opening = _group_message(dict(turn.message), turn.sender)
+
+        async def run(journal: GroupJournal | None) -> GroupChatResult:
+            if journal is not None and journal.resumed:
+                resumed = replace(request, message=None, history=journal.history, journal=journal)
+                return await self._run_group(context, resumed, initiator=turn.sender)
+            return await self._run_group(
+                context, replace(request, journal=journal), initiator=turn.sender
+            )
+
+        await self._in_journal(self.store, group_chat_id(key), key, opening, run)
 
     async def _run_group(
         self, context: AgentContext, request: RunGroupChat, *, initiator: str | None
@@ -680,6 +719,9 @@ class GroupChatManager(ConversableAgent):
         if journal is not None and resumed:  # the journal's turns count in this run
             chat.start_index, chat.turns = 0, journal.turns
         run = _GroupRun(chat, silent=request.silent or self.silent, journal=journal)
+        intro: Message | None = None
+        if groupchat.send_introductions:  # on resume too: it heads every participant's thread
+            intro = {"content": groupchat.introductions_msg(), "name": self.name}
         self._live[chat_id] = chat
         client: ModelClient | None = None
         lease = groupchat.selection_lease(self)  # the selector's model (held by its agent)
@@ -692,9 +734,10 @@ class GroupChatManager(ConversableAgent):
 
                 await open_members(self, rt, run, initiator)
             else:
-                self._open_participants(rt, run, initiator, request.silent)
-            if groupchat.send_introductions and not resumed:
-                intro = {"content": groupchat.introductions_msg(), "name": self.name}
+                self._open_participants(rt, run, initiator, request.silent, intro)
+            if journal is not None and resumed:  # work files back before the redone turn
+                await journal.restore_workspaces(chat)
+            if intro is not None and not resumed:
                 turn = Turn(sender=self.name, message=intro, request_reply=False)
                 for agent_id in run.ids.values():
                     await rt.tell(turn, agent_id, sender=context.id)
@@ -763,8 +806,15 @@ class GroupChatManager(ConversableAgent):
         return cached[1], cached[2], cached[3]
 
     def _open_participants(
-        self, rt: Runtime, run: _GroupRun, initiator: str | None, silent: bool
+        self,
+        rt: Runtime,
+        run: _GroupRun,
+        initiator: str | None,
+        silent: bool,
+        intro: Message | None = None,
     ) -> None:
+        """Open each participant's side; on resume (the chat has messages already) each thread
+        gets them, after the introductions it was sent when the chat started."""
         chat = run.chat
         for agent in self.groupchat.agents:
             agent_id = agent.participant_id(rt, chat.chat_id)
@@ -772,13 +822,20 @@ class GroupChatManager(ConversableAgent):
             run.synced[agent.name] = len(chat.messages)
             if agent.name == initiator:
                 # Its side is open already (its chat with the manager). It waits for the manager
-                # now, so it can be quieted: the manager prints each message once.
-                agent.chat_state(chat.chat_id).silent = True
+                # now, so it can be quieted: the manager prints each message once. On resume its
+                # thread holds the opening message only: it gets the rest here.
+                state = agent.chat_state(chat.chat_id)
+                state.silent = True
+                if len(chat.messages) > len(state.messages):
+                    rest = chat.messages[len(state.messages) :]
+                    before = [intro] if intro is not None else []
+                    state.messages.extend(_view([*before, *rest], agent.name))
                 continue
             state = agent.open_chat(chat.chat_id, self, silent=True)  # the manager prints
             run.opened.append(agent_id)
             if chat.messages:
-                state.messages.extend(_view(chat.messages, agent.name))
+                before = [intro] if intro is not None else []
+                state.messages.extend(_view([*before, *chat.messages], agent.name))
 
     def _catch_up(self, run: _GroupRun, name: str, *, request_reply: bool) -> Turn | None:
         """The `Turn` that delivers to `name` the messages it has not received yet (it has its

@@ -49,6 +49,7 @@ from ._records import (
 from ._shared import journal_url, use_store
 from ._sqlite import SqliteChatStore
 from ._store import SCHEMA_VERSION, ChatStore
+from ._writer import ChatWriter, begin_chat, lease_owner, replay_files
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -62,6 +63,7 @@ __all__ = [
     "ChatStatus",
     "ChatStore",
     "ChatSummary",
+    "ChatWriter",
     "CodeRun",
     "CorruptRecordError",
     "Decision",
@@ -95,10 +97,13 @@ __all__ = [
     "TurnOrderError",
     "UnknownInputTokenError",
     "Usage",
+    "begin_chat",
     "default_journal_path",
     "default_store",
     "journal_url",
+    "lease_owner",
     "open_store",
+    "replay_files",
     "store_from_url",
     "use_store",
 ]
