@@ -20,7 +20,10 @@ from moot.groupchat import GroupChat, GroupChatManager
 from moot.journal import ChatLease, GroupCommitStore, LeaseHeldError, Turn, store_from_url
 from moot.testing import RecordedRequest, Reply
 
-WRITE = "```python\nwith open('note.txt', 'w') as f:\n    f.write('written in turn 2')\nprint('wrote')\n```"
+WRITE = (
+    "```python\nwith open('note.txt', 'w') as f:\n    f.write('written in turn 2')\n"
+    "print('wrote')\n```"
+)
 READ = "```python\nprint(open('note.txt').read())\n```"
 OPENING = "Leave a note, then read it back."
 

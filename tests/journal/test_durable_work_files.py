@@ -138,3 +138,33 @@ def test_a_killed_docker_chat_resumes_in_a_new_process_with_its_files(
     assert "written in turn 2" in transcript[4]["content"]
     writes = [r for r in server.requests if len(r.messages) - 1 == 1]
     assert len(writes) == 1  # turn 1's model call was not made again
+
+
+async def test_a_resumed_two_agent_chat_gets_its_work_files_back(store_url: str) -> None:
+    failed = {"once": True}
+
+    def flaky(asked: RecordedRequest) -> Reply:
+        if len(asked.messages) - 1 == 3 and failed.pop("once", False):
+            return Reply(status=400, error="scripted failure")
+        return coder_answer(asked)
+
+    async def chat(url: str) -> list[dict[str, Any]]:
+        manager = setup(url, docker=False, store=None)
+        coder, runner = manager.groupchat.agents
+        result = await runner.a_initiate_chat(
+            coder, OPENING, max_turns=3, silent=True, store=store_url, chat_id="pair"
+        )
+        return result.chat_history
+
+    with ScriptedModelServer(default=flaky) as server:
+        with pytest.raises(ModelError):
+            await chat(server.base_url)
+        history = await chat(server.base_url)
+
+    contents = [str(m["content"]) for m in history]
+    assert contents[3] == READ
+    assert "written in turn 2" in contents[4]
+    async with await open_store(store_url) as store:
+        turns = await store.turns("pair")
+        assert turns[2].speaker == "runner"
+        assert turns[2].files == (FileChange(path="note.txt", data=NOTE),)
