@@ -17,9 +17,13 @@ import pytest
 from chat_files import OPENING, READ, coder_answer, setup
 
 from moot.journal import (
+    ChatDefinition,
     FileChange,
     InMemoryChatStore,
     StoreLimits,
+    Turn,
+    begin_chat,
+    lease_owner,
     open_store,
 )
 from moot.models import ModelError
@@ -168,3 +172,27 @@ async def test_a_resumed_two_agent_chat_gets_its_work_files_back(store_url: str)
         turns = await store.turns("pair")
         assert turns[2].speaker == "runner"
         assert turns[2].files == (FileChange(path="note.txt", data=NOTE),)
+
+
+async def test_the_writer_keeps_the_files_that_fit_the_file_and_turn_caps() -> None:
+    limits = StoreLimits(max_file_bytes=100, max_turn_bytes=1150, max_row_bytes=1000)
+    async with InMemoryChatStore(limits=limits) as store:
+        definition = ChatDefinition(chat_id="caps", participants=("a",), policy="none")
+        writer = await begin_chat(store, definition, lease_owner(), ttl=30)
+        files = tuple(
+            FileChange(path=name, data=b"x" * size)
+            for name, size in (("a.bin", 80), ("b.bin", 80), ("c.bin", 200))
+        )
+        turn = await writer.append(
+            Turn(number=0, speaker="a", message={"content": "hi"}, files=files)
+        )
+        await writer.close(None)
+
+        assert turn.number == 1
+        assert [f.path for f in (await store.turns("caps"))[0].files] == ["a.bin"]
+        (event,) = [e for e in await store.events("caps") if e.kind == "files.not_journaled"]
+        assert event.data["files"] == [
+            {"path": "b.bin", "size": 80},
+            {"path": "c.bin", "size": 200},
+        ]
+        assert "max_file_bytes" in event.data["reason"]
