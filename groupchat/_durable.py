@@ -90,6 +90,7 @@ class GroupJournal:
             JournalError: the store refused or lost the turn; nothing of it was kept.
         """
         content = message.get("content")
+        code = _speaker_code(chat, speaker)
         runs: tuple[CodeRun, ...] = ()
         if isinstance(content, str):
             found = _EXITCODE.match(content)
@@ -104,7 +105,7 @@ class GroupJournal:
             decision=Decision(policy=policy, chosen=speaker, candidates=chat.participants),
             usage=self._usage(chat, speaker),
             code_runs=runs,
-            files=await _work_file_changes(chat, speaker),
+            files=() if code is None else await _work_file_changes(code),
             termination=None if reason is None else _termination(reason),
         )
         await self.writer.append(turn)
@@ -175,18 +176,20 @@ class GroupJournal:
         await self.writer.close(None if reason is None else _termination(reason))
 
 
-async def _work_file_changes(chat: GroupChatState, speaker: str) -> tuple[FileChange, ...]:
-    """The work files the speaker's code changed in this turn (none for a remote speaker)."""
+def _speaker_code(chat: GroupChatState, speaker: str) -> Any:
+    """The speaker's code execution in this chat (None: it runs no code here, or it is remote)."""
     agent = chat.agents.get(speaker)
     if agent is None:
-        return ()
+        return None
     try:
-        state = agent.chat_state(chat.chat_id)
+        return agent.chat_state(chat.chat_id).code
     except Exception:  # not a moot agent, or its side lives on a worker
-        return ()
-    if state.code is None:
-        return ()
-    changes = await state.code.take_changes()
+        return None
+
+
+async def _work_file_changes(code: Any) -> tuple[FileChange, ...]:
+    """The work files the speaker's code changed since its last journaled turn."""
+    changes = await code.take_changes()
     return tuple(FileChange(path=path, data=data) for path, data in sorted(changes.items()))
 
 
