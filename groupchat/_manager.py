@@ -734,7 +734,7 @@ class GroupChatManager(ConversableAgent):
 
                 await open_members(self, rt, run, initiator)
             else:
-                self._open_participants(rt, run, initiator, request.silent, intro)
+                self._open_participants(rt, run, initiator, request.silent, resumed, intro)
             if journal is not None and resumed:  # work files back before the redone turn
                 await journal.restore_workspaces(chat)
             if intro is not None and not resumed:
@@ -811,10 +811,12 @@ class GroupChatManager(ConversableAgent):
         run: _GroupRun,
         initiator: str | None,
         silent: bool,
+        resumed: bool = False,
         intro: Message | None = None,
     ) -> None:
-        """Open each participant's side; on resume (the chat has messages already) each thread
-        gets them, after the introductions it was sent when the chat started."""
+        """Open each participant's side with the chat's messages so far; resumed from the
+        journal, each thread starts with the introductions it was sent when the chat started."""
+        before = [intro] if resumed and intro is not None else []
         chat = run.chat
         for agent in self.groupchat.agents:
             agent_id = agent.participant_id(rt, chat.chat_id)
@@ -826,15 +828,13 @@ class GroupChatManager(ConversableAgent):
                 # thread holds the opening message only: it gets the rest here.
                 state = agent.chat_state(chat.chat_id)
                 state.silent = True
-                if len(chat.messages) > len(state.messages):
+                if resumed and len(chat.messages) > len(state.messages):
                     rest = chat.messages[len(state.messages) :]
-                    before = [intro] if intro is not None else []
                     state.messages.extend(_view([*before, *rest], agent.name))
                 continue
             state = agent.open_chat(chat.chat_id, self, silent=True)  # the manager prints
             run.opened.append(agent_id)
             if chat.messages:
-                before = [intro] if intro is not None else []
                 state.messages.extend(_view([*before, *chat.messages], agent.name))
 
     def _catch_up(self, run: _GroupRun, name: str, *, request_reply: bool) -> Turn | None:
