@@ -104,6 +104,7 @@ class Membership:
         self.ttl = ttl
         self._members: dict[str, Member] = {}
         self._by_type: dict[str, tuple[str, ...]] = {}
+        self._owners: dict[AgentId, str | None] = {}  # rendezvous results for this membership
 
     def __contains__(self, node: object) -> bool:
         return node in self._members
@@ -127,14 +128,14 @@ class Membership:
             member.seen = now
             return False
         self._members[node] = Member(node=node, types=types, seen=now)
-        self._by_type.clear()
+        self._changed()
         return True
 
     def left(self, node: str) -> bool:
         """Forget `node` (it left or was deleted); True when it was known."""
         if self._members.pop(node, None) is None:
             return False
-        self._by_type.clear()
+        self._changed()
         return True
 
     def expire(self, now: float) -> list[str]:
@@ -143,8 +144,12 @@ class Membership:
         for node in gone:
             del self._members[node]
         if gone:
-            self._by_type.clear()
+            self._changed()
         return gone
+
+    def _changed(self) -> None:
+        self._by_type.clear()
+        self._owners.clear()
 
     def refresh(self, now: float) -> None:
         """Treat every member as just heard (after our own reconnect: silence was ours)."""
@@ -152,5 +157,12 @@ class Membership:
             member.seen = now
 
     def owner(self, agent_id: AgentId) -> str | None:
-        """The rendezvous owner of `agent_id` among the live nodes hosting its type."""
-        return rendezvous(agent_id, self.hosting(agent_id.type))
+        """The rendezvous owner of `agent_id` among the live nodes hosting its type (kept until
+        the membership changes: every delivery asks)."""
+        owners = self._owners
+        if agent_id in owners:
+            return owners[agent_id]
+        if len(owners) >= 65536:
+            owners.clear()
+        owner = owners[agent_id] = rendezvous(agent_id, self.hosting(agent_id.type))
+        return owner

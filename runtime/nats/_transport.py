@@ -52,6 +52,7 @@ from ._errors import (
     error_from_wire,
     error_to_wire,
 )
+from ._inbox import AckWindow, PendingAck, Replies, no_responders
 from ._placement import Membership, agent_tokens, lease_key, rendezvous_name
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("moot.runtime.nats")
 
 _MOVED = "moved"  # reply status: the key is leased to another worker, named in "owner"
+_CACHE_LIMIT = 50_000  # subjects and encoded ids kept per transport before starting over
 
 
 class _Tasks:
@@ -122,6 +124,7 @@ class NatsTransport(Transport):
         max_hops: int = 4,
         durable_tells: bool = True,
         max_redeliveries: int = 50,
+        publish_attempts: int = 3,
     ) -> None:
         if not prefix or not prefix.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(
@@ -129,6 +132,10 @@ class NatsTransport(Transport):
             )
         if not 0 < heartbeat < member_ttl:
             raise ConfigError("need 0 < heartbeat < member_ttl", setting="heartbeat")
+        if publish_attempts < 1 or max_inflight < 1:
+            raise ConfigError(
+                "need publish_attempts >= 1 and max_inflight >= 1", setting="publish_attempts"
+            )
         self.servers = servers
         self.prefix = prefix
         self.node = os.urandom(6).hex()
@@ -145,6 +152,7 @@ class NatsTransport(Transport):
         self.max_hops = max_hops
         self.durable_tells = durable_tells
         self.max_redeliveries = max_redeliveries
+        self.publish_attempts = publish_attempts
         self.membership = Membership(member_ttl)
         self.stream = f"{prefix}_tells"
         self._host: TransportHost | None = None
@@ -162,7 +170,11 @@ class NatsTransport(Transport):
         self._member_rev = 0
         self._connected = asyncio.Event()
         self._slots = asyncio.Semaphore(max_inflight)
-        self._pipeline = asyncio.Semaphore(max_inflight)
+        self._replies: Replies | None = None  # set at start: the inbox is the connection's
+        self._acks: AckWindow | None = None
+        self._subjects: dict[tuple[str, str, AgentId], str] = {}
+        self._ids: dict[AgentId, bytes] = {}  # `{"to":[type,key],` of each recipient
+        self._shared: tuple[str, bytes] = ("", b"")  # a publish's body without "to", by id
         self._tasks = _Tasks()
         self._closing = False
         self._started = False
@@ -205,6 +217,13 @@ class NatsTransport(Transport):
             )
             self._connected.set()
             self._js = self._nc.jetstream(timeout=self.publish_timeout)
+            inbox = self._nc.new_inbox()
+            self._replies = Replies(inbox + ".r")
+            self._acks = AckWindow(
+                inbox + ".a", self.max_inflight, self.publish_timeout, self._ack_failed
+            )
+            await self._nc.subscribe(self._replies.subject, cb=self._replies.on_reply)
+            await self._nc.subscribe(self._acks.subject, cb=self._acks.on_ack)
             await self._setup_jetstream()
             await self._nc.subscribe(f"$KV.{self.prefix}_members.>", cb=self._on_member_update)
             await self._load_members()
@@ -228,10 +247,12 @@ class NatsTransport(Transport):
         if self._closing:
             return
         self._closing = True
-        if self._js is not None:  # let pipelined publishes get their acks
-            with contextlib.suppress(Exception):
+        if self._acks is not None:  # let pipelined publishes get their acks
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.publish_timeout):
-                    await self._js.publish_async_completed()
+                    await self._acks.wait_empty()
+            for pending in self._acks.abandon():
+                self._report_unconfirmed(pending)
         if self._nc is not None and self._types and self._nc.is_connected:
             with contextlib.suppress(Exception):
                 await self._members_kv.delete(self.node)
@@ -500,6 +521,35 @@ class NatsTransport(Transport):
         self._check_size(payload, env.recipient)
         return payload
 
+    def _encode_delivery(self, env: Envelope, recipient: AgentId) -> bytes:
+        """A publish's payload for one recipient: the shared part is encoded once per publish
+        (the recipients of one publish come one after another) and only `"to"` differs."""
+        message_id, shared = self._shared
+        if message_id != env.message_id or not shared:
+            host = self._host
+            assert host is not None
+            body = {
+                "m": host.codec.encode(env.message),
+                "k": env.kind.value,
+                "id": env.message_id,
+                "c": env.correlation_id,
+                "s": None if env.sender is None else [env.sender.type, env.sender.key],
+                "p": None if env.topic is None else [env.topic.type, env.topic.source],
+                "t": None,
+                "h": 0,
+            }
+            shared = json.dumps(body, separators=(",", ":")).encode()[1:]
+            self._shared = (env.message_id, shared)
+        to = self._ids.get(recipient)
+        if to is None:
+            if len(self._ids) >= _CACHE_LIMIT:
+                self._ids.clear()
+            ids = json.dumps([recipient.type, recipient.key], separators=(",", ":"))
+            to = self._ids[recipient] = b'{"to":' + ids.encode() + b","
+        payload = to + shared
+        self._check_size(payload, recipient)
+        return payload
+
     def _check_size(self, payload: bytes, agent_id: AgentId) -> None:
         limit = self._nc.max_payload if self._nc is not None else 1024 * 1024
         if len(payload) > limit - 512:  # room for the subject and headers
@@ -581,9 +631,7 @@ class NatsTransport(Transport):
             payload = self._encode(envelope, remaining, hops)
             subject = f"{self.prefix}.req.{owner}.{agent_tokens(recipient)}"
             try:
-                msg = await self._nc.request(
-                    subject, payload, timeout=timeout, headers=_trace_headers(envelope)
-                )
+                msg = await self._request(subject, payload, timeout, _trace_headers(envelope))
             except asyncio.CancelledError:
                 # The caller gave up: tell the worker, so the handler's work stops too.
                 cancel = f"{self.prefix}.cancel.{owner}"
@@ -610,6 +658,40 @@ class NatsTransport(Transport):
                 hops += 1
                 continue
             raise error_from_wire(error, recipient)
+
+    async def _request(
+        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None
+    ) -> Any:
+        """`nc.request` on the shared reply inbox, raising the same nats-py errors, with a
+        counter token and one timer handle instead of a random token and `wait_for`."""
+        import nats.errors
+
+        replies = self._replies
+        assert replies is not None
+        reply_to, future = replies.expect()
+        timer = asyncio.get_running_loop().call_later(timeout, _no_reply, future)
+        try:
+            await self._nc.publish(subject, payload, reply=reply_to, headers=headers)
+            msg = await future
+        finally:
+            timer.cancel()
+            replies.forget(reply_to)
+        if msg is None:
+            raise nats.errors.TimeoutError
+        if no_responders(msg):
+            raise nats.errors.NoRespondersError
+        return msg
+
+    def _subject(self, verb: str, owner: str, agent_id: AgentId) -> str:
+        """`<prefix>.<verb>.<owner>.<type>.<key>`, built once per (verb, owner, key)."""
+        key = (verb, owner, agent_id)
+        subject = self._subjects.get(key)
+        if subject is None:
+            if len(self._subjects) >= _CACHE_LIMIT:
+                self._subjects.clear()
+            subject = f"{self.prefix}.{verb}.{owner}.{agent_tokens(agent_id)}"
+            self._subjects[key] = subject
+        return subject
 
     async def _on_request(self, msg: Any) -> None:
         if self._closing:
@@ -683,52 +765,91 @@ class NatsTransport(Transport):
         recipient = envelope.recipient
         assert recipient is not None
         owner = self._route(recipient)
-        payload = self._encode(envelope, None)
         # One id per delivery: the recipients of one publish share its message id.
         msg_id = f"{envelope.message_id}>{recipient}"
         if envelope.kind is Kind.PUBLISH and self._nc.is_connected:
-            await self._publish_pipelined(owner, envelope, payload, msg_id)
+            await self._publish_pipelined(owner, envelope, msg_id)
         else:
+            payload = self._encode(envelope, None)
             await self._publish_tell(owner, recipient, payload, msg_id, envelope.trace)
 
-    async def _publish_pipelined(
-        self, owner: str, envelope: Envelope, payload: bytes, msg_id: str
-    ) -> None:
+    async def flush(self) -> None:
+        """Return once every pipelined delivery is confirmed by the stream or dead-lettered.
+
+        A publish returns when its deliveries are sent; call this to know they are stored.
+        """
+        if self._acks is not None:
+            await self._acks.wait_empty()
+
+    async def _publish_pipelined(self, owner: str, envelope: Envelope, msg_id: str) -> None:
         """One recipient of a publish: send now, take the stream's ack in the background.
 
         A publisher never hears about one recipient's failure (it becomes a dead letter), so
         the ack need not hold up the next recipient. At most `max_inflight` acks are pending;
-        one that does not come within `publish_timeout` dead-letters the delivery here.
+        one that fails or does not come within `publish_timeout` is sent again (the stream
+        drops the duplicate by its `Nats-Msg-Id`), `publish_attempts` times in all, and then
+        dead-lettered here.
         """
+        import nats.errors
+
         recipient = envelope.recipient
         assert recipient is not None
-        await self._pipeline.acquire()
-        subject = f"{self.prefix}.tell.{owner}.{agent_tokens(recipient)}"
+        acks = self._acks
+        assert acks is not None
+        payload = self._encode_delivery(envelope, recipient)
+        headers = {"Nats-Msg-Id": msg_id}
+        if envelope.trace is not None:
+            headers[TRACEPARENT] = envelope.trace
+        pending = PendingAck(self._subject("tell", owner, recipient), payload, headers, envelope)
+        await acks.enter()
+        reply_to = acks.add(pending)
         try:
-            headers = {"Nats-Msg-Id": msg_id}
-            if envelope.trace is not None:
-                headers[TRACEPARENT] = envelope.trace
-            future = await self._js.publish_async(subject, payload, headers=headers)
-        except Exception as exc:
-            self._pipeline.release()
+            await self._nc.publish(pending.subject, payload, reply=reply_to, headers=headers)
+        except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError) as exc:
+            acks.withdraw(pending)
+            acks.leave()
             raise TransportUnavailableError(
                 f"the stream did not take a message for {recipient}: {exc!r}", agent_id=recipient
             ) from exc
-        timer = asyncio.get_running_loop().call_later(self.publish_timeout, future.cancel)
 
-        def settled(done: asyncio.Future[Any]) -> None:
-            timer.cancel()
-            self._pipeline.release()
-            if done.cancelled() or done.exception() is not None:
-                error = TransportUnavailableError(
-                    f"the stream did not confirm a message for {recipient}", agent_id=recipient
-                )
-                if self._host is not None:
-                    self._host.reject_inbound(
-                        envelope, DeadLetterReason.UNDELIVERABLE, error, str(error)
-                    )
+    def _ack_failed(self, pending: PendingAck) -> None:
+        """A delivery's ack failed or timed out: send it again, or dead-letter it."""
+        if pending.attempts < self.publish_attempts and not self._closing:
+            self._tasks.spawn(self._resend(pending))
+        else:
+            self._report_unconfirmed(pending)
+            assert self._acks is not None
+            self._acks.leave()
 
-        future.add_done_callback(settled)
+    async def _resend(self, pending: PendingAck) -> None:
+        acks = self._acks
+        assert acks is not None
+        reply_to = acks.add(pending)
+        try:
+            await self._nc.publish(
+                pending.subject, pending.payload, reply=reply_to, headers=pending.headers
+            )
+        except BaseException:
+            if pending.token:  # not yet reported by `aclose`
+                acks.withdraw(pending)
+                self._report_unconfirmed(pending)
+                acks.leave()
+            raise
+
+    def _report_unconfirmed(self, pending: PendingAck) -> None:
+        envelope: Envelope = pending.envelope
+        log.warning(
+            "nats.publish_unconfirmed",
+            agent=str(envelope.recipient),
+            message_id=envelope.message_id,
+            attempts=pending.attempts,
+        )
+        if self._host is not None:
+            error = TransportUnavailableError(
+                f"the stream did not confirm a message for {envelope.recipient}",
+                agent_id=envelope.recipient,
+            )
+            self._host.reject_inbound(envelope, DeadLetterReason.UNDELIVERABLE, error, str(error))
 
     async def _publish_tell(
         self, owner: str, agent_id: AgentId, payload: bytes, msg_id: str, trace: str | None = None
@@ -865,6 +986,12 @@ class NatsTransport(Transport):
                 await msg.term()
         except Exception as exc:  # the broker redelivers it after ack_wait
             log.warning("nats.settle_failed", how=how, error=repr(exc))
+
+
+def _no_reply(future: asyncio.Future[Any]) -> None:
+    """A request's timer ran out: its future resolves to None (a cancel means the caller's)."""
+    if not future.done():
+        future.set_result(None)
 
 
 def _trace_headers(env: Envelope) -> dict[str, str] | None:
