@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import nats
 import pydantic
 import pytest
 
@@ -27,14 +28,16 @@ from moot.runtime import (
     handler,
 )
 from moot.runtime.nats import (
+    NatsTransport,
     NoRespondersError,
     PayloadTooLargeError,
+    TransportUnavailableError,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nats_helpers import RuntimeMaker
+    from nats_helpers import NatsServer, RuntimeMaker
 
 
 Heard = asyncio.Queue[tuple[str, str]]
@@ -221,6 +224,39 @@ async def test_publish_reaches_the_remote_subscriber(
         assert [text for who, text in got if who == agent] == [f"n{i}" for i in range(5)]
     assert heard.empty()
     assert not worker.dead_letters.total
+
+
+async def test_a_delivery_the_stream_refuses_is_sent_again_then_dead_lettered(
+    make_runtime: RuntimeMaker, nats_server: NatsServer
+) -> None:
+    heard: Heard = asyncio.Queue()
+    await make_runtime(worker_setup(heard))
+    client = await make_runtime(client_setup, publish_attempts=3, publish_timeout=0.3)
+    watcher = await nats.connect(nats_server.url)
+    sent: list[str] = []
+
+    async def count(msg: Any) -> None:
+        sent.append(msg.headers["Nats-Msg-Id"])
+
+    await watcher.subscribe("moot.tell.>", cb=count)
+    # No stream: the watcher is the only one who hears a delivery, and it never acks.
+    await watcher.jetstream().delete_stream("moot_tells")
+    await client.publish(Note(text="lost?"), TopicId("news", "room-9"))
+    assert isinstance(client.transport, NatsTransport)
+    await client.transport.flush()  # returns once each delivery is confirmed or reported
+    await watcher.flush()
+    letters = client.dead_letters.recent
+    assert client.dead_letters.counts[DeadLetterReason.UNDELIVERABLE] == 2
+    assert {str(letter.envelope.recipient) for letter in letters} == {
+        "listener/room-9",
+        "auditor/room-9",
+    }
+    assert all(isinstance(letter.error, TransportUnavailableError) for letter in letters)
+    assert sorted(set(sent)) == sorted(
+        f"{letters[0].envelope.message_id}>{who}/room-9" for who in ("listener", "auditor")
+    )
+    assert len(sent) == 6  # each delivery tried three times under one Nats-Msg-Id
+    await watcher.close()
 
 
 async def test_cancelling_the_caller_cancels_the_remote_handler(pair: Pair) -> None:
