@@ -561,9 +561,15 @@ class NatsTransport(Transport):
             )
 
     def _decode(
-        self, body: dict[str, Any], reply: asyncio.Future[Any] | None, headers: Any = None
+        self,
+        body: dict[str, Any],
+        reply: asyncio.Future[Any] | None,
+        headers: Any = None,
+        *,
+        opened: bool = False,
     ) -> Envelope:
-        """An envelope from a wire body; its message stays encoded (decoded by `_open`).
+        """An envelope from a wire body; its message stays encoded (decoded by `_open`) unless
+        `opened` (then as `_open` does, in one step: no second envelope on the request path).
         A `traceparent` header makes the handler run under the sender's span."""
         host = self._host
         assert host is not None
@@ -571,8 +577,16 @@ class NatsTransport(Transport):
         remaining = body.get("t")
         deadline = None if remaining is None else self._clock.now() + float(remaining)
         sender, topic = body.get("s"), body.get("p")
+        message: Any = body.get("m")
+        if opened:
+            try:
+                message = host.codec.decode(message)
+            except SerializationError as exc:
+                env = self._decode(body, reply, headers)
+                host.reject_inbound(env, DeadLetterReason.UNDELIVERABLE, exc, str(exc))
+                raise
         return Envelope(
-            message=body.get("m"),
+            message=message,
             kind=Kind(body["k"]),
             message_id=str(body["id"]),
             correlation_id=str(body["c"]),
@@ -714,13 +728,13 @@ class NatsTransport(Transport):
             task = asyncio.current_task()
             assert task is not None
             self._serving[message_id] = task
-            env = self._decode(body, asyncio.get_running_loop().create_future(), msg.headers)
-            assert env.recipient is not None
-            owner = None if env.recipient in self._held else await self._acquire(env.recipient)
+            recipient = AgentId(*body["to"])
+            owner = None if recipient in self._held else await self._acquire(recipient)
             if owner is not None:
                 await self._respond(msg, {"err": {"kind": _MOVED, "owner": owner}})
                 return
-            result = await host.deliver(self._open(env))
+            reply = asyncio.get_running_loop().create_future()
+            result = await host.deliver(self._decode(body, reply, msg.headers, opened=True))
             out: dict[str, Any] = {"ok": host.codec.encode(result)}
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
