@@ -174,6 +174,7 @@ class NatsTransport(Transport):
         self._acks: AckWindow | None = None
         self._subjects: dict[tuple[str, str, AgentId], str] = {}
         self._ids: dict[AgentId, bytes] = {}  # `{"to":[type,key],` of each recipient
+        self._known: dict[tuple[str, str], AgentId] = {}  # ids decoded from the wire
         self._shared: tuple[str, bytes] = ("", b"")  # a publish's body without "to", by id
         self._tasks = _Tasks()
         self._closing = False
@@ -590,13 +591,24 @@ class NatsTransport(Transport):
             kind=Kind(body["k"]),
             message_id=str(body["id"]),
             correlation_id=str(body["c"]),
-            recipient=AgentId(*body["to"]),
+            recipient=self._agent_id(body["to"]),
             topic=None if topic is None else TopicId(*topic),
-            sender=None if sender is None else AgentId(*sender),
+            sender=None if sender is None else self._agent_id(sender),
             deadline=deadline,
             reply=reply,
             trace=headers.get(TRACEPARENT) if headers else None,
         )
+
+    def _agent_id(self, pair: list[str]) -> AgentId:
+        """The id a wire `[type, key]` names, validated once and then reused (the same few
+        ids come back on every message)."""
+        agent_type, key = pair
+        found = self._known.get((agent_type, key))
+        if found is None:
+            if len(self._known) >= _CACHE_LIMIT:
+                self._known.clear()
+            found = self._known[agent_type, key] = AgentId(agent_type, key)
+        return found
 
     def _open(self, env: Envelope) -> Envelope:
         """Decode the message; an unknown type is dead-lettered here and raised to the caller."""
@@ -728,7 +740,7 @@ class NatsTransport(Transport):
             task = asyncio.current_task()
             assert task is not None
             self._serving[message_id] = task
-            recipient = AgentId(*body["to"])
+            recipient = self._agent_id(body["to"])
             owner = None if recipient in self._held else await self._acquire(recipient)
             if owner is not None:
                 await self._respond(msg, {"err": {"kind": _MOVED, "owner": owner}})
