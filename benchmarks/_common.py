@@ -19,7 +19,21 @@ if TYPE_CHECKING:
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PEER_VENVS = Path(os.environ.get("PEER_VENVS", Path.home() / ".cache" / "moot-peer-bench"))
-PEER_SCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "peer-bench"
+
+
+def _peer_scripts() -> Path:
+    """`$MOOT_PEER_BENCH`, else the nearest `shared/peer-bench` above this file (a git worktree
+    sits deeper than the main checkout)."""
+    if os.environ.get("MOOT_PEER_BENCH"):
+        return Path(os.environ["MOOT_PEER_BENCH"])
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "shared" / "peer-bench").is_dir():
+            return parent / "shared" / "peer-bench"
+    return here.parents[2] / "shared" / "peer-bench"
+
+
+PEER_SCRIPTS = _peer_scripts()
 
 
 def rss_bytes() -> int:

@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _issue18 import table as issue18_table  # noqa: E402
 
 
 def main() -> int:
@@ -38,6 +41,7 @@ def main() -> int:
         status = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
         failures += done.returncode != 0
         print(f"== {name}: {status} in {took:.1f} s\n", flush=True)
+    print(issue18_table(), "\n")
     results = sorted((HERE / "results").glob("*.json"))
     print("results:")
     for path in results:
