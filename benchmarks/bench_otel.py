@@ -70,7 +70,7 @@ async def child_w3(chats: int, latency: float) -> dict[str, Any]:
     group = GroupChat(
         team, messages=[], max_round=turns + 1, speaker_selection_method="round_robin"
     )
-    manager = GroupChatManager(group, silent=True)
+    manager = GroupChatManager(group, silent=True, store=None)  # W3 as bench_groupchat: no journal
     tasks = [f"Chat {i}: please discuss the plan." for i in range(chats)]
     async with Runtime() as runtime:
         gc.collect()

@@ -684,6 +684,9 @@ class GroupChatManager(ConversableAgent):
     ) -> GroupChatResult:
         """The group chat, as one `invoke_workflow` span (moot.observability)."""
         with observability.workflow("group_chat", context.id.key, self.name) as span:
+            span.set(
+                observability.semconv.MOOT_SELECTION_POLICY, type(self.groupchat.policy).__name__
+            )
             result = await self._run_group_turns(context, request, initiator=initiator)
             span.set(observability.semconv.MOOT_STOP_REASON, result.stop_reason.condition)
             return result

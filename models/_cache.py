@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pydantic
 
+from moot import observability
+
 from ._json import loads_bounded
+from ._tracing import trace_cache_hit
 from ._types import ClientWrapper, ModelResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -151,16 +154,21 @@ class CachingClient(ClientWrapper):
         *,
         scope: Any = None,
         seed: int | None = None,
+        traced_as: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(inner)
         self.cache = cache
         self._scope = scope
         self._seed = seed
+        self._traced_as = traced_as  # (model, provider) of a hit's `chat {model}` span
 
     async def create(self, request: ModelRequest) -> ModelResponse:
         key = request_key(self._scope, request, seed=self._seed)
         hit = await self.cache.get(key)
         if hit is not None:
+            if observability.SWITCH.active:
+                model, provider = self._traced_as or (None, None)
+                trace_cache_hit(hit, model=model, provider=provider)
             if request.on_token is not None and hit.content:
                 delivered = request.on_token(hit.content)
                 if delivered is not None:

@@ -29,7 +29,7 @@ from ._http import ConnectionPool
 from ._openai import OPENAI_BASE_URL, OpenAIClient
 from ._rate_limit import RateLimit, RateLimitedClient, RateLimits, default_rate_limits
 from ._retry import RetryingClient, RetryPolicy
-from ._tracing import TracingClient
+from ._tracing import TracingClient, provider_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -91,10 +91,7 @@ def client_from_config(
     retrying = RetryingClient(
         limited, retry, timeout=config.timeout, model=config.model, base_url=base_url
     )
-    # The provider as the GenAI conventions name it (`gen_ai.system` / `gen_ai.provider.name`).
-    provider = {"anthropic": "anthropic", "gemini": "gcp.gemini"}.get(
-        str(config.api_type), "openai"
-    )
+    provider = provider_name(config.api_type)
     return TracingClient(retrying, model=config.model, base_url=base_url, provider=provider)
 
 
@@ -133,5 +130,11 @@ def client_from_llm_config(
         cache = DiskCache(f"{config.cache_path_root}/{config.cache_seed}")
     if cache is not None:
         scope = [entry.model_dump(mode="json", exclude=_NOT_IN_CACHE_SCOPE) for entry in entries]
-        client = CachingClient(client, cache, scope=scope, seed=config.cache_seed)
+        client = CachingClient(
+            client,
+            cache,
+            scope=scope,
+            seed=config.cache_seed,
+            traced_as=(entries[0].model, provider_name(entries[0].api_type)),
+        )
     return client

@@ -54,6 +54,27 @@ class TracingClient(ClientWrapper):
             return response
 
 
+def trace_cache_hit(response: ModelResponse, *, model: str | None, provider: str | None) -> None:
+    """The `chat {model}` span of an answer from the cache (`moot.model.cached`): every model
+    answer an agent gets is a span, a hit too. Call it only when the switch is on."""
+    with observability.cached_model_call(
+        model or response.model or "unknown", provider=provider
+    ) as span:
+        span.response(
+            model=response.model,
+            input_tokens=response.usage.prompt_tokens,
+            output_tokens=response.usage.completion_tokens,
+            finish_reason=response.finish_reason,
+            cost=response.cost,
+            cached=True,
+        )
+
+
+def provider_name(api_type: str | None) -> str:
+    """The provider as the GenAI conventions name it (`gen_ai.system` / `gen_ai.provider.name`)."""
+    return {"anthropic": "anthropic", "gemini": "gcp.gemini"}.get(str(api_type), "openai")
+
+
 @functools.lru_cache(maxsize=64)
 def _host_port(base_url: str) -> tuple[str, int | None]:
     """The server's host and port, for the span (parsed once per base URL)."""

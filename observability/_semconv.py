@@ -50,6 +50,7 @@ MOOT_STOP_REASON = "moot.chat.stop_reason"
 MOOT_SELECTION_POLICY = "moot.speaker.policy"
 MOOT_SELECTION_CANDIDATES = "moot.speaker.candidates"
 MOOT_SELECTION_CHOSEN = "moot.speaker.chosen"
+MOOT_SELECTION_SELECTOR_CALLS = "moot.speaker.selector_calls"  # model calls made to choose
 MOOT_CODE_LANGUAGE = "moot.code.language"
 MOOT_CODE_EXIT_CODE = "moot.code.exit_code"
 MOOT_CODE_TIMED_OUT = "moot.code.timed_out"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Self
 
 from opentelemetry import context, metrics, trace
@@ -36,10 +37,11 @@ _token_usage = _meter.create_histogram(
 _duration = _meter.create_histogram(
     sc.METRIC_OPERATION_DURATION, unit="s", description="Wall time of one model call"
 )
-_turns = _meter.create_counter(sc.METRIC_TURNS, unit="{turn}", description="Agent turns taken")
-_running = _meter.create_up_down_counter(
-    sc.METRIC_CHATS_RUNNING, unit="{chat}", description="Chats running now"
-)
+# The two per-turn and per-chat numbers are plain counts here, read by the SDK when it collects
+# (observable instruments): an SDK `add()` with an attribute dict costs about as much as a
+# turn's own work, a dict increment next to nothing. The exported data is the same sums.
+_turn_counts: dict[str, int] = {}
+_running_now = [0]
 _cost = _meter.create_counter(sc.METRIC_COST, unit="USD", description="Model spend in dollars")
 _dead_letters = _meter.create_counter(
     sc.METRIC_DEAD_LETTERS, unit="{message}", description="Messages dead-lettered, by reason"
@@ -67,8 +69,14 @@ class Step:
 
     __slots__ = ("_attrs", "_span", "_started", "_token")
 
-    def __init__(self, name: str, kind: SpanKind, attrs: dict[str, AttributeValue]) -> None:
-        self._span = _tracer.start_span(name, kind=kind, attributes=attrs)
+    def __init__(
+        self,
+        name: str,
+        kind: SpanKind,
+        attrs: dict[str, AttributeValue],
+        parent: context.Context | None = None,
+    ) -> None:
+        self._span = _tracer.start_span(name, context=parent, kind=kind, attributes=attrs)
         self._token: Token[context.Context] | None = None
         self._attrs = attrs
         self._started = time.perf_counter()
@@ -107,14 +115,7 @@ class Step:
     ) -> None:
         span = self._span
         if exc is not None and span.is_recording():
-            if isinstance(exc, asyncio.CancelledError):
-                span.add_event(sc.EVENT_CANCELLED)
-                span.set_attribute(sc.ERROR_TYPE, "cancelled")
-                span.set_status(Status(StatusCode.ERROR, "cancelled"))
-            else:
-                span.record_exception(exc)
-                span.set_attribute(sc.ERROR_TYPE, type(exc).__qualname__)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
+            _fail(span, exc)
         self._finish(exc)
         span.end()
         if self._token is not None:
@@ -122,6 +123,18 @@ class Step:
 
     def _finish(self, exc: BaseException | None) -> None:
         """Metrics recorded as the span ends (per kind)."""
+
+
+def _fail(span: trace.Span, exc: BaseException) -> None:
+    """Mark `span` as ended by `exc` (a cancellation is an error named `cancelled`)."""
+    if isinstance(exc, asyncio.CancelledError):
+        span.add_event(sc.EVENT_CANCELLED)
+        span.set_attribute(sc.ERROR_TYPE, "cancelled")
+        span.set_status(Status(StatusCode.ERROR, "cancelled"))
+    else:
+        span.record_exception(exc)
+        span.set_attribute(sc.ERROR_TYPE, type(exc).__qualname__)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
 
 
 class _Null:
@@ -165,11 +178,11 @@ class _Workflow(Step):
     __slots__ = ()
 
     def __enter__(self) -> Self:
-        _running.add(1)
+        _running_now[0] += 1
         return super().__enter__()
 
     def _finish(self, exc: BaseException | None) -> None:
-        _running.add(-1)
+        _running_now[0] -= 1
 
 
 def workflow(kind: str, conversation_id: str, name: str | None = None) -> Step:
@@ -191,7 +204,8 @@ class _Turn(Step):
     __slots__ = ()
 
     def _finish(self, exc: BaseException | None) -> None:
-        _turns.add(1, {sc.GEN_AI_AGENT_NAME: str(self._attrs[sc.GEN_AI_AGENT_NAME])})
+        name = str(self._attrs[sc.GEN_AI_AGENT_NAME])
+        _turn_counts[name] = _turn_counts.get(name, 0) + 1
 
 
 def agent_turn(name: str, conversation_id: str, agent_id: str | None = None) -> Step:
@@ -214,14 +228,23 @@ def agent_turn(name: str, conversation_id: str, agent_id: str | None = None) -> 
 class ModelCall(Step):
     """A `chat {model}` span; `response(...)` records what came back."""
 
-    __slots__ = ("_metric_attrs", "_tokens")
+    __slots__ = ("_cached", "_metric_attrs", "_tokens")
 
-    def __init__(self, name: str, kind: SpanKind, attrs: dict[str, AttributeValue]) -> None:
-        super().__init__(name, kind, attrs)
+    def __init__(
+        self,
+        name: str,
+        kind: SpanKind,
+        attrs: dict[str, AttributeValue],
+        parent: context.Context | None = None,
+        *,
+        cached: bool = False,
+    ) -> None:
+        super().__init__(name, kind, attrs, parent)
         self._metric_attrs: dict[str, AttributeValue] = {
             k: v for k, v in attrs.items() if k != sc.SERVER_PORT
         }
         self._tokens: tuple[int, int] | None = None
+        self._cached = cached
 
     def response(
         self,
@@ -241,14 +264,18 @@ class ModelCall(Step):
         span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
         if finish_reason:
             span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, (finish_reason,))
-        span.set_attribute(sc.MOOT_COST, cost)
-        if cached:
+        span.set_attribute(sc.MOOT_COST, 0.0 if self._cached else cost)
+        if cached or self._cached:
             span.set_attribute(sc.MOOT_CACHED, True)
+        if self._cached:  # nothing was spent: no tokens, duration or cost in the metrics
+            return
         self._tokens = (input_tokens, output_tokens)
         if cost:
             _cost.add(cost, {sc.GEN_AI_REQUEST_MODEL: str(self._attrs[sc.GEN_AI_REQUEST_MODEL])})
 
     def _finish(self, exc: BaseException | None) -> None:
+        if self._cached:
+            return
         attrs = self._metric_attrs
         if exc is not None:
             attrs = {**attrs, sc.ERROR_TYPE: type(exc).__qualname__}
@@ -267,7 +294,8 @@ def model_call(
     max_tokens: int | None = None,
     temperature: float | None = None,
 ) -> ModelCall:
-    """One model call (`chat {model}`), retries and rate-limit waits included, as events."""
+    """One model call (`chat {model}`), retries and rate-limit waits included, as events.
+    Inside a speaker selection it is that selection's child (and counted as a selector call)."""
     if not SWITCH.active:
         return NULL  # type: ignore[no-any-return]
     attrs: dict[str, AttributeValue] = {
@@ -283,7 +311,25 @@ def model_call(
         attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
     if temperature is not None:
         attrs[sc.GEN_AI_REQUEST_TEMPERATURE] = temperature
-    return ModelCall(f"{sc.OP_CHAT} {model}", SpanKind.CLIENT, attrs)
+    return ModelCall(f"{sc.OP_CHAT} {model}", SpanKind.CLIENT, attrs, _selection_parent())
+
+
+def cached_model_call(model: str, *, provider: str | None = None) -> ModelCall:
+    """A model answer served from moot's response cache (`chat {model}`, `moot.model.cached`):
+    no server attributes, next to no duration, and no token, duration or cost metrics, since
+    nothing was spent; every answer an agent gets is still a span."""
+    if not SWITCH.active:
+        return NULL  # type: ignore[no-any-return]
+    attrs: dict[str, AttributeValue] = {
+        sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT,
+        sc.GEN_AI_REQUEST_MODEL: model,
+        sc.MOOT_CACHED: True,
+    }
+    if provider:
+        attrs[sc.provider_attribute()] = provider
+    return ModelCall(
+        f"{sc.OP_CHAT} {model}", SpanKind.CLIENT, attrs, _selection_parent(), cached=True
+    )
 
 
 def event(name: str, attrs: Mapping[str, AttributeValue | None]) -> None:
@@ -352,30 +398,110 @@ def code_run(language: str, executor: str) -> CodeRun:
     return CodeRun(f"{sc.SPAN_EXECUTE_CODE} {language}", SpanKind.INTERNAL, attrs)
 
 
-class SpeakerSelection(Step):
-    """A `select_speaker` span; `chosen(...)` records the outcome."""
+_SELECTING: ContextVar[SpeakerSelection | None] = ContextVar("moot_selecting", default=None)
 
-    __slots__ = ()
+
+class SpeakerSelection:
+    """A group chat choosing its next speaker: a `select_speaker` span, made only when the
+    selection calls a model (an LLM selector), from the moment it began.
+
+    A rule-based choice (round robin, a scripted or custom function) makes no span: it costs
+    microseconds, the chosen speaker is the next `invoke_agent {name}` span, and the policy is
+    on the workflow span. So a chat pays for a span per turn only where there is something to
+    see: the selector's model calls, counted in `moot.speaker.selector_calls`.
+    """
+
+    __slots__ = (
+        "_calls",
+        "_candidates",
+        "_chosen",
+        "_conversation",
+        "_open",
+        "_parent",
+        "_policy",
+        "_span",
+        "_start",
+        "_token",
+    )
+
+    def __init__(self, policy: str, candidates: Sequence[str], conversation_id: str) -> None:
+        self._policy = policy
+        self._candidates = candidates
+        self._conversation = conversation_id
+        self._parent = context.get_current()
+        self._start = time.time_ns()
+        self._span: trace.Span | None = None
+        self._calls = 0
+        self._chosen: str | None = None
+        self._open = True
+        self._token: Token[SpeakerSelection | None] | None = None
 
     def chosen(self, name: str | None) -> None:
-        """Record the speaker chosen (None: nobody). An LLM selector's model calls are this
-        span's `chat {model}` children, so their count is visible without an attribute."""
-        if name is not None:
-            self._span.set_attribute(sc.MOOT_SELECTION_CHOSEN, name)
+        """Record the speaker chosen (None: nobody)."""
+        self._chosen = name
+
+    def set(self, key: str, value: AttributeValue | None) -> None:
+        if value is not None and self._span is not None:
+            self._span.set_attribute(key, value)
+
+    def model_parent(self) -> context.Context | None:
+        """The parent of a model call made while choosing: this selection's span, started
+        now (backdated to when the selection began) if it is the first call."""
+        if not self._open:
+            return None
+        if self._span is None:
+            attrs: dict[str, AttributeValue] = {
+                sc.MOOT_SELECTION_POLICY: self._policy,
+                sc.MOOT_SELECTION_CANDIDATES: tuple(self._candidates),
+                sc.GEN_AI_CONVERSATION_ID: self._conversation,
+            }
+            self._span = _tracer.start_span(
+                sc.SPAN_SELECT_SPEAKER,
+                context=self._parent,
+                kind=SpanKind.INTERNAL,
+                attributes=attrs,
+                start_time=self._start,
+            )
+        self._calls += 1
+        return trace.set_span_in_context(self._span, self._parent)
+
+    def __enter__(self) -> Self:
+        self._token = _SELECTING.set(self)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._open = False
+        if self._token is not None:
+            _SELECTING.reset(self._token)
+        span = self._span
+        if span is None:
+            return
+        span.set_attribute(sc.MOOT_SELECTION_SELECTOR_CALLS, self._calls)
+        if self._chosen is not None:
+            span.set_attribute(sc.MOOT_SELECTION_CHOSEN, self._chosen)
+        if exc is not None and span.is_recording():
+            _fail(span, exc)
+        span.end()
+
+
+def _selection_parent() -> context.Context | None:
+    """The open speaker selection's span context, for a model call made inside it."""
+    selecting = _SELECTING.get()
+    return None if selecting is None else selecting.model_parent()
 
 
 def speaker_selection(
     policy: str, candidates: Sequence[str], conversation_id: str
 ) -> SpeakerSelection:
-    """A group chat choosing its next speaker."""
+    """A group chat choosing its next speaker (see `SpeakerSelection`)."""
     if not SWITCH.active:
         return NULL  # type: ignore[no-any-return]
-    attrs: dict[str, AttributeValue] = {
-        sc.MOOT_SELECTION_POLICY: policy,
-        sc.MOOT_SELECTION_CANDIDATES: tuple(candidates),
-        sc.GEN_AI_CONVERSATION_ID: conversation_id,
-    }
-    return SpeakerSelection(sc.SPAN_SELECT_SPEAKER, SpanKind.INTERNAL, attrs)
+    return SpeakerSelection(policy, candidates, conversation_id)
 
 
 # ----------------------------------------------------------------- runtime and pool metrics
@@ -422,3 +548,22 @@ _meter.create_observable_gauge(
 _meter.create_observable_gauge(sc.METRIC_EXECUTOR_POOL, [_gauge("executor", "pool_size")])
 _meter.create_observable_gauge(sc.METRIC_EXECUTOR_FREE, [_gauge("executor", "free")])
 _meter.create_observable_gauge(sc.METRIC_EXECUTOR_BUSY, [_gauge("executor", "busy")])
+
+
+def _turns_taken(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+    return [
+        metrics.Observation(count, {sc.GEN_AI_AGENT_NAME: name})
+        for name, count in list(_turn_counts.items())
+    ]
+
+
+def _chats_running(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+    return [metrics.Observation(_running_now[0])]
+
+
+_meter.create_observable_counter(
+    sc.METRIC_TURNS, [_turns_taken], unit="{turn}", description="Agent turns taken"
+)
+_meter.create_observable_up_down_counter(
+    sc.METRIC_CHATS_RUNNING, [_chats_running], unit="{chat}", description="Chats running now"
+)

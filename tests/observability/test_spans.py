@@ -11,7 +11,12 @@ from opentelemetry.trace import StatusCode
 
 from moot.agents import AssistantAgent, UserProxyAgent, register_function
 from moot.groupchat import GroupChat, GroupChatManager
-from moot.models import AuthenticationError
+from moot.models import (
+    AuthenticationError,
+    InMemoryCache,
+    ModelRequest,
+    client_from_llm_config,
+)
 from moot.observability import semconv as sc
 from moot.testing import Reply, ScriptedModelServer
 
@@ -112,13 +117,9 @@ async def test_a_group_chat_is_one_trace_of_turns_model_calls_tools_and_code(
     assert code_parent is not None
     assert code_parent.name == "invoke_agent user"
 
-    selections = _by_name(spans, "select_speaker")
-    assert selections
-    for selection in selections:
-        assert _parent(selection, spans) is workflow
-        assert selection.attributes is not None
-        assert selection.attributes[sc.MOOT_SELECTION_POLICY]
-        assert selection.attributes[sc.MOOT_SELECTION_CANDIDATES] == ("user", "coder")
+    # Round robin calls no model: no `select_speaker` span, the policy is on the workflow.
+    assert not _by_name(spans, "select_speaker")
+    assert workflow.attributes[sc.MOOT_SELECTION_POLICY]  # the policy type, e.g. a wrapper
 
     # No message content unless the user opts in.
     for span in spans:
@@ -195,3 +196,66 @@ async def test_a_cancelled_chat_ends_its_spans_with_an_error(otel: Captured) -> 
         assert span.status.status_code is StatusCode.ERROR, name
         assert span.attributes is not None
         assert span.attributes[sc.ERROR_TYPE] == "cancelled"
+
+
+async def test_an_llm_selection_is_a_span_counting_its_model_calls(otel: Captured) -> None:
+    with ScriptedModelServer() as server:
+        # The selector answers with a name, then each speaker answers once.
+        server.push("bob", "bob here", "alice", "alice here. TERMINATE")
+        llm_config: dict[str, Any] = {"config_list": server.config_list(model="gpt-4o")}
+        alice = AssistantAgent("alice", llm_config=llm_config)
+        bob = AssistantAgent("bob", llm_config=llm_config)
+        group = GroupChat([alice, bob], messages=[], max_round=3, speaker_selection_method="auto")
+        manager = GroupChatManager(group, llm_config=llm_config)
+        await manager.a_run("who goes first?")
+
+    spans = otel.spans.get_finished_spans()
+    (workflow,) = _by_name(spans, "invoke_workflow")
+    selections = _by_name(spans, "select_speaker")
+    assert len(selections) == 2
+    chosen = []
+    for selection in selections:
+        assert _parent(selection, spans) is workflow
+        attrs = selection.attributes
+        assert attrs is not None
+        assert attrs[sc.MOOT_SELECTION_SELECTOR_CALLS] == 1
+        assert attrs[sc.MOOT_SELECTION_CANDIDATES] == ("alice", "bob")
+        chosen.append(attrs[sc.MOOT_SELECTION_CHOSEN])
+        (call,) = [s for s in spans if _parent(s, spans) is selection]
+        assert call.name == "chat gpt-4o"
+        assert call.start_time is not None
+        assert selection.start_time is not None
+        assert selection.start_time <= call.start_time
+    assert chosen == ["bob", "alice"]
+    turns = [_parent(s, spans) for s in _by_name(spans, "chat gpt-4o")]
+    assert [t.name for t in turns if t is not None and t.name.startswith("invoke_agent")] == [
+        "invoke_agent bob",
+        "invoke_agent alice",
+    ]
+
+
+async def test_a_cache_hit_is_a_model_span_marked_cached(otel: Captured) -> None:
+    with ScriptedModelServer() as server:
+        server.push("the answer")
+        llm_config: dict[str, Any] = {"config_list": server.config_list(model="gpt-4o")}
+        request = ModelRequest(messages=[{"role": "user", "content": "q"}])
+        async with client_from_llm_config(llm_config, cache=InMemoryCache()) as client:
+            first = await client.create(request)
+            second = await client.create(request)
+        assert len(server.requests) == 1
+    assert second.cached
+    assert second.content == first.content
+
+    calls = _by_name(otel.spans.get_finished_spans(), "chat gpt-4o")
+    assert len(calls) == 2
+    fresh, hit = calls
+    assert fresh.attributes is not None
+    assert hit.attributes is not None
+    assert sc.MOOT_CACHED not in fresh.attributes
+    assert hit.attributes[sc.MOOT_CACHED] is True
+    assert hit.attributes[sc.GEN_AI_SYSTEM] == "openai"
+    assert hit.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-4o"
+    assert hit.attributes[sc.MOOT_COST] == 0.0
+    assert sc.SERVER_ADDRESS not in hit.attributes
+    assert sc.SERVER_PORT not in hit.attributes
+    assert hit.status.status_code is StatusCode.UNSET
