@@ -39,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from ._errors import ObservabilityConfigError
 
         return ObservabilityConfigError
+    if name == "ProcessSpanProcessor":  # needs the SDK (the `moot[otel]` extra)
+        from ._offload import ProcessSpanProcessor
+
+        return ProcessSpanProcessor
     raise AttributeError(f"module 'moot.observability' has no attribute {name!r}")
 
 
@@ -49,6 +53,7 @@ __all__ = [
     "CodeRun",
     "ModelCall",
     "ObservabilityConfigError",
+    "ProcessSpanProcessor",
     "SpeakerSelection",
     "Step",
     "Telemetry",

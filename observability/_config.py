@@ -47,6 +47,7 @@ def configure(
     metric_readers: list[MetricReader] | None = None,
     capture_content: bool | None = None,
     metrics_interval_ms: int | None = None,
+    offload: bool | None = None,
 ) -> Telemetry:
     """Install a tracer (and meter) provider as the process's global one and return it.
 
@@ -54,7 +55,10 @@ def configure(
     `OTEL_TRACES_EXPORTER` (`otlp`, `console`, `none`; default `otlp`),
     `OTEL_EXPORTER_OTLP_ENDPOINT` / `..._TRACES_ENDPOINT` / `..._METRICS_ENDPOINT`, and so on
     (the exporter reads its own). `span_processors` / `metric_readers` replace the exporter
-    (tests pass an in-memory one). Content is recorded only with `capture_content=True` or
+    (tests pass an in-memory one). Spans are exported from a child process
+    (`ProcessSpanProcessor`: the encoding and sending never hold this process's GIL) unless
+    `offload=False` or `MOOT_OTEL_OFFLOAD=0`, which use the SDK's `BatchSpanProcessor` in a
+    thread instead. Content is recorded only with `capture_content=True` or
     `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`. Nothing here is called
     unless you call it: moot exports nothing by default.
 
@@ -88,7 +92,15 @@ def configure(
             tracer_provider.add_span_processor(processor)
     elif choice != "none":
         span_exporter, metric_exporter = _exporters(choice, endpoint)
-        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+        if offload is None:
+            offload = os.environ.get("MOOT_OTEL_OFFLOAD", "1") not in ("0", "false", "")
+        if offload:
+            from ._offload import ProcessSpanProcessor
+
+            span_exporter.shutdown()  # the child builds its own from the same settings
+            tracer_provider.add_span_processor(ProcessSpanProcessor(choice, endpoint=endpoint))
+        else:
+            tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
         if metric_readers is None:
             readers.append(
                 PeriodicExportingMetricReader(

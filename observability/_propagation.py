@@ -38,12 +38,25 @@ def parse(traceparent: str) -> trace.SpanContext | None:
     return span_context if span_context.is_valid else None
 
 
+_parents: dict[str, context.Context] = {}
+_PARENTS_KEPT = 4096
+
+
 def attach(traceparent: str) -> Token[context.Context] | None:
-    """Make `traceparent` the current parent in this task; a token for `detach`, or None."""
-    span_context = parse(traceparent)
-    if span_context is None:
-        return None
-    parent = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+    """Make `traceparent` the current parent in this task; a token for `detach`, or None.
+
+    The parent context of a `traceparent` is built once and reused (a chat sends many messages
+    under one span); the few thousand most recent are kept.
+    """
+    parent = _parents.get(traceparent)
+    if parent is None:
+        span_context = parse(traceparent)
+        if span_context is None:
+            return None
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(span_context), context.Context())
+        if len(_parents) >= _PARENTS_KEPT:
+            _parents.clear()
+        _parents[traceparent] = parent
     return context.attach(parent)
 
 

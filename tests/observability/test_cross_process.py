@@ -1,8 +1,9 @@
 """One trace across three processes: a client and two `moot worker` processes over a real
 nats-server, exporting OTLP/HTTP to a loopback receiver this test starts.
 
-Classic chats (GroupChat) do not run over NATS yet, so the chat here is a relay of runtime
-actors spread over the two workers, each hop in an `invoke_agent` span.
+Two chats: a relay of runtime actors spread over the two workers, each hop in an
+`invoke_agent` span; and a classic group chat (classic_app's manager and three members on the
+workers, a scripted model server) run by the client inside the user's own span.
 """
 
 from __future__ import annotations
@@ -16,15 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from classic_app import MEMBERS, answer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
+from moot.testing import Reply, ScriptedModelServer
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
     from nats_helpers import NatsServer
+
+    from moot.testing import RecordedRequest
 
 HELPERS = Path(__file__).resolve().parents[1] / "_helpers"
 HOPS = 12
@@ -90,34 +96,50 @@ def receiver() -> Iterator[Receiver]:
         running.server.server_close()
 
 
-def _env(receiver: Receiver, service: str) -> dict[str, str]:
+def _env(receiver: Receiver, service: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "PYTHONPATH": str(HELPERS),
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
         "OTEL_SERVICE_NAME": service,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
+        **extra,
     }
+
+
+async def _start_workers(
+    app: str, receiver: Receiver, tmp_path: Path, nats_url: str, **extra: str
+) -> list[asyncio.subprocess.Process]:
+    workers = []
+    for index in range(2):
+        with (tmp_path / f"worker{index}.log").open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "moot.runtime.nats", "--nats", nats_url),
+                *("--agents", app, "--name", f"w{index}", "--stop-timeout", "2"),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                env=_env(receiver, f"worker-{index}", **extra),
+            )
+        workers.append(process)
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line.startswith(b"moot-worker ready"), (tmp_path / f"worker{index}.log").read_text()
+    return workers
+
+
+async def _stop(workers: list[asyncio.subprocess.Process]) -> None:
+    for process in workers:
+        if process.returncode is None:
+            process.terminate()  # a graceful stop flushes the worker's spans
+    for process in workers:
+        await asyncio.wait_for(process.wait(), 30)
 
 
 @pytest.mark.nats
 async def test_a_chat_over_a_client_and_two_workers_is_one_trace(
     nats_server: NatsServer, receiver: Receiver, tmp_path: Path
 ) -> None:
-    workers = []
-    for index in range(2):
-        with (tmp_path / f"worker{index}.log").open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "moot.runtime.nats", "--nats", nats_server.url),
-                *("--agents", "traced_app:setup", "--name", f"w{index}", "--stop-timeout", "2"),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                env=_env(receiver, f"worker-{index}"),
-            )
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        assert line.startswith(b"moot-worker ready"), (tmp_path / f"worker{index}.log").read_text()
-        workers.append(process)
+    workers = await _start_workers("traced_app:setup", receiver, tmp_path, nats_server.url)
     try:
         client = await asyncio.create_subprocess_exec(
             *(sys.executable, str(HELPERS / "traced_app.py"), nats_server.url, str(HOPS)),
@@ -129,11 +151,7 @@ async def test_a_chat_over_a_client_and_two_workers_is_one_trace(
         assert client.returncode == 0, err.decode()
         assert out.decode().splitlines()[-1] == str(HOPS)
     finally:
-        for process in workers:
-            if process.returncode is None:
-                process.terminate()  # a graceful stop flushes the worker's spans
-        for process in workers:
-            await asyncio.wait_for(process.wait(), 30)
+        await _stop(workers)
 
     spans = receiver.spans()
     services = {service for service, _ in spans}
@@ -150,3 +168,75 @@ async def test_a_chat_over_a_client_and_two_workers_is_one_trace(
             hops[f"invoke_agent relay-{n}"].parent_span_id
             == hops[f"invoke_agent relay-{n - 1}"].span_id
         )
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[ScriptedModelServer]:
+    """The scripted model, on a background thread (the workers call it)."""
+
+    def reply(request: RecordedRequest) -> Reply:
+        return Reply(answer(request))
+
+    with ScriptedModelServer(default=reply) as server:
+        yield server
+
+
+@pytest.mark.nats
+async def test_a_group_chat_over_a_client_and_two_workers_is_one_trace(
+    nats_server: NatsServer, receiver: Receiver, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    workers = await _start_workers(
+        "classic_app:setup",
+        receiver,
+        tmp_path,
+        nats_server.url,
+        MOOT_TEST_MODEL_URL=model.base_url,
+    )
+    try:
+        client = await asyncio.create_subprocess_exec(
+            *(sys.executable, str(HELPERS / "traced_chat.py"), nats_server.url, model.base_url),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=_env(receiver, "client"),
+        )
+        out, err = await asyncio.wait_for(client.communicate(), 90)
+        assert client.returncode == 0, err.decode()
+        assert out.decode().splitlines()[-1] == "7"  # the task and six turns
+    finally:
+        await _stop(workers)
+
+    spans = receiver.spans()
+    assert len({span.trace_id for _, span in spans}) == 1  # ONE trace id
+    by_id = {span.span_id: span for _, span in spans}
+    service_of = {span.span_id: service for service, span in spans}
+    assert {service for service, _ in spans} == {"client", "worker-0", "worker-1"}
+
+    (root,) = [span for _, span in spans if span.name == "plan a launch"]
+    assert service_of[root.span_id] == "client"
+    assert not root.parent_span_id
+    (chat,) = [span for _, span in spans if span.name == "invoke_workflow chat_manager"]
+
+    def ancestors(span: Any) -> list[Any]:
+        found = []
+        while span.parent_span_id:
+            span = by_id[span.parent_span_id]
+            found.append(span)
+        return found
+
+    assert root in ancestors(chat)  # the worker's chat is under the client's span
+    turns = [span for _, span in spans if span.name.startswith("invoke_agent ")]
+    # Six speaking turns, two each; members may also get a catch-up turn (they hear the end).
+    assert {t.name for t in turns} == {f"invoke_agent {m}" for m in MEMBERS}
+    for turn in turns:
+        assert by_id[turn.parent_span_id] is chat  # chat -> turn
+    calls = [span for _, span in spans if span.name == "chat scripted"]
+    assert len(calls) == 6
+    speakers = []
+    for call in calls:
+        turn = by_id[call.parent_span_id]
+        assert turn in turns  # turn -> model call, in the turn's process
+        assert service_of[call.span_id] == service_of[turn.span_id]
+        speakers.append(turn.name.removeprefix("invoke_agent "))
+    assert sorted(speakers) == sorted(MEMBERS * 2)
+    # The turns ran on both workers, and at least one turn ran away from its chat's process.
+    assert {service_of[t.span_id] for t in turns} == {"worker-0", "worker-1"}
