@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -51,9 +52,20 @@ class ProcessSpanProcessor(SpanProcessor):
         delay_ms: int = 500,
         max_queue: int = 100_000,
     ) -> None:
+        # The child answers flushes on a pipe of its own: its stdout stays the user's (the
+        # console exporter prints there).
+        acks, ack_writer = os.pipe()
         command = [sys.executable, "-m", "moot.observability._offload", exporter, endpoint or ""]
-        self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self._buffer: list[tuple[Any, ...]] = []
+        try:
+            self._child = subprocess.Popen(
+                [*command, str(ack_writer)], stdin=subprocess.PIPE, pass_fds=(ack_writer,)
+            )
+        finally:
+            os.close(ack_writer)
+        self._acks = os.fdopen(acks, "rb")
+        # A deque: `append` here and `popleft` in the writer thread are each atomic, so a span
+        # ended while a batch is taken is never lost between them.
+        self._buffer: deque[tuple[Any, ...]] = deque()
         self._resource: dict[str, Any] | None = None
         self._max_batch = max_batch
         self._delay = delay_ms / 1000
@@ -80,7 +92,7 @@ class ProcessSpanProcessor(SpanProcessor):
         if self._resource is None:
             self._resource = dict(span.resource.attributes)
         buffer.append(_flatten(span))
-        if len(buffer) == self._max_batch:
+        if len(buffer) >= self._max_batch:
             self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -107,8 +119,7 @@ class ProcessSpanProcessor(SpanProcessor):
         except subprocess.TimeoutExpired:
             self._child.kill()
             self._child.wait()
-        if self._child.stdout is not None:
-            self._child.stdout.close()
+        self._acks.close()
         if self.dropped:
             log.warning("spans.dropped", dropped=self.dropped, max_queue=self._max_queue)
 
@@ -124,7 +135,8 @@ class ProcessSpanProcessor(SpanProcessor):
     def _send_batch(self) -> bool:
         """Write what is buffered as one frame (the caller holds the lock); False if the child
         is gone."""
-        batch, self._buffer = self._buffer, []
+        buffer = self._buffer
+        batch = [buffer.popleft() for _ in range(len(buffer))]
         if not batch:
             return True
         return self._write(("spans", self._resource or {}, batch))
@@ -148,14 +160,11 @@ class ProcessSpanProcessor(SpanProcessor):
         with self._lock:
             if not (self._send_batch() and self._write(("flush",))):
                 return False
-            stdout = self._child.stdout
-            if stdout is None:
-                return False
             # The child answers each flush with one line once its exporter has flushed.
             timer = threading.Timer(timeout, self._child.kill)
             timer.start()
             try:
-                return stdout.readline() == b"flushed\n"
+                return self._acks.readline() == b"flushed\n"
             finally:
                 timer.cancel()
 
@@ -261,9 +270,9 @@ def main(argv: list[str]) -> int:
     """The child: read frames from stdin until it closes, export each batch."""
     from opentelemetry.sdk.resources import Resource
 
-    exporter = _exporter(argv[0], argv[1] if len(argv) > 1 else "")
+    exporter = _exporter(argv[0], argv[1])
     stdin = sys.stdin.buffer
-    stdout = sys.stdout.buffer
+    acks = os.fdopen(int(argv[2]), "wb")
     resources: dict[Any, Resource] = {}
     while True:
         header = stdin.read(_HEADER.size)
@@ -278,8 +287,8 @@ def main(argv: list[str]) -> int:
             exporter.export([_rebuild(record, resource) for record in frame[2]])
         elif frame[0] == "flush":
             exporter.force_flush()
-            stdout.write(b"flushed\n")
-            stdout.flush()
+            acks.write(b"flushed\n")
+            acks.flush()
     exporter.shutdown()
     return 0
 
