@@ -71,6 +71,7 @@ class ProcessSpanProcessor(SpanProcessor):
         self._delay = delay_ms / 1000
         self._max_queue = max_queue
         self.dropped = 0
+        self._unacked = 0  # spans sent since the child last confirmed a flush
         self._lock = threading.Lock()  # one writer on the pipe at a time
         self._wake = threading.Event()
         self._stopped = False
@@ -139,7 +140,11 @@ class ProcessSpanProcessor(SpanProcessor):
         batch = [buffer.popleft() for _ in range(len(buffer))]
         if not batch:
             return True
-        return self._write(("spans", self._resource or {}, batch))
+        if self._write(("spans", self._resource or {}, batch)):
+            self._unacked += len(batch)
+            return True
+        self.dropped += len(batch)
+        return False
 
     def _write(self, frame: tuple[Any, ...]) -> bool:
         stdin = self._child.stdin
@@ -149,8 +154,14 @@ class ProcessSpanProcessor(SpanProcessor):
         try:
             stdin.write(_HEADER.pack(len(payload)) + payload)
             stdin.flush()
-        except (BrokenPipeError, ValueError):
+        except (OSError, ValueError):
+            # The child is gone (its exporter failed to load, or it was killed): say so once,
+            # then count every span that cannot be sent as dropped.
             log.warning("spans.exporter_gone", returncode=self._child.poll())
+            try:
+                stdin.close()
+            except OSError:
+                pass
             return False
         return True
 
@@ -164,9 +175,14 @@ class ProcessSpanProcessor(SpanProcessor):
             timer = threading.Timer(timeout, self._child.kill)
             timer.start()
             try:
-                return self._acks.readline() == b"flushed\n"
+                flushed = self._acks.readline() == b"flushed\n"
             finally:
                 timer.cancel()
+            if not flushed:  # the child died with them: count what it never confirmed
+                log.warning("spans.exporter_gone", returncode=self._child.poll())
+                self.dropped += self._unacked
+            self._unacked = 0
+            return flushed
 
 
 def _flatten(span: ReadableSpan) -> tuple[Any, ...]:

@@ -95,3 +95,16 @@ def test_a_full_queue_drops_and_counts_new_spans(span_file: Path) -> None:
     assert processor.dropped == 5
     provider.shutdown()
     assert set(_read(span_file)) == {f"s{n}" for n in range(10)}
+
+
+def test_a_child_that_cannot_export_loses_spans_counted_not_raised(span_file: Path) -> None:
+    processor = ProcessSpanProcessor("span_file:no_such_factory", delay_ms=60_000)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    for n in range(3):
+        tracer.start_span(f"s{n}").end()
+    assert not processor.force_flush()  # the child exited: nothing was exported
+    assert processor.dropped == 3
+    provider.shutdown()
+    assert not span_file.exists()
