@@ -72,25 +72,37 @@ class PreparedTurn:
 
 
 _TURN_ROW = pydantic.TypeAdapter(TurnRow)
+_TURN = pydantic.TypeAdapter(Turn)  # a turn without files: the same JSON as its TurnRow
 _DEFINITION = pydantic.TypeAdapter(ChatDefinition)
 _TERMINATION = pydantic.TypeAdapter(Termination)
 _DATA = pydantic.TypeAdapter(dict[str, Any])
 
 
-def _dump(adapter: pydantic.TypeAdapter[T], value: T, what: str, limits: StoreLimits) -> str:
+def _dump_sized(
+    adapter: pydantic.TypeAdapter[T], value: T, what: str, limits: StoreLimits
+) -> tuple[str, int]:
+    """The row's JSON text and its size in bytes (encoded once, by the serializer itself: the
+    hot path of every turn, so no `dump_json` wrapper and no second encode to measure it)."""
     try:
-        text = adapter.dump_json(value).decode()
+        raw = adapter.serializer.to_json(value)
     except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
         raise InvalidRecordError(
             f"The {what} cannot be journaled: it is not JSON-able ({exc})."
         ) from exc
-    check_row_size(text, what, limits)
-    return text
+    _check_size(len(raw), what, limits)
+    return raw.decode(), len(raw)
+
+
+def _dump(adapter: pydantic.TypeAdapter[T], value: T, what: str, limits: StoreLimits) -> str:
+    return _dump_sized(adapter, value, what, limits)[0]
 
 
 def check_row_size(text: str, what: str, limits: StoreLimits) -> None:
     """Raises: RecordTooLargeError: the row is larger than `limits.max_row_bytes`."""
-    size = len(text.encode())
+    _check_size(len(text.encode()), what, limits)
+
+
+def _check_size(size: int, what: str, limits: StoreLimits) -> None:
     if size > limits.max_row_bytes:
         raise RecordTooLargeError(
             f"The {what} is {size} bytes as a row; the journal's limit is {limits.max_row_bytes}"
@@ -156,16 +168,13 @@ def _check_path(path: str) -> None:
         )
 
 
-def prepare_turn(turn: Turn, limits: StoreLimits) -> PreparedTurn:
-    """Check a turn against the limits and split it into a row and content-addressed blobs.
+def _split_files(turn: Turn, blobs: dict[str, bytes], limits: StoreLimits) -> TurnRow:
+    """The turn's row, its files' contents moved to `blobs` by sha256.
 
     Raises:
-        RecordTooLargeError: a file, the row or the whole turn is over its limit.
-        InvalidRecordError: the turn is not JSON-able, or a file path leaves the work dir.
+        RecordTooLargeError: a file is over `limits.max_file_bytes`.
+        InvalidRecordError: a file path leaves the work dir.
     """
-    if turn.number < 1:
-        raise InvalidRecordError(f"Turn numbers count from 1, not {turn.number}.")
-    blobs: dict[str, bytes] = {}
     refs: list[FileRef] = []
     for change in turn.files:
         _check_path(change.path)
@@ -182,7 +191,7 @@ def prepare_turn(turn: Turn, limits: StoreLimits) -> PreparedTurn:
         if sha is not None and change.data is not None:
             blobs[sha] = change.data
         refs.append(FileRef(path=change.path, sha256=sha, size=size))
-    row = TurnRow(
+    return TurnRow(
         number=turn.number,
         speaker=turn.speaker,
         message=turn.message,
@@ -194,8 +203,25 @@ def prepare_turn(turn: Turn, limits: StoreLimits) -> PreparedTurn:
         files=tuple(refs),
         termination=turn.termination,
     )
-    body = _dump(_TURN_ROW, row, f"turn {turn.number}", limits)
-    total = len(body.encode()) + sum(len(data) for data in blobs.values())
+
+
+def prepare_turn(turn: Turn, limits: StoreLimits) -> PreparedTurn:
+    """Check a turn against the limits and split it into a row and content-addressed blobs.
+
+    Raises:
+        RecordTooLargeError: a file, the row or the whole turn is over its limit.
+        InvalidRecordError: the turn is not JSON-able, or a file path leaves the work dir.
+    """
+    if turn.number < 1:
+        raise InvalidRecordError(f"Turn numbers count from 1, not {turn.number}.")
+    what = f"turn {turn.number}"
+    blobs: dict[str, bytes] = {}
+    if not turn.files:  # most turns: the turn itself is its row, nothing to split off
+        body, size = _dump_sized(_TURN, turn, what, limits)
+    else:
+        row = _split_files(turn, blobs, limits)
+        body, size = _dump_sized(_TURN_ROW, row, what, limits)
+    total = size + sum(len(data) for data in blobs.values())
     if total > limits.max_turn_bytes:
         raise RecordTooLargeError(
             f"Turn {turn.number} is {total} bytes with its files; the journal's limit per turn"

@@ -54,6 +54,7 @@ from ._store import (
     AcquireLease,
     AppendTurn,
     ChatStore,
+    RenewLease,
     StartChat,
     check_page_limit,
     decode_cursor,
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from ._records import ChatDefinition, StoreLimits, Termination, Turn
-    from ._rows import PreparedTurn
+    from ._rows import PreparedTurn, TurnRow
     from ._store import BatchOp
 
 Row: TypeAlias = "Sequence[Any]"
@@ -96,6 +97,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 SQLITE_TYPES = {"INT": "INTEGER", "BIGINT": "INTEGER", "REAL": "REAL", "BLOB": "BLOB"}
 POSTGRES_TYPES = {"INT": "INTEGER", "BIGINT": "BIGINT", "REAL": "DOUBLE PRECISION", "BLOB": "BYTEA"}
+
+_CHUNK = 500  # ids per IN (...) list: under SQLite's oldest limit of 999 variables
 
 _SUMMARY = "chat_id, status, turns, tokens, cost, created_at, updated_at, termination"
 
@@ -428,9 +431,11 @@ class SqlChatStore(ChatStore, abc.ABC):
                             f"No chat {op.chat_id!r} is journaled.", chat_id=op.chat_id
                         )
                     outcome[index] = await self._lease_in(tx, op.chat_id, op.owner, op.ttl)
+                elif isinstance(op, RenewLease):
+                    outcome[index] = await self._renew_in(tx, op.lease, op.ttl)
                 else:
                     await self._release_in(tx, op.lease)
-            except (LeaseHeldError, ChatNotFoundError) as exc:
+            except (LeaseHeldError, LeaseLostError, ChatNotFoundError) as exc:
                 outcome[index] = exc
         if turns:
             await self._append_many(tx, turns, outcome)
@@ -605,10 +610,60 @@ class SqlChatStore(ChatStore, abc.ABC):
             blobs = await self._blobs(tx, wanted)
         return [rebuild_turn(row, blobs, chat_id) for row in decoded]
 
+    async def load_many(self, chat_ids: Sequence[str]) -> dict[str, list[Turn] | JournalError]:
+        """Every chat's turns in one read transaction, a query per table per 500 chats."""
+        ids = list(dict.fromkeys(chat_ids))
+        rows_of: dict[str, list[tuple[int, str]]] = {}
+        async with self._transaction(write=False) as tx:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                for (chat_id,) in await tx.fetch(
+                    f"SELECT chat_id FROM chats WHERE chat_id IN ({marks})", *chunk
+                ):
+                    rows_of[str(chat_id)] = []
+                for chat_id, number, body in await tx.fetch(
+                    f"SELECT chat_id, number, body FROM turns WHERE chat_id IN ({marks})"
+                    " ORDER BY chat_id, number",
+                    *chunk,
+                ):
+                    rows_of.setdefault(str(chat_id), []).append((int(number), body))
+            decoded, loaded = self._decode_many(ids, rows_of)
+            wanted = sorted(
+                {f.sha256 for rows in decoded.values() for r in rows for f in r.files if f.sha256}
+            )
+            blobs = await self._blobs(tx, wanted)
+        for chat_id, rows in decoded.items():
+            try:
+                loaded[chat_id] = [rebuild_turn(row, blobs, chat_id) for row in rows]
+            except CorruptRecordError as exc:
+                loaded[chat_id] = exc
+        return {chat_id: loaded[chat_id] for chat_id in ids}
+
+    @staticmethod
+    def _decode_many(
+        ids: Sequence[str], rows_of: Mapping[str, list[tuple[int, str]]]
+    ) -> tuple[dict[str, list[TurnRow]], dict[str, list[Turn] | JournalError]]:
+        """Each found chat's rows decoded, or its error; a missing chat is `ChatNotFoundError`."""
+        decoded: dict[str, list[TurnRow]] = {}
+        failed: dict[str, list[Turn] | JournalError] = {}
+        for chat_id in ids:
+            rows = rows_of.get(chat_id)
+            if rows is None:
+                failed[chat_id] = ChatNotFoundError(
+                    f"No chat {chat_id!r} is journaled.", chat_id=chat_id
+                )
+                continue
+            try:
+                decoded[chat_id] = [decode_turn_row(body, chat_id, n) for n, body in rows]
+            except CorruptRecordError as exc:
+                failed[chat_id] = exc
+        return decoded, failed
+
     async def _blobs(self, tx: SqlTx, shas: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
-        for start in range(0, len(shas), 500):
-            chunk = shas[start : start + 500]
+        for start in range(0, len(shas), _CHUNK):
+            chunk = shas[start : start + _CHUNK]
             marks = ", ".join("?" * len(chunk))
             for sha, data in await tx.fetch(
                 f"SELECT sha256, data FROM blobs WHERE sha256 IN ({marks})", *chunk
@@ -779,14 +834,17 @@ class SqlChatStore(ChatStore, abc.ABC):
         )
 
     async def renew_lease(self, lease: ChatLease, *, ttl: float) -> ChatLease:
-        expires_at = self._clock() + ttl
         async with self._transaction() as tx:
-            changed = await tx.fetch(
-                "UPDATE leases SET expires_at = ? WHERE chat_id = ? AND token = ? RETURNING fence",
-                expires_at,
-                lease.chat_id,
-                lease.token,
-            )
+            return await self._renew_in(tx, lease, ttl)
+
+    async def _renew_in(self, tx: SqlTx, lease: ChatLease, ttl: float) -> ChatLease:
+        expires_at = self._clock() + ttl
+        changed = await tx.fetch(
+            "UPDATE leases SET expires_at = ? WHERE chat_id = ? AND token = ? RETURNING fence",
+            expires_at,
+            lease.chat_id,
+            lease.token,
+        )
         if not changed:
             raise LeaseLostError(
                 f"The lease of {lease.owner!r} on chat {lease.chat_id!r} was taken over"

@@ -8,7 +8,7 @@ import abc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
-from ._errors import ChatExistsError, JournalError
+from ._errors import ChatExistsError, ChatNotFoundError, CorruptRecordError, JournalError
 from ._records import ChatStatus, StoreLimits
 
 if TYPE_CHECKING:
@@ -62,7 +62,15 @@ class ReleaseLease:
     lease: ChatLease
 
 
-BatchOp: TypeAlias = "AppendTurn | StartChat | AcquireLease | ReleaseLease"
+@dataclass(frozen=True, slots=True)
+class RenewLease:
+    """A write of a group commit: `renew_lease`."""
+
+    lease: ChatLease
+    ttl: float
+
+
+BatchOp: TypeAlias = "AppendTurn | StartChat | AcquireLease | ReleaseLease | RenewLease"
 
 #: The journal's schema version this moot writes; older journals are migrated on open.
 SCHEMA_VERSION = 2
@@ -213,6 +221,8 @@ class ChatStore(abc.ABC):
                     result = await self.start_chat(op.definition, op.owner, ttl=op.ttl)
                 elif isinstance(op, AcquireLease):
                     result = await self.acquire_lease(op.chat_id, op.owner, ttl=op.ttl)
+                elif isinstance(op, RenewLease):
+                    result = await self.renew_lease(op.lease, ttl=op.ttl)
                 else:
                     await self.release_lease(op.lease)
                 outcome.append(result)
@@ -228,6 +238,24 @@ class ChatStore(abc.ABC):
             ChatNotFoundError: no such chat.
             CorruptRecordError: a row or blob of this chat cannot be read.
         """
+
+    async def load_many(self, chat_ids: Sequence[str]) -> dict[str, list[Turn] | JournalError]:
+        """Many chats' turns in one read (to resume them together): per chat id, its turns as
+        `turns(chat_id)` gives them, or the typed error that chat alone gets
+        (`ChatNotFoundError`, `CorruptRecordError`); one chat's bad row fails no other.
+
+        This default reads them one by one; the SQL stores read them all in one transaction.
+
+        Raises:
+            StoreError, StoreUnavailableError: the store failed (for every chat).
+        """
+        loaded: dict[str, list[Turn] | JournalError] = {}
+        for chat_id in dict.fromkeys(chat_ids):
+            try:
+                loaded[chat_id] = await self.turns(chat_id)
+            except (ChatNotFoundError, CorruptRecordError) as exc:
+                loaded[chat_id] = exc
+        return loaded
 
     @abc.abstractmethod
     async def blob(self, sha256: str) -> bytes:
