@@ -148,6 +148,10 @@ class SqlChatStore(ChatStore, abc.ABC):
     def name(self) -> str:
         """The store's URL without a password, for errors."""
 
+    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """`column` is one of `values` (at most `_CHUNK` of them): a condition and its args."""
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
     # -- schema -------------------------------------------------------------------------------
 
     async def _migrate(self, tx: SqlTx, *, target: int = SCHEMA_VERSION) -> None:
@@ -450,11 +454,12 @@ class SqlChatStore(ChatStore, abc.ABC):
         chat (and its lease), then one batched statement per table writes what passed."""
         ids = sorted({op.chat_id for _, op, _ in turns})  # one lock order: no deadlocks
         lock = " ORDER BY chats.chat_id FOR UPDATE OF chats" if self.dialect.for_update else ""
+        where, args = self._in("chats.chat_id", ids)
         rows = await tx.fetch(
             "SELECT chats.chat_id, chats.status, chats.turns, chats.last_event, leases.token,"
             " leases.expires_at FROM chats LEFT JOIN leases ON leases.chat_id = chats.chat_id"
-            f" WHERE chats.chat_id IN ({', '.join('?' for _ in ids)})" + lock,
-            *ids,
+            f" WHERE {where}" + lock,
+            *args,
         )
         chats: dict[str, list[Any]] = {str(row[0]): list(row[1:]) for row in rows}
         now = self._clock()
@@ -531,19 +536,31 @@ class SqlChatStore(ChatStore, abc.ABC):
                 sorted(blobs.items()),
             )
         if turn_rows:
-            await tx.execute_many(
-                "INSERT INTO turns (chat_id, number, body) VALUES (?, ?, ?)", turn_rows
-            )
-            await tx.execute_many(
-                "UPDATE chats SET turns = ?, tokens = tokens + ?, cost = cost + ?,"
-                " status = COALESCE(?, status), termination = COALESCE(?, termination),"
-                " last_event = ?, updated_at = ? WHERE chat_id = ?",
-                chat_rows,
-            )
-            await tx.execute_many(
-                "INSERT INTO events (chat_id, id, kind, data, at) VALUES (?, ?, ?, ?, ?)",
-                event_rows,
-            )
+            await self._write_turn_rows(tx, turn_rows, chat_rows, event_rows)
+
+    async def _write_turn_rows(
+        self,
+        tx: SqlTx,
+        turn_rows: Sequence[tuple[Any, ...]],
+        chat_rows: Sequence[tuple[Any, ...]],
+        event_rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """A group commit's rows: turns (chat_id, number, body), the chats' counters (turns,
+        tokens, cost, status, termination, last_event, updated_at, chat_id) and events
+        (chat_id, id, kind, data, at); one batched statement per table."""
+        await tx.execute_many(
+            "INSERT INTO turns (chat_id, number, body) VALUES (?, ?, ?)", turn_rows
+        )
+        await tx.execute_many(
+            "UPDATE chats SET turns = ?, tokens = tokens + ?, cost = cost + ?,"
+            " status = COALESCE(?, status), termination = COALESCE(?, termination),"
+            " last_event = ?, updated_at = ? WHERE chat_id = ?",
+            chat_rows,
+        )
+        await tx.execute_many(
+            "INSERT INTO events (chat_id, id, kind, data, at) VALUES (?, ?, ?, ?, ?)",
+            event_rows,
+        )
 
     async def _start_in(
         self, tx: SqlTx, chat_id: str, text: str, owner: str, ttl: float
@@ -616,16 +633,13 @@ class SqlChatStore(ChatStore, abc.ABC):
         rows_of: dict[str, list[tuple[int, str]]] = {}
         async with self._transaction(write=False) as tx:
             for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                for (chat_id,) in await tx.fetch(
-                    f"SELECT chat_id FROM chats WHERE chat_id IN ({marks})", *chunk
-                ):
+                where, args = self._in("chat_id", ids[start : start + _CHUNK])
+                for (chat_id,) in await tx.fetch(f"SELECT chat_id FROM chats WHERE {where}", *args):
                     rows_of[str(chat_id)] = []
                 for chat_id, number, body in await tx.fetch(
-                    f"SELECT chat_id, number, body FROM turns WHERE chat_id IN ({marks})"
+                    f"SELECT chat_id, number, body FROM turns WHERE {where}"
                     " ORDER BY chat_id, number",
-                    *chunk,
+                    *args,
                 ):
                     rows_of.setdefault(str(chat_id), []).append((int(number), body))
             decoded, loaded = self._decode_many(ids, rows_of)
@@ -663,11 +677,8 @@ class SqlChatStore(ChatStore, abc.ABC):
     async def _blobs(self, tx: SqlTx, shas: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         for start in range(0, len(shas), _CHUNK):
-            chunk = shas[start : start + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            for sha, data in await tx.fetch(
-                f"SELECT sha256, data FROM blobs WHERE sha256 IN ({marks})", *chunk
-            ):
+            where, args = self._in("sha256", shas[start : start + _CHUNK])
+            for sha, data in await tx.fetch(f"SELECT sha256, data FROM blobs WHERE {where}", *args):
                 found[str(sha)] = bytes(data)
         return found
 

@@ -255,3 +255,17 @@ async def test_sqlite_calls_cancelled_at_every_point_leave_the_store_usable(
         assert [t.number for t in await store.turns("c1")] == list(range(1, 41))
     finally:
         await store.aclose()
+
+
+async def test_load_many_fails_only_the_chat_with_a_corrupt_row(durable_backend: Backend) -> None:
+    store = await durable_backend.open()
+    for chat_id in ("bad", "good"):
+        await store.create_chat(definition(chat_id))
+        await store.append_turn(chat_id, turn(1))
+    mark = "?" if durable_backend.kind == "sqlite" else "$1"
+    await durable_backend.raw(f"UPDATE turns SET body = {mark} WHERE chat_id = 'bad'", "[1, 2")
+    loaded = await store.load_many(["bad", "good"])
+    bad = loaded["bad"]
+    assert isinstance(bad, CorruptRecordError)
+    assert bad.chat_id == "bad"
+    assert loaded["good"] == await store.turns("good")

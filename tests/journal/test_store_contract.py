@@ -319,3 +319,79 @@ async def test_a_page_limit_below_one_or_a_foreign_cursor_is_refused(store: Chat
         await store.list_chats(limit=0)
     with pytest.raises(JournalConfigError, match="cursor"):
         await store.list_chats(cursor="not-a-cursor")
+
+
+async def test_load_many_reads_each_chats_turns_as_turns_does(store: ChatStore) -> None:
+    for chat_id in ("a", "b", "empty"):
+        await store.create_chat(definition(chat_id))
+    await store.append_turn("a", turn(1, files=(FileChange(path="f.txt", data=b"bytes"),)))
+    await store.append_turn("a", turn(2, "bob"))
+    await store.append_turn("b", turn(1))
+    loaded = await store.load_many(["b", "missing", "a", "empty", "a"])
+    assert list(loaded) == ["b", "missing", "a", "empty"]  # asked order, each chat once
+    assert loaded["a"] == await store.turns("a")
+    assert loaded["b"] == await store.turns("b")
+    assert loaded["empty"] == []
+    missing = loaded["missing"]
+    assert isinstance(missing, ChatNotFoundError)
+    assert missing.chat_id == "missing"
+    assert await store.load_many([]) == {}
+
+
+async def test_load_many_reads_more_chats_than_one_query_takes(store: ChatStore) -> None:
+    ids = [f"c{i:04d}" for i in range(1201)]  # three chunks of ids
+    for chat_id in ids:
+        await store.create_chat(definition(chat_id))
+        await store.append_turn(chat_id, turn(1, chat_id))
+    loaded = await store.load_many(ids)
+    assert [turns[0].speaker for turns in loaded.values() if isinstance(turns, list)] == ids
+
+
+async def test_a_group_commit_answers_each_op_alone_and_renews_leases(store: ChatStore) -> None:
+    from moot.journal._store import AppendTurn, ReleaseLease, RenewLease
+
+    leases = {}
+    for chat_id in ("a", "b", "c", "d", "e"):  # one op per chat, as chats send them
+        await store.create_chat(definition(chat_id))
+        leases[chat_id] = await store.acquire_lease(chat_id, "me", ttl=30)
+    await store.append_turn("c", turn(1), lease=leases["c"])
+    outcome = await store.write_batch(
+        [
+            AppendTurn("a", turn(1), leases["a"]),
+            AppendTurn("b", turn(2), leases["b"]),  # out of order: refused alone
+            AppendTurn("c", turn(2, termination=Termination(reason="done")), leases["c"]),
+            RenewLease(leases["d"], 60.0),
+            ReleaseLease(leases["e"]),
+        ]
+    )
+    assert [outcome[0], outcome[2], outcome[4]] == [None, None, None]
+    assert isinstance(outcome[1], TurnOrderError)
+    renewed = outcome[3]
+    assert isinstance(renewed, ChatLease)
+    assert (renewed.token, renewed.fence) == (leases["d"].token, leases["d"].fence)
+    assert renewed.expires_at > leases["d"].expires_at
+    assert [t.number for t in await store.turns("a")] == [1]
+    assert await store.turns("b") == []
+    assert (await store.summary("c")).status is ChatStatus.FINISHED
+    other = await store.acquire_lease("e", "someone else", ttl=30)  # "e" was released
+    assert other.fence == leases["e"].fence + 1
+    lost = await store.write_batch([RenewLease(leases["e"], 60.0)])
+    assert isinstance(lost[0], LeaseLostError)
+
+
+async def test_two_turns_of_one_chat_in_one_group_commit_apply_in_order(store: ChatStore) -> None:
+    from moot.journal._store import AppendTurn
+
+    await store.create_chat(definition("a"))
+    await store.create_chat(definition("b"))
+    outcome = await store.write_batch(
+        [
+            AppendTurn("a", turn(1), None),
+            AppendTurn("b", turn(1), None),
+            AppendTurn("a", turn(2), None),
+        ]
+    )
+    assert outcome == [None, None, None]
+    summary = await store.summary("a")
+    assert (summary.turns, summary.tokens, summary.cost) == (2, 30, 0.5)
+    assert [e.id for e in await store.events("a")] == [1, 2, 3]
