@@ -129,10 +129,9 @@ class GroupJournal:
         if agent is None:
             return Usage()
         try:
-            summary = agent.chat_state(chat.chat_id).usage.summary()
+            tokens, cost = agent.chat_state(chat.chat_id).usage.totals()
         except Exception:  # no state, or not a moot agent: nothing to count
             return Usage()
-        tokens, cost = int(summary.total_tokens), float(summary.total_cost)
         before = self._spent.get(speaker, (0, 0.0))
         self._spent[speaker] = (tokens, cost)
         return Usage(completion_tokens=max(0, tokens - before[0]), cost=max(0.0, cost - before[1]))

@@ -130,8 +130,9 @@ def _closed_error() -> StoreUnavailableError:
 
 class GroupCommitStore(ChatStore):
     """Wraps a store; `append_turn`, `start_chat`, `acquire_lease`, `renew_lease` and
-    `release_lease` join the next group commit, `turns(chat_id)` joins the next batched read
-    (`load_many`), everything else passes through.
+    `release_lease` join the next group commit; `turns(chat_id)`, `summary` and `definition`
+    join the next batched read (`load_many`, `summaries`, `definitions`: chats resumed together
+    are read together); everything else passes through.
 
     The lanes are bounded (`max_pending`): past it, a writer waits for room. A failure of a
     commit reaches every chat whose turn was in it, as the typed error the store raised.
@@ -175,10 +176,20 @@ class GroupCommitStore(ChatStore):
         self.batches += 1
         return outcome
 
-    async def _load(self, chat_ids: list[str]) -> list[Any]:
-        loaded = await self.inner.load_many(chat_ids)
+    async def _load(self, requests: list[tuple[str, str]]) -> list[Any]:
+        """A batch of reads, `(kind, chat_id)`: one batched read of the inner store per kind."""
+        inner = self.inner
+        found: dict[str, Mapping[str, Any]] = {}
+        for kind in {kind for kind, _ in requests}:
+            ids = [chat_id for k, chat_id in requests if k == kind]
+            if kind == "turns":
+                found[kind] = await inner.load_many(ids)
+            elif kind == "summary":
+                found[kind] = await inner.summaries(ids)
+            else:
+                found[kind] = await inner.definitions(ids)
         self.read_batches += 1
-        return [loaded[chat_id] for chat_id in chat_ids]
+        return [found[kind][chat_id] for kind, chat_id in requests]
 
     async def _submit(self, op: BatchOp) -> Any:
         if not self._tasks:
@@ -210,22 +221,36 @@ class GroupCommitStore(ChatStore):
     async def turns(self, chat_id: str, *, after: int = 0) -> list[Turn]:
         if after or not self._tasks:
             return await self.inner.turns(chat_id, after=after)
-        loaded: list[Turn] = await self._reads.submit(chat_id)
+        loaded: list[Turn] = await self._reads.submit(("turns", chat_id))
         return loaded
+
+    async def summary(self, chat_id: str) -> ChatSummary:
+        if not self._tasks:
+            return await self.inner.summary(chat_id)
+        found: ChatSummary = await self._reads.submit(("summary", chat_id))
+        return found
+
+    async def definition(self, chat_id: str) -> ChatDefinition:
+        if not self._tasks:
+            return await self.inner.definition(chat_id)
+        found: ChatDefinition = await self._reads.submit(("definition", chat_id))
+        return found
 
     async def load_many(self, chat_ids: Sequence[str]) -> dict[str, list[Turn] | JournalError]:
         return await self.inner.load_many(chat_ids)
+
+    async def summaries(self, chat_ids: Sequence[str]) -> dict[str, ChatSummary | JournalError]:
+        return await self.inner.summaries(chat_ids)
+
+    async def definitions(
+        self, chat_ids: Sequence[str]
+    ) -> dict[str, ChatDefinition | JournalError]:
+        return await self.inner.definitions(chat_ids)
 
     # -- everything else passes through ------------------------------------------------------
 
     async def create_chat(self, definition: ChatDefinition) -> None:
         await self.inner.create_chat(definition)
-
-    async def definition(self, chat_id: str) -> ChatDefinition:
-        return await self.inner.definition(chat_id)
-
-    async def summary(self, chat_id: str) -> ChatSummary:
-        return await self.inner.summary(chat_id)
 
     async def list_chats(
         self, *, status: ChatStatus | None = None, limit: int = 50, cursor: str | None = None

@@ -294,6 +294,21 @@ def turn_event(prepared: PreparedTurn) -> dict[str, Any]:
     return data
 
 
+_FINISHED_EVENT = ("status", '{"status":"finished"}')
+
+
+def turn_event_rows(prepared: PreparedTurn) -> list[tuple[str, str]]:
+    """`turn_event` (and the status event of a last turn) as (kind, JSON text) rows, built
+    directly: the store writes them for every turn, and they hold nothing the turn's row,
+    checked already, does not (so no size check of their own)."""
+    speaker = json.dumps(prepared.speaker, ensure_ascii=False)
+    if prepared.finished is None:
+        return [("turn", f'{{"number":{prepared.number},"speaker":{speaker}}}')]
+    reason = json.dumps(prepared.finished.reason, ensure_ascii=False)
+    text = f'{{"number":{prepared.number},"speaker":{speaker},"termination":{reason}}}'
+    return [("turn", text), _FINISHED_EVENT]
+
+
 def json_text(data: Mapping[str, Any]) -> str:
     """Compact JSON for data the store itself builds (always JSON-able)."""
     return json.dumps(data, separators=(",", ":"))

@@ -46,7 +46,7 @@ from ._rows import (
     encode_termination,
     prepare_turn,
     rebuild_turn,
-    turn_event,
+    turn_event_rows,
 )
 from ._store import (
     SCHEMA_VERSION,
@@ -328,6 +328,45 @@ class SqlChatStore(ChatStore, abc.ABC):
             raise ChatNotFoundError(f"No chat {chat_id!r} is journaled.", chat_id=chat_id)
         return self._summary(rows[0])
 
+    async def summaries(self, chat_ids: Sequence[str]) -> dict[str, ChatSummary | JournalError]:
+        rows = await self._rows_of_chats(_SUMMARY, chat_ids)
+        found: dict[str, ChatSummary | JournalError] = {}
+        for chat_id in dict.fromkeys(chat_ids):
+            row = rows.get(chat_id)
+            try:
+                if row is None:
+                    raise ChatNotFoundError(f"No chat {chat_id!r} is journaled.", chat_id=chat_id)
+                found[chat_id] = self._summary(row)
+            except (ChatNotFoundError, CorruptRecordError) as exc:
+                found[chat_id] = exc
+        return found
+
+    async def definitions(
+        self, chat_ids: Sequence[str]
+    ) -> dict[str, ChatDefinition | JournalError]:
+        rows = await self._rows_of_chats("chat_id, definition", chat_ids)
+        found: dict[str, ChatDefinition | JournalError] = {}
+        for chat_id in dict.fromkeys(chat_ids):
+            row = rows.get(chat_id)
+            try:
+                if row is None:
+                    raise ChatNotFoundError(f"No chat {chat_id!r} is journaled.", chat_id=chat_id)
+                found[chat_id] = decode_definition(row[1], chat_id)
+            except (ChatNotFoundError, CorruptRecordError) as exc:
+                found[chat_id] = exc
+        return found
+
+    async def _rows_of_chats(self, columns: str, chat_ids: Sequence[str]) -> dict[str, Row]:
+        """`columns` (the first being chat_id) of the chats' rows, by id, in one transaction."""
+        ids = list(dict.fromkeys(chat_ids))
+        rows: dict[str, Row] = {}
+        async with self._transaction(write=False) as tx:
+            for start in range(0, len(ids), _CHUNK):
+                where, args = self._in("chat_id", ids[start : start + _CHUNK])
+                for row in await tx.fetch(f"SELECT {columns} FROM chats WHERE {where}", *args):
+                    rows[str(row[0])] = row
+        return rows
+
     async def list_chats(
         self, *, status: ChatStatus | None = None, limit: int = 50, cursor: str | None = None
     ) -> ChatPage:
@@ -505,9 +544,7 @@ class SqlChatStore(ChatStore, abc.ABC):
                 outcome[index] = exc
                 continue
             finished = prepared.finished
-            events = [self._event("turn", turn_event(prepared))]
-            if finished is not None:
-                events.append(self._event("status", {"status": ChatStatus.FINISHED.value}))
+            events = turn_event_rows(prepared)
             blobs.update(prepared.blobs)
             turn_rows.append((chat_id, prepared.number, prepared.body))
             last = int(last_event)
@@ -575,9 +612,7 @@ class SqlChatStore(ChatStore, abc.ABC):
     ) -> None:
         finished = prepared.finished
         termination = None if finished is None else encode_termination(finished, self.limits)
-        events = [self._event("turn", turn_event(prepared))]
-        if finished is not None:
-            events.append(self._event("status", {"status": ChatStatus.FINISHED.value}))
+        events = turn_event_rows(prepared)
         _, turns, last_event = await self._writable_turn(tx, chat_id, lease)
         if prepared.number != turns + 1:
             raise TurnOrderError(

@@ -48,7 +48,8 @@ class _Tx:
 
 
 class _SyncTx:
-    """A transaction of the batch connection, in its own thread: nothing here really waits."""
+    """A transaction of the batch connection, which holds the write lock already: its
+    statements never wait for another writer (the disk sync waits for COMMIT)."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
@@ -172,23 +173,36 @@ class SqliteChatStore(SqlChatStore):
             batch.close()
 
     async def write_batch(self, ops: Sequence[BatchOp]) -> list[Any]:
+        """A group commit: BEGIN and COMMIT (the waits: the write lock, the sync to disk) in
+        the batch thread; the statements between them on the loop's thread, where they cost
+        what they cost in the thread, without handing the GIL back and forth per row."""
         if self._connection is None:
             raise StoreUnavailableError(
                 f"The SQLite journal at {self.path} is not open (use `async with store`).",
                 store=self.name,
             )
         outcome, ready = self._prepare_batch(ops)
-        if ready:
-            if self._batcher is None:
-                self._batcher = ThreadPoolExecutor(1, thread_name_prefix="moot-journal")
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._batcher, self._batch_sync, ops, ready, outcome)
+        if not ready:
+            return outcome
+        if self._batcher is None:
+            self._batcher = ThreadPoolExecutor(1, thread_name_prefix="moot-journal")
+        loop = asyncio.get_running_loop()
+        batch = await loop.run_in_executor(self._batcher, self._begin_batch)
+        try:
+            try:
+                _drive(self._batch_in(_SyncTx(batch), ops, ready, outcome))
+            except BaseException:
+                batch.execute("ROLLBACK")
+                raise
+            await loop.run_in_executor(self._batcher, batch.execute, "COMMIT")
+        except sqlite3.Error as exc:
+            await loop.run_in_executor(self._batcher, self._rollback_batch)
+            raise self._failure(exc, write=True) from exc
         return outcome
 
-    def _batch_sync(
-        self, ops: Sequence[BatchOp], ready: Sequence[tuple[int, Any]], outcome: list[Any]
-    ) -> None:
-        """In the batch thread: the whole group commit in one transaction."""
+    def _begin_batch(self) -> sqlite3.Connection:
+        """In the batch thread: the batch connection (opened on first use) in a write
+        transaction; one a cancelled batch left open is rolled back first."""
         try:
             batch = self._batch_connection
             if batch is None:
@@ -197,17 +211,18 @@ class SqliteChatStore(SqlChatStore):
                 batch.execute(f"PRAGMA busy_timeout={self._busy_ms}")
                 batch.execute("PRAGMA foreign_keys=ON")
                 self._batch_connection = batch
-            batch.execute("BEGIN IMMEDIATE")
-            try:
-                _drive(self._batch_in(_SyncTx(batch), ops, ready, outcome))
-            except BaseException:
+            if batch.in_transaction:
                 batch.execute("ROLLBACK")
-                raise
-            batch.execute("COMMIT")
+            batch.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            if self._batch_connection is not None and self._batch_connection.in_transaction:
-                self._batch_connection.execute("ROLLBACK")
             raise self._failure(exc, write=True) from exc
+        return batch
+
+    def _rollback_batch(self) -> None:
+        batch = self._batch_connection
+        if batch is not None and batch.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                batch.execute("ROLLBACK")
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         return StoreUnavailableError(

@@ -257,6 +257,36 @@ class ChatStore(abc.ABC):
                 loaded[chat_id] = exc
         return loaded
 
+    async def summaries(self, chat_ids: Sequence[str]) -> dict[str, ChatSummary | JournalError]:
+        """Many chats' `summary` in one read: per chat id, its summary or its own typed error.
+
+        Raises:
+            StoreError, StoreUnavailableError: the store failed (for every chat).
+        """
+        found: dict[str, ChatSummary | JournalError] = {}
+        for chat_id in dict.fromkeys(chat_ids):
+            try:
+                found[chat_id] = await self.summary(chat_id)
+            except (ChatNotFoundError, CorruptRecordError) as exc:
+                found[chat_id] = exc
+        return found
+
+    async def definitions(
+        self, chat_ids: Sequence[str]
+    ) -> dict[str, ChatDefinition | JournalError]:
+        """Many chats' `definition` in one read: per chat id, its definition or its own error.
+
+        Raises:
+            StoreError, StoreUnavailableError: the store failed (for every chat).
+        """
+        found: dict[str, ChatDefinition | JournalError] = {}
+        for chat_id in dict.fromkeys(chat_ids):
+            try:
+                found[chat_id] = await self.definition(chat_id)
+            except (ChatNotFoundError, CorruptRecordError) as exc:
+                found[chat_id] = exc
+        return found
+
     @abc.abstractmethod
     async def blob(self, sha256: str) -> bytes:
         """A stored file content by its sha256.

@@ -222,5 +222,11 @@ class UsageTracker:
             ),
         )
 
+    def totals(self) -> tuple[int, float]:
+        """Tokens and dollars so far, cached answers included (`summary()`'s `total_tokens`
+        and `total_cost`), without building a summary: the journal reads it every turn."""
+        tallies = self._per_model.values()
+        return sum(t.total_tokens for t in tallies), sum(t.cost for t in tallies)
+
     def clear(self) -> None:
         self._per_model.clear()

@@ -50,6 +50,13 @@ async def test_chats_resumed_together_are_read_in_one_batch(backend: Backend) ->
             *(store.turns(i) for i in [*ids, "missing"]), return_exceptions=True
         )
         assert store.read_batches == 1
+        summaries, definitions = await asyncio.gather(
+            asyncio.gather(*(store.summary(i) for i in ids)),
+            asyncio.gather(*(store.definition(i) for i in ids)),
+        )
+        assert store.read_batches == 2  # both kinds in one batch, one read of each
+        assert [s.turns for s in summaries] == [3] * 50
+        assert [d.chat_id for d in definitions] == ids
         assert [[t.number for t in r] for r in reads[:-1] if isinstance(r, list)] == [
             [1, 2, 3]
         ] * 50

@@ -395,3 +395,18 @@ async def test_two_turns_of_one_chat_in_one_group_commit_apply_in_order(store: C
     summary = await store.summary("a")
     assert (summary.turns, summary.tokens, summary.cost) == (2, 30, 0.5)
     assert [e.id for e in await store.events("a")] == [1, 2, 3]
+
+
+async def test_summaries_and_definitions_read_many_chats_at_once(store: ChatStore) -> None:
+    for chat_id in ("a", "b"):
+        await store.create_chat(definition(chat_id))
+    await store.append_turn("b", turn(1))
+    summaries = await store.summaries(["b", "nope", "a"])
+    definitions = await store.definitions(["a", "nope", "b", "a"])
+    assert list(summaries) == ["b", "nope", "a"]
+    assert summaries["a"] == await store.summary("a")
+    assert summaries["b"] == await store.summary("b")
+    assert list(definitions) == ["a", "nope", "b"]
+    assert [definitions["a"], definitions["b"]] == [definition("a"), definition("b")]
+    assert isinstance(summaries["nope"], ChatNotFoundError)
+    assert isinstance(definitions["nope"], ChatNotFoundError)
