@@ -4,7 +4,8 @@ in-memory store, with the SQLite file (synchronous FULL, the default) and with a
 server, each in a fresh process of the same run. Then: the time to resume 1,000 interrupted
 chats (each stopped after about half of its turns) from SQLite and from Postgres.
 
-    python benchmarks/bench_durable.py [--chats 1000] [--latency-ms 50] [--quick]
+    python benchmarks/bench_durable.py [--chats 1000] [--latency-ms 50] [--quick] [--reps 3]
+        [--before /tmp/moot-old]   # a worktree of an older commit with its venv, interleaved
 
 Reported per store: wall time, the ratio to no journal, CPU ms per turn, bytes journaled per
 turn (rows plus file contents, from the store's statistics) and the group commits made.
@@ -20,9 +21,9 @@ import gc
 import json
 import logging
 import subprocess
-import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from moot.journal import ChatStore, GroupCommitStore, store_from_url
 from moot.runtime import Runtime
 
 TURNS, AGENTS = 10, 3
+NEW = Path(__file__).resolve().parent.parent
 
 
 class InterruptingStub(StubClient):
@@ -141,12 +143,67 @@ async def resume(variant: str, url: str, chats: int, latency: float) -> dict[str
     }
 
 
-def _child(kind: str, variant: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--single", kind, variant, url,
+def _child(
+    kind: str, variant: str, url: str, args: argparse.Namespace, tree: Path = NEW
+) -> dict[str, Any]:
+    """One measurement in a fresh process of `tree` (this tree, or an older one's worktree
+    with its own venv: the same `--single` interface)."""
+    command = [str(tree / ".venv/bin/python"), str(tree / "benchmarks/bench_durable.py"),
+               "--single", kind, variant, url,
                "--chats", str(args.chats), "--latency-ms", str(args.latency_ms)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900)
     loaded: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return loaded
+
+
+def _fresh_database(dsn: str) -> str:
+    """A new empty database on the server of `dsn` (each run journals chats w0..wN anew)."""
+    import asyncpg
+
+    name = "bench_" + uuid.uuid4().hex[:12]
+
+    async def create() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f"CREATE DATABASE {name}")
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    return dsn.rsplit("/", 1)[0] + "/" + name
+
+
+def _rep(args: argparse.Namespace, dsn: str, folder: str, tree: Path) -> dict[str, Any]:
+    """W3 with each store and the two resumes, in fresh processes of `tree`."""
+    tag = uuid.uuid4().hex[:8]
+    w3_rows = [
+        _child("w3", "none", "", args, tree),
+        _child("w3", "memory", "memory://", args, tree),
+        _child("w3", "sqlite", f"sqlite:///{folder}/w3-{tag}.sqlite3", args, tree),
+        _child("w3", "postgres", _fresh_database(dsn), args, tree),
+    ]
+    base = w3_rows[0]
+    for row in w3_rows:
+        row["wall_ratio_vs_no_journal"] = round(row["wall_s"] / base["wall_s"], 3)
+        row["cpu_ratio_vs_no_journal"] = round(row["cpu_ms_per_turn"] / base["cpu_ms_per_turn"], 3)
+    resume_rows = [
+        _child("resume", "sqlite", f"sqlite:///{folder}/resume-{tag}.sqlite3", args, tree),
+        _child("resume", "postgres", _fresh_database(dsn), args, tree),
+    ]
+    return {"w3": w3_rows, "resume": resume_rows}
+
+
+def _median_rows(reps: list[dict[str, Any]], part: str) -> list[dict[str, Any]]:
+    """Per store, the run with the median same-run ratio (W3) or resume wall time, with
+    every run's figure beside it."""
+    key = "wall_ratio_vs_no_journal" if part == "w3" else "resume_wall_s"
+    rows = []
+    for index in range(len(reps[0][part])):
+        runs = [rep[part][index] for rep in reps]
+        chosen = dict(sorted(runs, key=lambda row: row[key])[len(runs) // 2])
+        chosen[f"{key}_runs"] = [row[key] for row in runs]
+        rows.append(chosen)
+    return rows
 
 
 def main() -> None:
@@ -154,6 +211,10 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--quick", action="store_true", help="100 chats, to check the benchmark")
+    parser.add_argument("--reps", type=int, default=1, help="repetitions; medians are reported")
+    parser.add_argument(
+        "--before", type=Path, help="a worktree of an older commit (with its venv) to interleave"
+    )
     parser.add_argument("--single", nargs=3, metavar=("KIND", "STORE", "URL"))
     args = parser.parse_args()
     if args.quick:
@@ -166,37 +227,48 @@ def main() -> None:
         result = asyncio.run(run(variant, url, args.chats, args.latency_ms / 1000))
         print(json.dumps(result))
         return
+    trees = {"after": NEW} if args.before is None else {"before": args.before, "after": NEW}
+    measured: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     dsn, server = _postgres()
     try:
         with tempfile.TemporaryDirectory(prefix="moot-bench-durable-") as folder:
-            sqlite = f"sqlite:///{folder}/w3.sqlite3"
-            w3_rows = [
-                _child("w3", "none", "", args),
-                _child("w3", "memory", "memory://", args),
-                _child("w3", "sqlite", sqlite, args),
-                _child("w3", "postgres", dsn, args),
-            ]
-            resume_rows = [
-                _child("resume", "sqlite", f"sqlite:///{folder}/resume.sqlite3", args),
-                _child("resume", "postgres", dsn, args),
-            ]
+            for rep in range(args.reps):
+                order = list(trees.items())
+                for name, tree in order if rep % 2 == 0 else order[::-1]:
+                    measured[name].append(_rep(args, dsn, folder, tree))
     finally:
         if server is not None:
             server.remove()
-    base = w3_rows[0]["wall_s"]
-    for row in w3_rows:
-        row["wall_ratio_vs_no_journal"] = round(row["wall_s"] / base, 3)
-    payload = {
+    results = {
+        name: {"w3": _median_rows(reps, "w3"), "resume": _median_rows(reps, "resume")}
+        for name, reps in measured.items()
+    }
+    payload: dict[str, Any] = {
         "workload": f"W3 with the journal: {AGENTS} agents x {TURNS} turns, C = {args.chats},"
         f" L = {args.latency_ms} ms",
         "targets": {"sqlite_wall_ratio": 1.15, "postgres_wall_ratio": 1.3},
-        "w3": w3_rows,
-        "resume": resume_rows,
-        "versions": versions(),
+        "reps": args.reps,
+        "w3": results["after"]["w3"],
+        "resume": results["after"]["resume"],
     }
+    if args.before is not None:
+        payload["before"] = {
+            "tree": str(args.before),
+            "commit": _commit(args.before),
+            **results["before"],
+        }
+        payload["after_commit"] = _commit(NEW)
+    payload["versions"] = versions()
     path = write("durable", payload)
     print(json.dumps(payload, indent=2))
     print(f"wrote {path}")
+
+
+def _commit(tree: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip()
 
 
 if __name__ == "__main__":
