@@ -54,7 +54,7 @@ from ._store import (
     AcquireLease,
     AppendTurn,
     ChatStore,
-    RenewLease,
+    ReleaseLease,
     StartChat,
     check_page_limit,
     decode_cursor,
@@ -458,30 +458,86 @@ class SqlChatStore(ChatStore, abc.ABC):
         outcome: list[Any],
     ) -> None:
         turns: list[tuple[int, AppendTurn, PreparedTurn]] = []
+        starts: list[tuple[int, StartChat, str]] = []
+        releases: list[tuple[str, str]] = []
         for index, prepared in ready:
             op = ops[index]
             if isinstance(op, AppendTurn):
                 turns.append((index, op, prepared))
                 continue
+            if isinstance(op, StartChat):
+                starts.append((index, op, prepared))
+                continue
+            if isinstance(op, ReleaseLease):
+                releases.append((op.lease.chat_id, op.lease.token))
+                continue
             try:  # the checks run before the writes, so a refusal leaves tx clean
-                if isinstance(op, StartChat):
-                    outcome[index] = await self._start_in(
-                        tx, op.definition.chat_id, prepared, op.owner, op.ttl
-                    )
-                elif isinstance(op, AcquireLease):
+                if isinstance(op, AcquireLease):
                     if not await tx.fetch("SELECT 1 FROM chats WHERE chat_id = ?", op.chat_id):
                         raise ChatNotFoundError(
                             f"No chat {op.chat_id!r} is journaled.", chat_id=op.chat_id
                         )
                     outcome[index] = await self._lease_in(tx, op.chat_id, op.owner, op.ttl)
-                elif isinstance(op, RenewLease):
-                    outcome[index] = await self._renew_in(tx, op.lease, op.ttl)
                 else:
-                    await self._release_in(tx, op.lease)
+                    outcome[index] = await self._renew_in(tx, op.lease, op.ttl)
             except (LeaseHeldError, LeaseLostError, ChatNotFoundError) as exc:
                 outcome[index] = exc
+        if starts:
+            await self._start_many(tx, starts, outcome)
+        if releases:  # a lease lost already is left alone (the token no longer matches)
+            await tx.execute_many(
+                "UPDATE leases SET token = '', expires_at = 0.0 WHERE chat_id = ? AND token = ?",
+                releases,
+            )
         if turns:
             await self._append_many(tx, turns, outcome)
+
+    async def _start_many(
+        self, tx: SqlTx, starts: Sequence[tuple[int, StartChat, str]], outcome: list[Any]
+    ) -> None:
+        """New chats with their `chat.created` event and their first lease, in one statement
+        per table; a chat that exists already gets None (resume it), as `start_chat` does."""
+        ids = list(dict.fromkeys(op.definition.chat_id for _, op, _ in starts))
+        where, args = self._in("chat_id", ids)
+        taken = {
+            str(row[0]) for row in await tx.fetch(f"SELECT chat_id FROM chats WHERE {where}", *args)
+        }
+        now = self._clock()
+        created = self._event("chat.created", {"status": ChatStatus.RUNNING.value})[1]
+        chat_rows: list[tuple[Any, ...]] = []
+        event_rows: list[tuple[Any, ...]] = []
+        lease_rows: list[tuple[Any, ...]] = []
+        for index, op, text in starts:
+            chat_id = op.definition.chat_id
+            if chat_id in taken:
+                outcome[index] = None
+                continue
+            taken.add(chat_id)
+            token = secrets.token_urlsafe(16)
+            chat_rows.append((chat_id, text, ChatStatus.RUNNING.value, now, now))
+            event_rows.append((chat_id, 1, "chat.created", created, now))
+            lease_rows.append((chat_id, op.owner, token, now + op.ttl))
+            # A new chat has no lease row (chats are never deleted), so its fence is 1; a
+            # stray row left by hand is taken over rather than failing the whole batch.
+            outcome[index] = ChatLease(
+                chat_id=chat_id, owner=op.owner, token=token, fence=1, expires_at=now + op.ttl
+            )
+        if not chat_rows:
+            return
+        await tx.execute_many(
+            "INSERT INTO chats (chat_id, definition, status, turns, tokens, cost, last_event,"
+            " created_at, updated_at) VALUES (?, ?, ?, 0, 0, 0.0, 1, ?, ?)",
+            chat_rows,
+        )
+        await tx.execute_many(
+            "INSERT INTO events (chat_id, id, kind, data, at) VALUES (?, ?, ?, ?, ?)", event_rows
+        )
+        await tx.execute_many(
+            "INSERT INTO leases (chat_id, owner, token, fence, expires_at) VALUES (?, ?, ?, 1, ?)"
+            " ON CONFLICT (chat_id) DO UPDATE SET owner = excluded.owner,"
+            " token = excluded.token, fence = leases.fence + 1, expires_at = excluded.expires_at",
+            lease_rows,
+        )
 
     async def _append_many(
         self,

@@ -410,3 +410,34 @@ async def test_summaries_and_definitions_read_many_chats_at_once(store: ChatStor
     assert [definitions["a"], definitions["b"]] == [definition("a"), definition("b")]
     assert isinstance(summaries["nope"], ChatNotFoundError)
     assert isinstance(definitions["nope"], ChatNotFoundError)
+
+
+async def test_a_group_commit_starts_new_chats_and_leaves_existing_ones_to_resume(
+    store: ChatStore,
+) -> None:
+    from moot.journal._store import ReleaseLease, StartChat
+
+    await store.create_chat(definition("old"))
+    held = await store.acquire_lease("old", "me", ttl=30)
+    outcome = await store.write_batch(
+        [
+            StartChat(definition("n1"), "me", 30.0),
+            StartChat(definition("old"), "me", 30.0),
+            StartChat(definition("n2"), "you", 30.0),
+            StartChat(definition("n1"), "you", 30.0),  # the same id twice: the first wins
+            ReleaseLease(held),
+        ]
+    )
+    first, existing, second, again, released = outcome
+    assert isinstance(first, ChatLease)
+    assert isinstance(second, ChatLease)
+    assert (first.chat_id, first.owner, first.fence) == ("n1", "me", 1)
+    assert (second.chat_id, second.owner, second.fence) == ("n2", "you", 1)
+    assert [existing, again, released] == [None, None, None]
+    assert await store.definition("n2") == definition("n2")
+    assert [e.kind for e in await store.events("n1")] == ["chat.created"]
+    await store.append_turn("n1", turn(1), lease=first)  # the lease is the chat's
+    with pytest.raises(LeaseHeldError):
+        await store.acquire_lease("n2", "someone else", ttl=30)
+    taken = await store.acquire_lease("old", "someone else", ttl=30)  # released in the batch
+    assert taken.fence == held.fence + 1
