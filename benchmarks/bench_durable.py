@@ -202,6 +202,8 @@ def _median_rows(reps: list[dict[str, Any]], part: str) -> list[dict[str, Any]]:
         runs = [rep[part][index] for rep in reps]
         chosen = dict(sorted(runs, key=lambda row: row[key])[len(runs) // 2])
         chosen[f"{key}_runs"] = [row[key] for row in runs]
+        cpu = "cpu_ms_per_turn" if part == "w3" else "cpu_ms_per_resumed_turn"
+        chosen[f"{cpu}_runs"] = [row[cpu] for row in runs]
         rows.append(chosen)
     return rows
 
