@@ -10,6 +10,7 @@ encoded by the worker's codec, and the client replays them into its own sink in 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from moot.agents.distributed import (
     register_chat_messages,
     usage_from_wire,
 )
+from moot.journal import LeaseHeldError
 from moot.models import Usage
 
 from . import _events
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
     from moot.runtime import AgentContext, AgentId, Runtime
 
     from ._manager import GroupChatManager, _GroupRun
+
+_LEASE_WAITS = 2  # waits for a dead worker's chat lease to expire, before LeaseHeldError
+_LEASE_MARGIN = 0.05  # seconds past its expiry (clocks of two hosts differ a little)
 
 _events.GroupChatResult = GroupChatResult  # type: ignore[attr-defined]  # read by the codec
 
@@ -100,27 +105,38 @@ async def run_on_worker(
         return await _run(manager, context, request)
     journal_human_input(manager.groupchat.agents)
     opening = None if request.message is None else _group_message(request.message, request.sender)
-    async with group_journal(
-        option,
-        chat_id=context.id.key,
-        manager=manager.name,
-        participants=tuple(agent.name for agent in manager.groupchat.agents),
-        policy=type(manager.groupchat.policy).__name__,
-        max_round=manager.groupchat.max_round,
-        opening=opening,
-        ttl=manager.lease_ttl,
-        owner=manager._lease_owner,
-    ) as journal:
-        if journal.resumed:
-            request = replace(request, message=None, history=tuple(journal.history))
-        reason = None
+    for attempt in range(_LEASE_WAITS + 1):
+        entered = False
         try:
-            answer = await _run(manager, context, replace(request, journal=journal))
-            result = answer.result if isinstance(answer, GroupChatRun) else answer
-            reason = result.stop_reason
-        finally:
-            await journal.close(reason)
-        return answer
+            async with group_journal(
+                option,
+                chat_id=context.id.key,
+                manager=manager.name,
+                participants=tuple(agent.name for agent in manager.groupchat.agents),
+                policy=type(manager.groupchat.policy).__name__,
+                max_round=manager.groupchat.max_round,
+                opening=opening,
+                ttl=manager.lease_ttl,
+                owner=manager._lease_owner,
+            ) as journal:
+                entered = True
+                if journal.resumed:
+                    request = replace(request, message=None, history=tuple(journal.history))
+                reason = None
+                try:
+                    answer = await _run(manager, context, replace(request, journal=journal))
+                    result = answer.result if isinstance(answer, GroupChatRun) else answer
+                    reason = result.stop_reason
+                finally:
+                    await journal.close(reason)
+                return answer
+        except LeaseHeldError as exc:
+            if entered or attempt == _LEASE_WAITS:
+                raise
+            # This worker holds the chat's key (its NATS lease), so the journal's lease belongs
+            # to a worker that died with the chat: it expires within the manager's lease_ttl.
+            await anyio.sleep(max(0.0, exc.expires_at - time.time()) + _LEASE_MARGIN)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _run(
