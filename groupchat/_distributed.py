@@ -1,20 +1,27 @@
 """Group chats whose manager and members live on worker processes (the two-agent side is in
-`moot.agents.distributed`): the group chat's messages for the codec, its events carried back
-in the reply, and the manager's ways to open and read members that run elsewhere.
+`moot.agents.distributed`): the group chat's messages for the codec, its events sent live to
+the client, and the manager's ways to open and read members that run elsewhere.
 
-An in-process event sink cannot cross a process, so a client on another process asks the
-manager to collect the chat's events (`RunGroupChat.collect_events`); the reply carries them,
-encoded by the worker's codec, and the client replays them into its own sink in order.
+An in-process event sink cannot cross a process. When the transport has live feeds (NATS), a
+client that streams a chat opens one and names it in `RunGroupChat.event_feed`; the worker
+sends each event there as it happens, numbered, and waits for the client's ack before the
+next, so events arrive in order and a slow reader slows only its own chat (as in process). If
+the client stops acking, the worker keeps the rest and the reply carries them; the client
+skips what it has seen by number. A transport without feeds has the events collected
+(`RunGroupChat.collect_events`) and replayed from the reply when the chat ends.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
+import structlog
 
 from moot.agents.distributed import (
     OpenChat,
@@ -41,6 +48,8 @@ from ._manager import GroupChatResult
 from ._state import StopReason
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from moot.agents.distributed import ChatReport
     from moot.models import UsageSummary
     from moot.runtime import AgentContext, AgentId, Runtime
@@ -53,13 +62,34 @@ _LEASE_MARGIN = 0.05  # seconds past its expiry (clocks of two hosts differ a li
 _events.GroupChatResult = GroupChatResult  # type: ignore[attr-defined]  # read by the codec
 
 
+log = structlog.get_logger("moot.groupchat")
+
+FEED_BUFFER = 64  # events a chat may be ahead of its live feed's reader before `emit` waits
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GroupChatRun:
-    """The reply to a `RunGroupChat` that asked for its events: the result, and each event as
-    `codec.encode` made it on the worker, in order."""
+    """The reply to a `RunGroupChat` that asked for its events: the result, and the events not
+    delivered live (all of them without a feed), as `codec.encode` made them on the worker, in
+    order. `run` names the worker's run and `first` is the number of `events[0]` in it."""
 
     result: GroupChatResult
     events: tuple[dict[str, Any], ...] = ()
+    run: str = ""
+    first: int = 0
+
+
+@runtime_checkable
+class LiveFeeds(Protocol):
+    """A transport that carries live feeds between processes (`NatsTransport` does)."""
+
+    async def open_feed(self, handler: Callable[[bytes], Awaitable[None]]) -> Any:
+        """Subscribe a feed (an async context manager with a `subject`)."""
+        ...
+
+    async def send_to_feed(self, subject: str, payload: bytes) -> bool:
+        """Send one payload, wait for the reader: False when it is gone."""
+        ...
 
 
 GROUPCHAT_MESSAGES: tuple[type, ...] = (
@@ -142,9 +172,88 @@ async def run_on_worker(
 async def _run(
     manager: GroupChatManager, context: AgentContext, request: RunGroupChat
 ) -> GroupChatRun | GroupChatResult:
+    transport = context.runtime.transport
+    if request.event_feed is not None and isinstance(transport, LiveFeeds):
+        return await run_feeding(manager, context, request, transport, request.event_feed)
     if request.collect_events:
         return await run_collecting(manager, context, request)
     return await manager._run_group(context, request, initiator=None)
+
+
+async def run_feeding(
+    manager: GroupChatManager,
+    context: AgentContext,
+    request: RunGroupChat,
+    feeds: LiveFeeds,
+    subject: str,
+) -> GroupChatRun:
+    """Run the chat, sending each event to the client's live feed as it happens; the events
+    the feed did not take (its reader went away or stalled) come back with the result."""
+    send, receive = anyio.create_memory_object_stream[ChatEvent](FEED_BUFFER)
+    codec = context.runtime.codec
+    run = os.urandom(6).hex()
+    kept: list[dict[str, Any]] = []
+    first = 0
+
+    async def forward() -> None:
+        nonlocal first
+        live = True
+        async with receive:
+            async for number, event in _numbered(receive):
+                payload = codec.encode(event)
+                if live:
+                    body = {"run": run, "n": number, "event": payload}
+                    live = await feeds.send_to_feed(subject, json.dumps(body).encode())
+                    if live:
+                        continue
+                    first = number
+                    log.warning("groupchat.event_feed_lost", chat=context.id.key, event=number)
+                kept.append(payload)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(forward)
+        async with send:
+            result = await manager._run_group(
+                context, replace(request, sink=EventSink(send)), initiator=None
+            )
+    return GroupChatRun(result=result, events=tuple(kept), run=run, first=first)
+
+
+async def _numbered(receive: Any) -> Any:
+    number = 0
+    async for event in receive:
+        yield number, event
+        number += 1
+
+
+class FeedCursor:
+    """The client's place in a chat's events: it hands each to `sink` once, in order, whether
+    it came live or in the reply (a retried run on a survivor numbers its events afresh)."""
+
+    def __init__(self, runtime: Runtime, sink: EventSink) -> None:
+        self._runtime = runtime
+        self._sink = sink
+        self._run = ""
+        self._next = 0
+
+    async def take(self, run: str, number: int, payload: dict[str, Any]) -> None:
+        """Emit the event numbered `number` of `run` unless it was emitted already."""
+        if run != self._run:
+            self._run, self._next = run, 0
+        if number < self._next:
+            return
+        self._next = number + 1
+        await self._sink.emit(self._runtime.codec.decode(payload))
+
+    async def on_payload(self, data: bytes) -> None:
+        """The live feed's handler: one event as the worker sent it."""
+        body = json.loads(data)
+        await self.take(str(body["run"]), int(body["n"]), body["event"])
+
+    async def rest(self, reply: GroupChatRun) -> None:
+        """The events the reply carries, after those that came live."""
+        for offset, payload in enumerate(reply.events):
+            await self.take(reply.run, reply.first + offset, payload)
 
 
 async def run_collecting(
@@ -165,12 +274,6 @@ async def run_collecting(
             except anyio.EndOfStream:
                 break
     return GroupChatRun(result=result, events=tuple(events))
-
-
-async def replay(runtime: Runtime, run: GroupChatRun, sink: EventSink) -> None:
-    """Hand the events a worker collected to the client's `sink`, in order."""
-    for payload in run.events:
-        await sink.emit(runtime.codec.decode(payload))
 
 
 async def open_members(

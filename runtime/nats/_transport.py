@@ -52,11 +52,12 @@ from ._errors import (
     error_from_wire,
     error_to_wire,
 )
+from ._feeds import FeedReader, open_feed, send_to_feed
 from ._inbox import AckWindow, PendingAck, Replies, no_responders
 from ._placement import Membership, agent_tokens, lease_key, rendezvous_name
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Mapping
+    from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
     from moot.runtime import Clock
 
@@ -824,6 +825,25 @@ class NatsTransport(Transport):
             await self._nc.publish(msg.reply, payload)
         except Exception as exc:
             log.warning("nats.reply_failed", error=repr(exc))
+
+    # ----------------------------------------------------------------- feeds
+
+    async def open_feed(self, handler: Callable[[bytes], Awaitable[None]]) -> FeedReader:
+        """A live feed this process reads: each payload a writer sends (`send_to_feed` to the
+        reader's `subject`) goes to `handler` in order, and the writer waits for it.
+
+        Raises:
+            TransportUnavailableError: the connection cannot subscribe.
+        """
+        try:
+            return await open_feed(self._nc, self.prefix, handler)
+        except Exception as exc:
+            raise TransportUnavailableError(f"cannot open a feed: {exc!r}") from exc
+
+    async def send_to_feed(self, subject: str, payload: bytes) -> bool:
+        """Send one payload to a feed and wait for its reader: False when the reader is gone or
+        did not take it within `request_timeout` (the caller keeps it for another way back)."""
+        return await send_to_feed(self._nc, subject, payload, timeout=self.request_timeout)
 
     # ----------------------------------------------------------------- TELL
 

@@ -9,6 +9,7 @@ transport changed. Each transcript is compared with the same chat run in one pro
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import threading
@@ -31,6 +32,8 @@ from moot.groupchat import (
     TerminationEvent,
     register_groupchat_messages,
 )
+from moot.groupchat._distributed import FeedCursor
+from moot.groupchat._events import event_channel
 from moot.models import Usage
 from moot.runtime import AgentId, Runtime
 from moot.runtime.nats import NatsTransport
@@ -79,17 +82,46 @@ class Requests:
         await asyncio.wait_for(event.wait(), 60)
 
 
+class Gate:
+    """Holds the model's answer to one request (by number) until the test opens it. The model
+    answers from its own thread, so the hold blocks only that thread (one chat in flight)."""
+
+    def __init__(self) -> None:
+        self.at: int | None = None
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+        self.forced = False
+
+    def hold(self, request_number: int) -> None:
+        self.at = request_number
+
+    def passing(self, request_number: int) -> None:
+        if request_number != self.at:
+            return
+        self.reached.set()
+        if not self.opened.wait(60):  # a safety net against a hung test, not a timing
+            self.forced = True
+
+
 @pytest.fixture
 def requests() -> Requests:
     return Requests()
 
 
 @pytest.fixture
-def model(model_latency: float, requests: Requests) -> Iterator[ScriptedModelServer]:
+def gate() -> Iterator[Gate]:
+    made = Gate()
+    yield made
+    made.opened.set()
+
+
+@pytest.fixture
+def model(model_latency: float, requests: Requests, gate: Gate) -> Iterator[ScriptedModelServer]:
     """The scripted model, on a background thread (workers in other processes call it)."""
 
     def reply(request: RecordedRequest) -> Reply:
         requests.seen()
+        gate.passing(requests.count)
         return Reply(answer(request), latency=model_latency)
 
     with ScriptedModelServer(default=reply) as server:
@@ -219,6 +251,40 @@ async def test_group_chat_events_reach_the_client(
     assert [dict(event.message) for event in messages] == history
     selected = [event.speaker for event in events if isinstance(event, SpeakerSelectedEvent)]
     assert selected == [*MEMBERS, *MEMBERS]
+    last = events[-1]
+    assert isinstance(last, TerminationEvent)
+    assert last.result is not None
+    assert last.result.chat_history == history
+
+
+async def test_group_chat_events_reach_the_client_as_they_happen(
+    workers: Callable[[int], Awaitable[list[Any]]],
+    make_runtime: RuntimeMaker,
+    model: ScriptedModelServer,
+    requests: Requests,
+    gate: Gate,
+) -> None:
+    """The manager runs on a worker; the client sees turn 1's message while the model still
+    holds its answer to turn 2, so events flow live, not with the chat's result."""
+    history = await reference_group(model)
+    await workers(2)
+    client = await make_runtime()
+    app = build(model.base_url)
+    gate.hold(requests.count + 2)  # the model's answer for turn 2
+    events: list[Any] = []
+    seen_while_held: list[int] = []
+    async for event in app.manager.run_stream("plan a launch", runtime=client):
+        events.append(event)
+        if isinstance(event, MessageEvent) and event.turn == 1:
+            await asyncio.to_thread(gate.reached.wait, 60)  # turn 2 is asked, and held
+            seen_while_held.append(event.turn)
+            assert not gate.opened.is_set()
+            gate.opened.set()
+    assert seen_while_held == [1]
+    assert not gate.forced  # nobody had to open the gate for the chat to go on
+    messages = [event for event in events if isinstance(event, MessageEvent)]
+    assert [dict(event.message) for event in messages] == history  # in order, none lost
+    assert [event.turn for event in messages] == list(range(len(history)))
     last = events[-1]
     assert isinstance(last, TerminationEvent)
     assert last.result is not None
@@ -400,3 +466,35 @@ def test_a_worker_setup_hosts_every_agent(monkeypatch: pytest.MonkeyPatch) -> No
     setup(runtime)
     names = ("user", "assistant", "chat_manager", *MEMBERS)
     assert runtime.agent_types() == {shared_type(name) for name in names}
+
+
+async def test_a_feed_cursor_hands_on_each_event_once_in_order() -> None:
+    """Live events, then the rest from the reply (the feed's reader stalled at event 2, which
+    came both ways), then a retried run on a survivor that numbers afresh."""
+    runtime = Runtime()
+    register_groupchat_messages(runtime)
+    sink, receive = event_channel(16)
+    cursor = FeedCursor(runtime, sink)
+
+    def event(turn: int) -> dict[str, Any]:
+        return runtime.codec.encode(MessageEvent(chat_id="c", turn=turn, speaker="a", message={}))
+
+    for number in range(3):
+        body = {"run": "r1", "n": number, "event": event(number)}
+        await cursor.on_payload(json.dumps(body).encode())
+    stop = StopReason(condition="x", detail="")
+    result = GroupChatResult(
+        chat_id="c",
+        chat_history=[],
+        stop_reason=stop,
+        turns=0,
+        last_speaker=None,
+        usage=Usage(),
+        cost=0.0,
+    )
+    await cursor.rest(GroupChatRun(result=result, events=(event(2), event(3)), run="r1", first=2))
+    await cursor.rest(GroupChatRun(result=result, events=(event(9),), run="r2", first=0))
+    await sink.aclose()
+    with receive:
+        turns = [e.turn async for e in receive]
+    assert turns == [0, 1, 2, 3, 9]
