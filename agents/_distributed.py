@@ -24,7 +24,8 @@ from moot.models import ModelUsage, UsageSummary
 from moot.runtime import DeadlineExceededError, DeliveryError
 
 from ._durable import _view
-from ._errors import AgentConfigError
+from ._errors import AgentConfigError, HumanInputError
+from ._human_input import ConsoleInputProvider, InputProvider
 from ._participant import (
     ChatReport,
     CloseChat,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from ._chat import ChatResult
     from ._conversable import ConversableAgent
     from ._durable import TwoAgentJournal
+    from ._human_input import InputRequest
     from ._participant import Message
 
 log = structlog.get_logger("moot.agents.distributed")
@@ -148,6 +150,9 @@ def host_agents(runtime: Runtime, *agents: ConversableAgent) -> None:
     if placement is None:
         placement = _PLACEMENTS[runtime] = _Placement()
     register_chat_messages(runtime)
+    for agent in agents:  # first: a manager's registration wraps its members' providers
+        if isinstance(agent.input_provider, ConsoleInputProvider):
+            agent.input_provider = NoConsoleInput()
     for agent in agents:
         known = placement.hosted.get(agent.name)
         if known is agent:
@@ -160,6 +165,18 @@ def host_agents(runtime: Runtime, *agents: ConversableAgent) -> None:
         placement.hosted[agent.name] = agent
         agent._register_messages(runtime)
         runtime.register(shared_type(agent.name), agent._participant_factory, idle_timeout=300.0)
+
+
+class NoConsoleInput(InputProvider):
+    """A worker's stand-in for the console: nobody types at a worker, so a question waits in
+    the chat's journal for an answer from any process (`moot chats answer`), then the chat is
+    resumed; a chat with no journal fails with `HumanInputError`."""
+
+    async def get_input(self, request: InputRequest) -> str:
+        raise HumanInputError(
+            f"{request.agent} runs on a worker, which has no console to ask a human; journal"
+            " the chat (store=...) to have the question wait for an answer from any process"
+        )
 
 
 def attach_distributed(runtime: Runtime, agent: ConversableAgent) -> bool:

@@ -29,11 +29,12 @@ from moot.agents.distributed import (
     register_chat_messages,
     usage_from_wire,
 )
-from moot.journal import LeaseHeldError
+from moot.journal import JournalError, LeaseHeldError
 from moot.models import Usage
 
 from . import _events
 from ._actor import RunGroupChat
+from ._errors import ChatWaitingForInputError
 from ._events import (
     ChatEvent,
     CodeRunEvent,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from moot.models import UsageSummary
     from moot.runtime import AgentContext, AgentId, Runtime
 
+    from ._durable import GroupJournal
     from ._manager import GroupChatManager, _GroupRun
 
 _LEASE_WAITS = 2  # waits for a dead worker's chat lease to expire, before LeaseHeldError
@@ -79,6 +81,24 @@ class GroupChatRun:
     first: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupChatWaiting:
+    """The reply to a `RunGroupChat` whose chat stopped to wait for a human: the question's
+    single-use token; answer it from any process, then run the chat again by its id."""
+
+    chat_id: str
+    token: str
+    prompt: str
+
+    def error(self) -> ChatWaitingForInputError:
+        return ChatWaitingForInputError(
+            f"chat {self.chat_id!r} waits for a human: {self.prompt!r}",
+            chat_id=self.chat_id,
+            token=self.token,
+            prompt=self.prompt,
+        )
+
+
 @runtime_checkable
 class LiveFeeds(Protocol):
     """A transport that carries live feeds between processes (`NatsTransport` does)."""
@@ -95,6 +115,7 @@ class LiveFeeds(Protocol):
 GROUPCHAT_MESSAGES: tuple[type, ...] = (
     RunGroupChat,
     GroupChatRun,
+    GroupChatWaiting,
     GroupChatResult,
     StopReason,
     Usage,
@@ -122,7 +143,7 @@ def register_groupchat_messages(runtime: Runtime) -> None:
 
 async def run_on_worker(
     manager: GroupChatManager, context: AgentContext, request: RunGroupChat
-) -> GroupChatRun | GroupChatResult:
+) -> GroupChatRun | GroupChatResult | GroupChatWaiting:
     """Run a chat a client on another process asked for, journaled by this worker's manager
     (its `store`, e.g. Postgres shared by every worker). A chat found in the journal resumes
     from it, so a client that lost the worker running its chat asks again with the same
@@ -157,6 +178,15 @@ async def run_on_worker(
                     answer = await _run(manager, context, replace(request, journal=journal))
                     result = answer.result if isinstance(answer, GroupChatRun) else answer
                     reason = result.stop_reason
+                except Exception as exc:
+                    # A question waits for a human (asked here, or by a member on another
+                    # worker): the client hears it typed, and the chat stays resumable.
+                    waiting = await _waiting_question(journal, exc)
+                    if waiting is None:
+                        raise
+                    return GroupChatWaiting(
+                        chat_id=waiting.chat_id, token=waiting.token, prompt=waiting.prompt
+                    )
                 finally:
                     await journal.close(reason)
                 return answer
@@ -167,6 +197,17 @@ async def run_on_worker(
             # to a worker that died with the chat: it expires within the manager's lease_ttl.
             await anyio.sleep(max(0.0, exc.expires_at - time.time()) + _LEASE_MARGIN)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _waiting_question(
+    journal: GroupJournal, error: Exception
+) -> ChatWaitingForInputError | None:
+    if isinstance(error, ChatWaitingForInputError):
+        return error
+    try:
+        return await journal.waiting_question()
+    except JournalError:
+        return None
 
 
 async def _run(
@@ -210,12 +251,18 @@ async def run_feeding(
                     log.warning("groupchat.event_feed_lost", chat=context.id.key, event=number)
                 kept.append(payload)
 
+    failed: Exception | None = None
     async with anyio.create_task_group() as group:
         group.start_soon(forward)
         async with send:
-            result = await manager._run_group(
-                context, replace(request, sink=EventSink(send)), initiator=None
-            )
+            try:
+                result = await manager._run_group(
+                    context, replace(request, sink=EventSink(send)), initiator=None
+                )
+            except Exception as exc:  # raised below, as itself (not in an exception group)
+                failed = exc
+    if failed is not None:
+        raise failed
     return GroupChatRun(result=result, events=tuple(kept), run=run, first=first)
 
 

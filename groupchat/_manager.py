@@ -437,7 +437,7 @@ class GroupChatManager(ConversableAgent):
     ) -> GroupChatResult:
         """Run the chat on the worker that owns it; its events reach the local sink live (a
         transport with feeds) or from the reply."""
-        from ._distributed import FeedCursor, GroupChatRun, LiveFeeds
+        from ._distributed import FeedCursor, GroupChatRun, GroupChatWaiting, LiveFeeds
 
         sink = request.sink
         wire = replace(request, sink=None, on_worker=True)
@@ -451,6 +451,8 @@ class GroupChatManager(ConversableAgent):
             reply = await self._send_run(
                 rt, replace(wire, collect_events=sink is not None), agent_id
             )
+        if isinstance(reply, GroupChatWaiting):
+            raise reply.error()
         if isinstance(reply, GroupChatRun):
             if cursor is not None:
                 await cursor.rest(reply)
@@ -475,6 +477,9 @@ class GroupChatManager(ConversableAgent):
         from ._distributed import register_groupchat_messages
 
         register_groupchat_messages(runtime)
+        if self.store is not None and self.store is not False:
+            # A member on a worker may ask a human in a chat this manager runs elsewhere.
+            journal_human_input(self.groupchat.agents, self.store)
 
     async def _attach_all(self, rt: Runtime) -> None:
         """Register the manager's and the participants' actor types on `rt` (once per runtime)."""

@@ -24,6 +24,7 @@ from pg_helpers import PostgresServer, require_postgres
 from moot.agents import AgentConfigError, ConversableAgent, Say, Turn
 from moot.agents.distributed import host_agents, register_chat_messages, shared_type
 from moot.groupchat import (
+    ChatWaitingForInputError,
     GroupChatResult,
     GroupChatRun,
     MessageEvent,
@@ -34,6 +35,7 @@ from moot.groupchat import (
 )
 from moot.groupchat._distributed import FeedCursor
 from moot.groupchat._events import event_channel
+from moot.journal import InputAlreadyAnsweredError, open_store
 from moot.models import Usage
 from moot.runtime import AgentId, Runtime
 from moot.runtime.nats import NatsTransport
@@ -406,6 +408,66 @@ async def test_a_two_agent_chat_moves_to_a_survivor_when_a_worker_is_killed(
     assert sum(1 for n in counts.values() if n == 2) <= 1
 
 
+async def test_a_member_on_a_worker_asks_a_human_and_another_process_answers(
+    shared_journal: str,
+    workers: Callable[[int], Awaitable[list[Worker]]],
+    make_runtime: RuntimeMaker,
+    model: ScriptedModelServer,
+) -> None:
+    """The reviewer (human_input_mode ALWAYS) runs on a worker, which has no console: its
+    question waits in the shared journal with a single-use token. `moot chats answer` in
+    another process answers it once (a second answer is refused), and running the chat again
+    by its id goes on from the journal with that answer; no model turn is asked twice."""
+    await workers(2)
+    client = await make_runtime()
+    assert isinstance(client.transport, NatsTransport)
+    membership = client.transport.membership
+
+    def apart(chat: str) -> bool:  # the reviewer runs on another worker than its manager
+        owner = membership.owner(AgentId(shared_type("review_manager"), chat))
+        return owner != membership.owner(AgentId(shared_type("reviewer"), chat))
+
+    chat_id = next(chat for chat in (f"h{i}" for i in range(64)) if apart(chat))
+    app = build(model.base_url)
+    before = len(model.requests)
+    with pytest.raises(ChatWaitingForInputError) as waiting:
+        await app.review.a_run("review the plan", runtime=client, chat_id=chat_id)
+    assert waiting.value.chat_id == chat_id
+    assert len(model.requests) - before == 1  # alice spoke; the reviewer waits
+
+    async def cli(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "moot.cli",
+            "chats",
+            *args,
+            "--store",
+            shared_journal,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode()
+
+    code, out = await cli("answer", chat_id, "ship it")
+    assert code == 0, out
+    code, out = await cli("answer", chat_id, "no, wait")
+    assert code != 0
+    assert "answered already" in out
+    store = await open_store(shared_journal)
+    try:
+        with pytest.raises(InputAlreadyAnsweredError):
+            await store.answer_input(waiting.value.token, "again")
+    finally:
+        await store.aclose()
+    result = await app.review.a_run("review the plan", runtime=client, chat_id=chat_id)
+    assert [m.get("name") for m in result.chat_history] == ["user", "alice", "reviewer"]
+    assert result.chat_history[-1]["content"] == "ship it"
+    assert len(model.requests) - before == 1  # alice's turn was not asked again
+
+
 # -- without a broker: names and the codec ---------------------------------------------------
 
 
@@ -464,7 +526,7 @@ def test_a_worker_setup_hosts_every_agent(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("MOOT_TEST_MODEL_URL", "http://127.0.0.1:9/v1")
     runtime = Runtime()
     setup(runtime)
-    names = ("user", "assistant", "chat_manager", *MEMBERS)
+    names = ("user", "assistant", "chat_manager", *MEMBERS, "review_manager", "reviewer")
     assert runtime.agent_types() == {shared_type(name) for name in names}
 
 
