@@ -300,10 +300,13 @@ async def run_remote_two_agent_chat(
 
     transcript: list[Message] = []  # what the journal holds, in order (reopens start from it)
 
-    async def record(name: str, message: Message) -> None:
+    async def record(owner: ConversableAgent, message: Message) -> None:
+        if owner._hooks.before_send:  # a stand-in's send hooks observe what its agent sent
+            peer = recipient if owner is initiator else initiator
+            owner._hooks.process_before_send(owner, message, peer, silent)
         if journal is not None:
-            named = _named(message, name)
-            await journal.record(name, named)
+            named = _named(message, owner.name)
+            await journal.record(owner.name, named)
             transcript.append(named)
 
     try:
@@ -320,7 +323,7 @@ async def run_remote_two_agent_chat(
             await open_sides(())
             say = Say(message=message, context=context, record=initiator_records)
             sent = await ask(runtime, say, a, sender=None)
-            await record(initiator.name, sent)
+            await record(initiator, sent)
             turns = 1
             speaker, listener = a, b
             if request_reply is None:
@@ -342,7 +345,7 @@ async def run_remote_two_agent_chat(
             if reply.message is None or last_turn:
                 break
             sent = reply.message
-            await record(agents[listener].name, sent)  # durable before the other side is asked
+            await record(agents[listener], sent)  # durable before the other side is asked
             speaker, listener = listener, speaker
             if speaker == a:
                 turns += 1
