@@ -51,6 +51,7 @@ from ._state import StopReason
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from moot.agents import TurnReply
     from moot.agents.distributed import ChatReport
     from moot.models import UsageSummary
     from moot.runtime import AgentContext, AgentId, Runtime
@@ -341,6 +342,39 @@ async def open_members(
         request = OpenChat(peer=manager.name, silent=True, history=history)
         await rt.send(request, agent_id)
         run.opened.append(agent_id)
+
+
+async def retry_member_turn(
+    manager: GroupChatManager,
+    rt: Runtime,
+    run: _GroupRun,
+    name: str,
+    me: AgentId,
+    error: Exception,
+) -> TurnReply:
+    """A member's worker died during its turn (the request failed once the membership dropped
+    it): open every member again where its key lives now (others may have run on that worker
+    too), seeded with the whole history in its view, and ask for the turn once more. The turns
+    before were journaled; this one is redone.
+
+    Raises:
+        DeliveryError: the member cannot be reached again either.
+    """
+    from moot.runtime import HandlerError
+
+    from ._manager import _view
+
+    log.warning("groupchat.member_lost", chat=run.chat.chat_id, member=name, error=repr(error))
+    chat = run.chat
+    try:
+        for member, agent_id in run.ids.items():
+            history = tuple(_view(chat.messages, member))
+            await rt.send(OpenChat(peer=manager.name, silent=True, history=history), agent_id)
+            run.synced[member] = len(chat.messages)
+        reply: TurnReply = await rt.send(manager._ask_turn, run.ids[name], sender=me)
+    except HandlerError as exc:
+        raise (exc.__cause__ or exc) from None
+    return reply
 
 
 async def member_usage(rt: Runtime, agent_id: AgentId) -> UsageSummary:

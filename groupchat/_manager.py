@@ -909,6 +909,12 @@ class GroupChatManager(ConversableAgent):
             reply: TurnReply = await rt.send(turn, run.ids[choice], sender=me)
         except HandlerError as exc:  # the speaker's own error (a ModelError, ...), unwrapped
             raise (exc.__cause__ or exc) from None
+        except (DeliveryError, DeadlineExceededError) as exc:
+            if run.journal is None or not is_distributed(rt, self):
+                raise
+            from ._distributed import retry_member_turn  # its worker died: once more elsewhere
+
+            reply = await retry_member_turn(self, rt, run, choice, me, exc)
         chat.turns += 1
         if reply.message is None:
             return StopReason(condition="NoReply", detail=f"{choice} gave no reply")

@@ -374,6 +374,47 @@ async def test_a_group_chat_moves_to_a_survivor_when_its_worker_is_killed(
 
 
 @pytest.mark.parametrize("model_latency", [0.2])
+async def test_a_group_chat_goes_on_when_a_members_worker_is_killed(
+    shared_journal: str,
+    workers: Callable[[int], Awaitable[list[Worker]]],
+    make_runtime: RuntimeMaker,
+    model: ScriptedModelServer,
+    requests: Requests,
+) -> None:
+    """The manager's worker survives; the worker running carol dies during her turn. The
+    manager hears it once its membership drops that worker, opens carol again on itself from
+    the chat's history and asks her turn once more."""
+    history = await reference_group(model)
+    reference = asked(model, 0)
+    processes = await workers(2)
+    client = await make_runtime(request_timeout=60.0)
+    assert isinstance(client.transport, NatsTransport)
+    membership = client.transport.membership
+
+    def owner(name: str, chat: str) -> str | None:
+        return membership.owner(AgentId(shared_type(name), chat))
+
+    chat_id = next(
+        c for c in (f"m{i}" for i in range(64)) if owner("chat_manager", c) != owner("carol", c)
+    )
+    app = build(model.base_url)
+    before = len(model.requests)
+    chat = asyncio.ensure_future(
+        app.manager.a_run("plan a launch", runtime=client, chat_id=chat_id)
+    )
+    await requests.reach(before + 3)  # alice and bob done, carol asked
+    victim = next(w.process for w in processes if w.node == owner("carol", chat_id))
+    victim.kill()
+    await victim.wait()
+    result = await chat
+    assert result.chat_history == history
+    counts = asked(model, before)
+    assert set(counts) == set(reference)
+    assert sum(1 for n in counts.values() if n > 1) <= 1  # only the turn in flight, once more
+    assert all(n <= 2 for n in counts.values())
+
+
+@pytest.mark.parametrize("model_latency", [0.2])
 async def test_a_two_agent_chat_moves_to_a_survivor_when_a_worker_is_killed(
     workers: Callable[[int], Awaitable[list[Worker]]],
     make_runtime: RuntimeMaker,
