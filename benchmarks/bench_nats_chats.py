@@ -31,7 +31,7 @@ from bench_nats import start_child, start_server
 from moot.agents import AssistantAgent
 from moot.agents.distributed import host_agents, shared_type
 from moot.groupchat import GroupChat, GroupChatManager
-from moot.runtime import AgentId, Runtime
+from moot.runtime import AgentId, GcPolicy, Runtime
 from moot.runtime.nats import NatsTransport
 
 TEST_HELPERS = str(Path(__file__).resolve().parents[1] / "tests" / "_helpers")  # pg_helpers
@@ -234,7 +234,7 @@ async def distributed(
 
 
 async def main_async(chats: int, latency: float) -> dict[str, Any]:
-    local = await one_size(chats, latency, TURNS, AGENTS)
+    local = await one_size(chats, latency, TURNS, AGENTS, GcPolicy())  # the runtime default
     with tempfile.TemporaryDirectory() as store:
         server, url = start_server(store)
         os.environ["BENCH_LATENCY_S"] = str(latency)
