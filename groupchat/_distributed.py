@@ -59,14 +59,12 @@ if TYPE_CHECKING:
     from ._durable import GroupJournal
     from ._manager import GroupChatManager, _GroupRun
 
-_LEASE_WAITS = 2  # waits for a dead worker's chat lease to expire, before LeaseHeldError
-_LEASE_MARGIN = 0.05  # seconds past its expiry (clocks of two hosts differ a little)
-
 _events.GroupChatResult = GroupChatResult  # type: ignore[attr-defined]  # read by the codec
-
 
 log = structlog.get_logger("moot.groupchat")
 
+_LEASE_WAITS = 2  # waits for a dead worker's chat lease to expire, before LeaseHeldError
+_LEASE_MARGIN = 0.05  # seconds past its expiry (clocks of two hosts differ a little)
 FEED_BUFFER = 64  # events a chat may be ahead of its live feed's reader before `emit` waits
 
 
@@ -92,12 +90,9 @@ class GroupChatWaiting:
     prompt: str
 
     def error(self) -> ChatWaitingForInputError:
-        return ChatWaitingForInputError(
-            f"chat {self.chat_id!r} waits for a human: {self.prompt!r}",
-            chat_id=self.chat_id,
-            token=self.token,
-            prompt=self.prompt,
-        )
+        from ._durable import waiting_error
+
+        return waiting_error(self.chat_id, self.token, self.prompt)
 
 
 @runtime_checkable

@@ -159,7 +159,7 @@ class GroupJournal:
         number = self.turns + 1
         for question in await self.store.inputs(self.chat_id):
             if question.turn == number and question.answer is None:
-                return _waiting(self.chat_id, question.token, question.prompt)
+                return waiting_error(self.chat_id, question.token, question.prompt)
         return None
 
     async def close(self, reason: StopReason | None) -> None:
@@ -208,7 +208,7 @@ async def answer_through(
     try:
         text = await ask.get_input(request)
     except HumanInputError:
-        raise _waiting(chat_id, question.token, request.prompt) from None
+        raise waiting_error(chat_id, question.token, request.prompt) from None
     try:
         await store.answer_input(question.token, text)
     except InputAlreadyAnsweredError:  # answered elsewhere meanwhile: that answer holds
@@ -217,7 +217,8 @@ async def answer_through(
     return text
 
 
-def _waiting(chat_id: str, token: str, prompt: str) -> ChatWaitingForInputError:
+def waiting_error(chat_id: str, token: str, prompt: str) -> ChatWaitingForInputError:
+    """The error of a chat that waits for the answer to the question `token`."""
     return ChatWaitingForInputError(
         f"chat {chat_id!r} waits for a human: {prompt!r}",
         chat_id=chat_id,
