@@ -24,7 +24,8 @@ from moot.models import ModelUsage, UsageSummary
 from moot.runtime import DeadlineExceededError, DeliveryError
 
 from ._durable import _view
-from ._errors import AgentConfigError
+from ._errors import AgentConfigError, HumanInputError
+from ._human_input import ConsoleInputProvider, InputProvider
 from ._participant import (
     ChatReport,
     CloseChat,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from ._chat import ChatResult
     from ._conversable import ConversableAgent
     from ._durable import TwoAgentJournal
+    from ._human_input import InputRequest
     from ._participant import Message
 
 log = structlog.get_logger("moot.agents.distributed")
@@ -148,6 +150,9 @@ def host_agents(runtime: Runtime, *agents: ConversableAgent) -> None:
     if placement is None:
         placement = _PLACEMENTS[runtime] = _Placement()
     register_chat_messages(runtime)
+    for agent in agents:  # first: a manager's registration wraps its members' providers
+        if isinstance(agent.input_provider, ConsoleInputProvider):
+            agent.input_provider = NoConsoleInput()
     for agent in agents:
         known = placement.hosted.get(agent.name)
         if known is agent:
@@ -160,6 +165,18 @@ def host_agents(runtime: Runtime, *agents: ConversableAgent) -> None:
         placement.hosted[agent.name] = agent
         agent._register_messages(runtime)
         runtime.register(shared_type(agent.name), agent._participant_factory, idle_timeout=300.0)
+
+
+class NoConsoleInput(InputProvider):
+    """A worker's stand-in for the console: nobody types at a worker, so a question waits in
+    the chat's journal for an answer from any process (`moot chats answer`), then the chat is
+    resumed; a chat with no journal fails with `HumanInputError`."""
+
+    async def get_input(self, request: InputRequest) -> str:
+        raise HumanInputError(
+            f"{request.agent} runs on a worker, which has no console to ask a human; journal"
+            " the chat (store=...) to have the question wait for an answer from any process"
+        )
 
 
 def attach_distributed(runtime: Runtime, agent: ConversableAgent) -> bool:
@@ -283,10 +300,13 @@ async def run_remote_two_agent_chat(
 
     transcript: list[Message] = []  # what the journal holds, in order (reopens start from it)
 
-    async def record(name: str, message: Message) -> None:
+    async def record(owner: ConversableAgent, message: Message) -> None:
+        if owner._hooks.before_send:  # a stand-in's send hooks observe what its agent sent
+            peer = recipient if owner is initiator else initiator
+            owner._hooks.process_before_send(owner, message, peer, silent)
         if journal is not None:
-            named = _named(message, name)
-            await journal.record(name, named)
+            named = _named(message, owner.name)
+            await journal.record(owner.name, named)
             transcript.append(named)
 
     try:
@@ -303,7 +323,7 @@ async def run_remote_two_agent_chat(
             await open_sides(())
             say = Say(message=message, context=context, record=initiator_records)
             sent = await ask(runtime, say, a, sender=None)
-            await record(initiator.name, sent)
+            await record(initiator, sent)
             turns = 1
             speaker, listener = a, b
             if request_reply is None:
@@ -325,7 +345,7 @@ async def run_remote_two_agent_chat(
             if reply.message is None or last_turn:
                 break
             sent = reply.message
-            await record(agents[listener].name, sent)  # durable before the other side is asked
+            await record(agents[listener], sent)  # durable before the other side is asked
             speaker, listener = listener, speaker
             if speaker == a:
                 turns += 1

@@ -31,7 +31,7 @@ from bench_nats import start_child, start_server
 from moot.agents import AssistantAgent
 from moot.agents.distributed import host_agents, shared_type
 from moot.groupchat import GroupChat, GroupChatManager
-from moot.runtime import AgentId, Runtime
+from moot.runtime import AgentId, GcPolicy, Runtime
 from moot.runtime.nats import NatsTransport
 
 TEST_HELPERS = str(Path(__file__).resolve().parents[1] / "tests" / "_helpers")  # pg_helpers
@@ -161,8 +161,9 @@ async def failover(request_timeout: float) -> dict[str, Any]:
         "member_ttl_s": 1.0,
         "kill_to_next_turn_s": round(after[0] - killed, 3) if after else None,
         "model_requests": len(asked),
-        "note": "the client notices the lost worker at its request timeout, then asks again;"
-        " a survivor resumes from the Postgres journal (its lease expired meanwhile)",
+        "note": "the client's request fails once the membership drops the dead worker"
+        " (member_ttl, not the request timeout), then asks again; a survivor waits out the"
+        " chat's journal lease (lease_ttl) and resumes from the Postgres journal",
     }
 
 
@@ -233,7 +234,7 @@ async def distributed(
 
 
 async def main_async(chats: int, latency: float) -> dict[str, Any]:
-    local = await one_size(chats, latency, TURNS, AGENTS)
+    local = await one_size(chats, latency, TURNS, AGENTS, GcPolicy())  # the runtime default
     with tempfile.TemporaryDirectory() as store:
         server, url = start_server(store)
         os.environ["BENCH_LATENCY_S"] = str(latency)
@@ -272,7 +273,7 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--failover-only", action="store_true", help="print, write nothing")
-    parser.add_argument("--request-timeout", type=float, default=2.0, help="client's (s)")
+    parser.add_argument("--request-timeout", type=float, default=30.0, help="client's (s)")
     args = parser.parse_args()
     import structlog
 

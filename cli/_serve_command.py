@@ -36,6 +36,13 @@ def add_serve(commands: Any) -> None:
         metavar="URL",
         help="the chat journal (sqlite:///..., postgresql://..., memory://)",
     )
+    serve.add_argument(
+        "--nats",
+        default=None,
+        metavar="URL",
+        help="run the chats on `moot worker` processes on this NATS server (they host the"
+        " teams' agents) instead of in this process",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--token", default=None, help="the admin token (default: generated)")
@@ -55,7 +62,12 @@ def _run_serve(args: argparse.Namespace, out: Output) -> ExitCode:
     try:
         anyio.run(
             lambda: serve(
-                args.agents, store_url=args.store, host=args.host, port=args.port, token=args.token
+                args.agents,
+                store_url=args.store,
+                host=args.host,
+                port=args.port,
+                token=args.token,
+                nats=args.nats,
             )
         )
     except ServerConfigError as exc:

@@ -23,8 +23,9 @@ class RunGroupChat:
 
     `history` continues an earlier conversation (resume); `sink` (an `EventSink`, in process
     only) receives the chat's events; `journal` (a `GroupJournal`) makes each turn durable
-    before the next; `collect_events` has the events come back with the result instead, for
-    a client in another process (see `_distributed`).
+    before the next. For a client in another process, `event_feed` names the live feed the
+    events go to as they happen, or `collect_events` has them come back with the result (see
+    `_distributed`).
     """
 
     message: Mapping[str, Any] | None
@@ -34,6 +35,7 @@ class RunGroupChat:
     sink: Any = field(default=None, compare=False)  # EventSink | None; None on a wire
     journal: Any = field(default=None, compare=False)  # the chat's GroupJournal, if journaled
     collect_events: bool = False
+    event_feed: str | None = None  # a live feed the client reads (see `_distributed`)
     on_worker: bool = False  # sent by a client in another process: this worker journals it
 
 

@@ -39,6 +39,8 @@ from ._errors import ChatAlreadyFinishedError, ChatWaitingForInputError, GroupCh
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
+    from moot.journal import ChatLease
+
     from ._state import GroupChatState, StopReason
 
 log = structlog.get_logger("moot.groupchat.journal")
@@ -146,29 +148,18 @@ class GroupJournal:
         Raises:
             ChatWaitingForInputError: nobody answered; answer it later, then resume.
         """
-        store, chat_id = self.store, self.chat_id
+        return await answer_through(
+            self.store, self.chat_id, self.turns + 1, request, ask, lease=self.writer.lease
+        )
+
+    async def waiting_question(self) -> ChatWaitingForInputError | None:
+        """The error for the question of the turn being taken, if it waits for an answer (a
+        member on another worker asked it: its error reached this process untyped)."""
         number = self.turns + 1
-        asked = [q for q in await store.inputs(chat_id) if q.turn == number]
-        question = asked[-1] if asked else None
-        if question is not None and question.answer is not None:
-            return question.answer
-        if question is None:
-            question = await store.ask_input(chat_id, request.prompt, lease=self.writer.lease)
-        try:
-            text = await ask.get_input(request)
-        except HumanInputError:
-            raise ChatWaitingForInputError(
-                f"chat {chat_id!r} waits for a human: {request.prompt!r}",
-                chat_id=chat_id,
-                token=question.token,
-                prompt=request.prompt,
-            ) from None
-        try:
-            await store.answer_input(question.token, text)
-        except InputAlreadyAnsweredError:  # answered elsewhere meanwhile: that answer holds
-            current = [q for q in await store.inputs(chat_id) if q.token == question.token]
-            return current[0].answer or text
-        return text
+        for question in await self.store.inputs(self.chat_id):
+            if question.turn == number and question.answer is None:
+                return waiting_error(self.chat_id, question.token, question.prompt)
+        return None
 
     async def close(self, reason: StopReason | None) -> None:
         """Finish the chat (unless its last turn did), or leave it resumable; free the lease."""
@@ -192,30 +183,93 @@ async def _work_file_changes(code: Any) -> tuple[FileChange, ...]:
     return tuple(FileChange(path=path, data=data) for path, data in sorted(changes.items()))
 
 
+async def answer_through(
+    store: ChatStore,
+    chat_id: str,
+    number: int,
+    request: InputRequest,
+    ask: InputProvider,
+    *,
+    lease: ChatLease | None = None,
+) -> str:
+    """The answer to the question of turn `number`, journaled first and applied exactly once:
+    an answer already in the journal (given from any process) wins; else `ask` may answer.
+
+    Raises:
+        ChatWaitingForInputError: nobody answered; answer it later, then resume.
+    """
+    asked = [q for q in await store.inputs(chat_id) if q.turn == number]
+    question = asked[-1] if asked else None
+    if question is not None and question.answer is not None:
+        return question.answer
+    if question is None:
+        question = await store.ask_input(chat_id, request.prompt, lease=lease)
+    try:
+        text = await ask.get_input(request)
+    except HumanInputError:
+        raise waiting_error(chat_id, question.token, request.prompt) from None
+    try:
+        await store.answer_input(question.token, text)
+    except InputAlreadyAnsweredError:  # answered elsewhere meanwhile: that answer holds
+        current = [q for q in await store.inputs(chat_id) if q.token == question.token]
+        return current[0].answer or text
+    return text
+
+
+def waiting_error(chat_id: str, token: str, prompt: str) -> ChatWaitingForInputError:
+    """The error of a chat that waits for the answer to the question `token`."""
+    return ChatWaitingForInputError(
+        f"chat {chat_id!r} waits for a human: {prompt!r}",
+        chat_id=chat_id,
+        token=token,
+        prompt=prompt,
+    )
+
+
 _ACTIVE: dict[str, GroupJournal] = {}  # journaled chats running in this process, by id
 
 
 class JournaledInput(InputProvider):
     """An agent's input provider in journaled chats: each question waits in the journal, so a
-    later process can answer it (see `GroupJournal.human_answer`); other chats ask `inner`."""
+    later process can answer it (see `GroupJournal.human_answer`); other chats ask `inner`.
 
-    def __init__(self, inner: InputProvider) -> None:
+    `store` is where a member on a worker finds a chat its manager runs in another process
+    (the manager's store, e.g. one Postgres for every worker).
+    """
+
+    def __init__(self, inner: InputProvider, store: StoreOption = None) -> None:
         self.inner = inner
+        self.store = store
 
     async def get_input(self, request: InputRequest) -> str:
         journal = None if request.chat_id is None else _ACTIVE.get(request.chat_id)
-        if journal is None:
-            return await self.inner.get_input(request)
-        return await journal.human_answer(request, self.inner)
+        if journal is not None:
+            return await journal.human_answer(request, self.inner)
+        if self.store is not None and self.store is not False and request.chat_id is not None:
+            source: ChatStore | str | None = (
+                None if self.store is True or self.store == DEFAULT else self.store
+            )
+            async with use_store(source) as store:
+                try:
+                    number = len(await store.turns(request.chat_id)) + 1
+                except ChatNotFoundError:
+                    number = 0  # not journaled: ask `inner` as usual
+                if number:
+                    return await answer_through(store, request.chat_id, number, request, self.inner)
+        return await self.inner.get_input(request)
 
 
-def journal_human_input(agents: Any) -> None:
-    """Route the questions of agents that may ask a human through the journal (once each)."""
+def journal_human_input(agents: Any, store: StoreOption = None) -> None:
+    """Route the questions of agents that may ask a human through the journal (once each);
+    with `store`, also those of chats whose manager runs in another process."""
     for agent in agents:
         if getattr(agent, "human_input_mode", "NEVER") == "NEVER":
             continue
-        if not isinstance(agent.input_provider, JournaledInput):
-            agent.input_provider = JournaledInput(agent.input_provider)
+        provider = agent.input_provider
+        if not isinstance(provider, JournaledInput):
+            agent.input_provider = JournaledInput(provider, store)
+        elif store is not None and provider.store is None:
+            provider.store = store
 
 
 def group_chat_id(chat_id: str) -> str:

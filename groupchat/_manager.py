@@ -435,34 +435,51 @@ class GroupChatManager(ConversableAgent):
     async def _ask_worker(
         self, rt: Runtime, request: RunGroupChat, chat_id: str
     ) -> GroupChatResult:
-        """Run the chat on the worker that owns it; replay its events into the local sink."""
-        from ._distributed import GroupChatRun, replay
+        """Run the chat on the worker that owns it; its events reach the local sink live (a
+        transport with feeds) or from the reply."""
+        from ._distributed import FeedCursor, GroupChatRun, GroupChatWaiting, LiveFeeds
 
         sink = request.sink
-        wire = replace(request, sink=None, collect_events=sink is not None, on_worker=True)
+        wire = replace(request, sink=None, on_worker=True)
         agent_id = self.participant_id(rt, chat_id)
-        try:
-            try:
-                reply = await rt.send(wire, agent_id)
-            except (DeliveryError, DeadlineExceededError) as exc:
-                # The worker running the chat is gone (or silent): ask once more. The chat's key
-                # now lives on a survivor, which resumes it from the journal its manager keeps
-                # (a lease still held by the lost worker answers LeaseHeldError instead).
-                log.warning("groupchat.worker_lost", chat=chat_id, error=repr(exc))
-                reply = await rt.send(wire, agent_id)
-        except HandlerError as exc:
-            raise (exc.__cause__ or exc) from None
+        cursor = None if sink is None else FeedCursor(rt, sink)
+        transport = rt.transport
+        if cursor is not None and isinstance(transport, LiveFeeds):
+            async with await transport.open_feed(cursor.on_payload) as feed:
+                reply = await self._send_run(rt, replace(wire, event_feed=feed.subject), agent_id)
+        else:
+            reply = await self._send_run(
+                rt, replace(wire, collect_events=sink is not None), agent_id
+            )
+        if isinstance(reply, GroupChatWaiting):
+            raise reply.error()
         if isinstance(reply, GroupChatRun):
-            if sink is not None:
-                await replay(rt, reply, sink)
+            if cursor is not None:
+                await cursor.rest(reply)
             reply = reply.result
         self._finish(reply)
         return cast("GroupChatResult", reply)
+
+    async def _send_run(self, rt: Runtime, wire: RunGroupChat, agent_id: AgentId) -> Any:
+        try:
+            try:
+                return await rt.send(wire, agent_id)
+            except (DeliveryError, DeadlineExceededError) as exc:
+                # The worker running the chat is gone (or silent): ask once more. The chat's key
+                # now lives on a survivor, which resumes it from the journal its manager keeps
+                # (waiting out the lost worker's lease on the chat, see `run_on_worker`).
+                log.warning("groupchat.worker_lost", chat=agent_id.key, error=repr(exc))
+                return await rt.send(wire, agent_id)
+        except HandlerError as exc:
+            raise (exc.__cause__ or exc) from None
 
     def _register_messages(self, runtime: Runtime) -> None:
         from ._distributed import register_groupchat_messages
 
         register_groupchat_messages(runtime)
+        if self.store is not None and self.store is not False:
+            # A member on a worker may ask a human in a chat this manager runs elsewhere.
+            journal_human_input(self.groupchat.agents, self.store)
 
     async def _attach_all(self, rt: Runtime) -> None:
         """Register the manager's and the participants' actor types on `rt` (once per runtime)."""
@@ -892,6 +909,12 @@ class GroupChatManager(ConversableAgent):
             reply: TurnReply = await rt.send(turn, run.ids[choice], sender=me)
         except HandlerError as exc:  # the speaker's own error (a ModelError, ...), unwrapped
             raise (exc.__cause__ or exc) from None
+        except (DeliveryError, DeadlineExceededError) as exc:
+            if run.journal is None or not is_distributed(rt, self):
+                raise
+            from ._distributed import retry_member_turn  # its worker died: once more elsewhere
+
+            reply = await retry_member_turn(self, rt, run, choice, me, exc)
         chat.turns += 1
         if reply.message is None:
             return StopReason(condition="NoReply", detail=f"{choice} gave no reply")

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from moot.journal import ChatStore, ChatSummary
+    from moot.runtime import Runtime
 
     from ._teams import Teams
 
@@ -99,7 +100,9 @@ def _summary(s: ChatSummary, team: str | None = None) -> dict[str, Any]:
 
 
 class ServerApp:
-    """Builds the Starlette app; `admin_token` opens every route."""
+    """Builds the Starlette app; `admin_token` opens every route. `runtime` runs the chats
+    (e.g. a NATS runtime, for teams whose agents live on workers); by default each chat has
+    its own runtime in this process."""
 
     def __init__(
         self,
@@ -110,8 +113,9 @@ class ServerApp:
         max_body: int = MAX_BODY,
         reader_buffer: int = 256,
         send_timeout: float = 30.0,
+        runtime: Runtime | None = None,
     ) -> None:
-        self.runner = ChatRunner(store, teams)
+        self.runner = ChatRunner(store, teams, runtime)
         self.store, self.teams = store, teams
         self._admin = admin_token
         self._reader_buffer = reader_buffer

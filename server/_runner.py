@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from moot.journal import ChatStore
+    from moot.runtime import Runtime
 
     from ._teams import Team, Teams
 
@@ -251,9 +252,10 @@ def _agents(initiator: ConversableAgent, recipient: ConversableAgent) -> list[Co
 class ChatRunner:
     """Starts, resumes and stops the server's chats; each runs as a task this runner owns."""
 
-    def __init__(self, store: ChatStore, teams: Teams) -> None:
+    def __init__(self, store: ChatStore, teams: Teams, runtime: Runtime | None = None) -> None:
         self.store = store
         self.teams = teams
+        self.runtime = runtime  # None: each chat on its own runtime; else e.g. NATS workers
         self.metrics = Metrics()
         self._signals: dict[str, Signal] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -374,7 +376,12 @@ class ChatRunner:
                 # The server journals this chat itself (usage, code runs, questions and
                 # approvals that wait across restarts), so the chat's own journal is off.
                 await initiator.a_initiate_chat(
-                    recipient, message=message, max_turns=max_turns, silent=True, store=False
+                    recipient,
+                    message=message,
+                    max_turns=max_turns,
+                    silent=True,
+                    store=False,
+                    runtime=self.runtime,
                 )
             await journal.drain()
             await self.store.set_status(

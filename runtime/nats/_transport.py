@@ -52,11 +52,12 @@ from ._errors import (
     error_from_wire,
     error_to_wire,
 )
+from ._feeds import FeedReader, open_feed, send_to_feed
 from ._inbox import AckWindow, PendingAck, Replies, no_responders
 from ._placement import Membership, agent_tokens, lease_key, rendezvous_name
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Mapping
+    from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
     from moot.runtime import Clock
 
@@ -166,6 +167,10 @@ class NatsTransport(Transport):
         self._owners: dict[AgentId, str] = {}  # learned from "moved" replies
         self._acquiring: dict[AgentId, asyncio.Future[str | None]] = {}
         self._serving: dict[str, asyncio.Task[Any]] = {}  # requests being handled, by message id
+        # Requests waiting on each node, so they fail as soon as that node leaves the membership
+        # (not at their timeout); `_lost` marks the tasks cancelled for that reason.
+        self._waiting: dict[str, dict[str, asyncio.Task[Any]]] = {}
+        self._lost: set[str] = set()
         self._adopted: set[str] = set()
         self._member_rev = 0
         self._connected = asyncio.Event()
@@ -387,6 +392,8 @@ class NatsTransport(Transport):
     def _membership_changed(self, gone: list[str]) -> None:
         log.info("nats.members_left", nodes=gone)
         dead = set(gone)
+        for node in gone:
+            self._fail_waiting(node)
         for agent_id in [a for a, n in self._owners.items() if n in dead]:
             del self._owners[agent_id]
 
@@ -656,9 +663,17 @@ class NatsTransport(Transport):
             owner = self._route(recipient)
             payload = self._encode(envelope, remaining, hops)
             subject = f"{self.prefix}.req.{owner}.{agent_tokens(recipient)}"
+            task = asyncio.current_task()
+            if task is not None:
+                self._waiting.setdefault(owner, {})[envelope.message_id] = task
             try:
                 msg = await self._request(subject, payload, timeout, _trace_headers(envelope))
             except asyncio.CancelledError:
+                if self._worker_lost(envelope.message_id):
+                    raise NoRespondersError(
+                        f"worker {owner} left the membership before {recipient} replied",
+                        agent_id=recipient,
+                    ) from None
                 # The caller gave up: tell the worker, so the handler's work stops too.
                 cancel = f"{self.prefix}.cancel.{owner}"
                 self._tasks.spawn(self._nc.publish(cancel, envelope.message_id.encode()))
@@ -675,12 +690,20 @@ class NatsTransport(Transport):
                 raise TransportUnavailableError(
                     f"cannot reach {recipient}: {exc!r}", agent_id=recipient
                 ) from exc
+            finally:
+                self._stop_waiting(owner, envelope.message_id)
             reply = json.loads(msg.data)
             if "ok" in reply:
                 return self._host.codec.decode(reply["ok"])
             error = reply.get("err") or {}
             if error.get("kind") == _MOVED and hops < self.max_hops:
-                self._owners[recipient] = str(error["owner"])
+                moved_to = str(error["owner"])
+                if moved_to not in self.membership:
+                    # The owner still trusts a lease holder we know is dead: our views of the
+                    # membership disagree for a heartbeat or two. Wait for them to agree.
+                    await asyncio.sleep(self.heartbeat)
+                    continue
+                self._owners[recipient] = moved_to
                 hops += 1
                 continue
             raise error_from_wire(error, recipient)
@@ -718,6 +741,31 @@ class NatsTransport(Transport):
             subject = f"{self.prefix}.{verb}.{owner}.{agent_tokens(agent_id)}"
             self._subjects[key] = subject
         return subject
+
+    def _stop_waiting(self, owner: str, message_id: str) -> None:
+        waiting = self._waiting.get(owner)
+        if waiting is not None:
+            waiting.pop(message_id, None)
+            if not waiting:
+                del self._waiting[owner]
+        self._lost.discard(message_id)
+
+    def _worker_lost(self, message_id: str) -> bool:
+        """True when the request `message_id` was cancelled because its worker died (see
+        `_fail_waiting`), not by its caller; that cancellation is then taken back."""
+        if message_id not in self._lost:
+            return False
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()
+        return task.cancelling() == 0  # its caller cancelled it too: that cancellation wins
+
+    def _fail_waiting(self, node: str) -> None:
+        """Fail the requests waiting on `node`, which left or died: their callers hear it
+        within the membership TTL instead of at their request timeout."""
+        for message_id, task in self._waiting.pop(node, {}).items():
+            self._lost.add(message_id)
+            task.cancel()
 
     async def _on_request(self, msg: Any) -> None:
         if self._closing:
@@ -777,6 +825,25 @@ class NatsTransport(Transport):
             await self._nc.publish(msg.reply, payload)
         except Exception as exc:
             log.warning("nats.reply_failed", error=repr(exc))
+
+    # ----------------------------------------------------------------- feeds
+
+    async def open_feed(self, handler: Callable[[bytes], Awaitable[None]]) -> FeedReader:
+        """A live feed this process reads: each payload a writer sends (`send_to_feed` to the
+        reader's `subject`) goes to `handler` in order, and the writer waits for it.
+
+        Raises:
+            TransportUnavailableError: the connection cannot subscribe.
+        """
+        try:
+            return await open_feed(self._nc, self.prefix, handler)
+        except Exception as exc:
+            raise TransportUnavailableError(f"cannot open a feed: {exc!r}") from exc
+
+    async def send_to_feed(self, subject: str, payload: bytes) -> bool:
+        """Send one payload to a feed and wait for its reader: False when the reader is gone or
+        did not take it within `request_timeout` (the caller keeps it for another way back)."""
+        return await send_to_feed(self._nc, subject, payload, timeout=self.request_timeout)
 
     # ----------------------------------------------------------------- TELL
 

@@ -44,6 +44,8 @@ class App:
     assistant: AssistantAgent
     manager: GroupChatManager
     members: tuple[AssistantAgent, ...]
+    reviewer: UserProxyAgent  # asks a human on every turn (human_input_mode ALWAYS)
+    review: GroupChatManager  # alice, then the reviewer: a chat that waits for a human
 
 
 def build(url: str | None = None) -> App:
@@ -64,10 +66,26 @@ def build(url: str | None = None) -> App:
     # a survivor take a chat over soon after its worker died.
     lease_ttl = float(os.environ.get("MOOT_TEST_LEASE_TTL", "30"))
     manager = GroupChatManager(group, name="chat_manager", llm_config=False, lease_ttl=lease_ttl)
-    return App(user=user, assistant=assistant, manager=manager, members=members)
+    reviewer = UserProxyAgent("reviewer", human_input_mode="ALWAYS", code_execution_config=False)
+    review = GroupChatManager(
+        GroupChat([members[0], reviewer], max_round=3, speaker_selection_method="round_robin"),
+        name="review_manager",
+        llm_config=False,
+        lease_ttl=lease_ttl,
+    )
+    return App(
+        user=user,
+        assistant=assistant,
+        manager=manager,
+        members=members,
+        reviewer=reviewer,
+        review=review,
+    )
 
 
 def setup(runtime: Runtime) -> None:
     """Worker side: host every agent a chat may name."""
     app = build()
-    host_agents(runtime, app.user, app.assistant, app.manager, *app.members)
+    host_agents(
+        runtime, app.user, app.assistant, app.manager, *app.members, app.review, app.reviewer
+    )

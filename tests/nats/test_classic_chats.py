@@ -9,6 +9,7 @@ transport changed. Each transcript is compared with the same chat run in one pro
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import threading
@@ -23,6 +24,7 @@ from pg_helpers import PostgresServer, require_postgres
 from moot.agents import AgentConfigError, ConversableAgent, Say, Turn
 from moot.agents.distributed import host_agents, register_chat_messages, shared_type
 from moot.groupchat import (
+    ChatWaitingForInputError,
     GroupChatResult,
     GroupChatRun,
     MessageEvent,
@@ -31,6 +33,9 @@ from moot.groupchat import (
     TerminationEvent,
     register_groupchat_messages,
 )
+from moot.groupchat._distributed import FeedCursor
+from moot.groupchat._events import event_channel
+from moot.journal import InputAlreadyAnsweredError, open_store
 from moot.models import Usage
 from moot.runtime import AgentId, Runtime
 from moot.runtime.nats import NatsTransport
@@ -79,17 +84,46 @@ class Requests:
         await asyncio.wait_for(event.wait(), 60)
 
 
+class Gate:
+    """Holds the model's answer to one request (by number) until the test opens it. The model
+    answers from its own thread, so the hold blocks only that thread (one chat in flight)."""
+
+    def __init__(self) -> None:
+        self.at: int | None = None
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+        self.forced = False
+
+    def hold(self, request_number: int) -> None:
+        self.at = request_number
+
+    def passing(self, request_number: int) -> None:
+        if request_number != self.at:
+            return
+        self.reached.set()
+        if not self.opened.wait(60):  # a safety net against a hung test, not a timing
+            self.forced = True
+
+
 @pytest.fixture
 def requests() -> Requests:
     return Requests()
 
 
 @pytest.fixture
-def model(model_latency: float, requests: Requests) -> Iterator[ScriptedModelServer]:
+def gate() -> Iterator[Gate]:
+    made = Gate()
+    yield made
+    made.opened.set()
+
+
+@pytest.fixture
+def model(model_latency: float, requests: Requests, gate: Gate) -> Iterator[ScriptedModelServer]:
     """The scripted model, on a background thread (workers in other processes call it)."""
 
     def reply(request: RecordedRequest) -> Reply:
         requests.seen()
+        gate.passing(requests.count)
         return Reply(answer(request), latency=model_latency)
 
     with ScriptedModelServer(default=reply) as server:
@@ -225,6 +259,40 @@ async def test_group_chat_events_reach_the_client(
     assert last.result.chat_history == history
 
 
+async def test_group_chat_events_reach_the_client_as_they_happen(
+    workers: Callable[[int], Awaitable[list[Any]]],
+    make_runtime: RuntimeMaker,
+    model: ScriptedModelServer,
+    requests: Requests,
+    gate: Gate,
+) -> None:
+    """The manager runs on a worker; the client sees turn 1's message while the model still
+    holds its answer to turn 2, so events flow live, not with the chat's result."""
+    history = await reference_group(model)
+    await workers(2)
+    client = await make_runtime()
+    app = build(model.base_url)
+    gate.hold(requests.count + 2)  # the model's answer for turn 2
+    events: list[Any] = []
+    seen_while_held: list[int] = []
+    async for event in app.manager.run_stream("plan a launch", runtime=client):
+        events.append(event)
+        if isinstance(event, MessageEvent) and event.turn == 1:
+            await asyncio.to_thread(gate.reached.wait, 60)  # turn 2 is asked, and held
+            seen_while_held.append(event.turn)
+            assert not gate.opened.is_set()
+            gate.opened.set()
+    assert seen_while_held == [1]
+    assert not gate.forced  # nobody had to open the gate for the chat to go on
+    messages = [event for event in events if isinstance(event, MessageEvent)]
+    assert [dict(event.message) for event in messages] == history  # in order, none lost
+    assert [event.turn for event in messages] == list(range(len(history)))
+    last = events[-1]
+    assert isinstance(last, TerminationEvent)
+    assert last.result is not None
+    assert last.result.chat_history == history
+
+
 async def test_two_workers_run_many_chats_at_once(
     workers: Callable[[int], Awaitable[list[Any]]],
     make_runtime: RuntimeMaker,
@@ -285,7 +353,7 @@ async def test_a_group_chat_moves_to_a_survivor_when_its_worker_is_killed(
     history = await reference_group(model)  # in one process (journaled to Postgres too)
     reference = asked(model, 0)
     processes = await workers(2)
-    client = await make_runtime(request_timeout=5.0)  # longer than the 1 s lease
+    client = await make_runtime(request_timeout=60.0)  # fails over at the TTLs, not this
     app = build(model.base_url)
     before = len(model.requests)
     chat = asyncio.ensure_future(app.manager.a_run("plan a launch", runtime=client, chat_id="f1"))
@@ -306,6 +374,47 @@ async def test_a_group_chat_moves_to_a_survivor_when_its_worker_is_killed(
 
 
 @pytest.mark.parametrize("model_latency", [0.2])
+async def test_a_group_chat_goes_on_when_a_members_worker_is_killed(
+    shared_journal: str,
+    workers: Callable[[int], Awaitable[list[Worker]]],
+    make_runtime: RuntimeMaker,
+    model: ScriptedModelServer,
+    requests: Requests,
+) -> None:
+    """The manager's worker survives; the worker running carol dies during her turn. The
+    manager hears it once its membership drops that worker, opens carol again on itself from
+    the chat's history and asks her turn once more."""
+    history = await reference_group(model)
+    reference = asked(model, 0)
+    processes = await workers(2)
+    client = await make_runtime(request_timeout=60.0)
+    assert isinstance(client.transport, NatsTransport)
+    membership = client.transport.membership
+
+    def owner(name: str, chat: str) -> str | None:
+        return membership.owner(AgentId(shared_type(name), chat))
+
+    chat_id = next(
+        c for c in (f"m{i}" for i in range(64)) if owner("chat_manager", c) != owner("carol", c)
+    )
+    app = build(model.base_url)
+    before = len(model.requests)
+    chat = asyncio.ensure_future(
+        app.manager.a_run("plan a launch", runtime=client, chat_id=chat_id)
+    )
+    await requests.reach(before + 3)  # alice and bob done, carol asked
+    victim = next(w.process for w in processes if w.node == owner("carol", chat_id))
+    victim.kill()
+    await victim.wait()
+    result = await chat
+    assert result.chat_history == history
+    counts = asked(model, before)
+    assert set(counts) == set(reference)
+    assert sum(1 for n in counts.values() if n > 1) <= 1  # only the turn in flight, once more
+    assert all(n <= 2 for n in counts.values())
+
+
+@pytest.mark.parametrize("model_latency", [0.2])
 async def test_a_two_agent_chat_moves_to_a_survivor_when_a_worker_is_killed(
     workers: Callable[[int], Awaitable[list[Worker]]],
     make_runtime: RuntimeMaker,
@@ -317,7 +426,7 @@ async def test_a_two_agent_chat_moves_to_a_survivor_when_a_worker_is_killed(
     and the lost turn is asked once more."""
     history, summary, _ = await reference_two_agents(model, turns=4)
     processes = await workers(2)
-    client = await make_runtime(request_timeout=5.0)
+    client = await make_runtime(request_timeout=60.0)
     app = build(model.base_url)
     before = len(model.requests)
     chat = asyncio.ensure_future(
@@ -338,6 +447,66 @@ async def test_a_two_agent_chat_moves_to_a_survivor_when_a_worker_is_killed(
     assert sum(counts.values()) in (4, 5)  # four replies; the one in flight maybe twice
     assert all(n <= 2 for n in counts.values())
     assert sum(1 for n in counts.values() if n == 2) <= 1
+
+
+async def test_a_member_on_a_worker_asks_a_human_and_another_process_answers(
+    shared_journal: str,
+    workers: Callable[[int], Awaitable[list[Worker]]],
+    make_runtime: RuntimeMaker,
+    model: ScriptedModelServer,
+) -> None:
+    """The reviewer (human_input_mode ALWAYS) runs on a worker, which has no console: its
+    question waits in the shared journal with a single-use token. `moot chats answer` in
+    another process answers it once (a second answer is refused), and running the chat again
+    by its id goes on from the journal with that answer; no model turn is asked twice."""
+    await workers(2)
+    client = await make_runtime()
+    assert isinstance(client.transport, NatsTransport)
+    membership = client.transport.membership
+
+    def apart(chat: str) -> bool:  # the reviewer runs on another worker than its manager
+        owner = membership.owner(AgentId(shared_type("review_manager"), chat))
+        return owner != membership.owner(AgentId(shared_type("reviewer"), chat))
+
+    chat_id = next(chat for chat in (f"h{i}" for i in range(64)) if apart(chat))
+    app = build(model.base_url)
+    before = len(model.requests)
+    with pytest.raises(ChatWaitingForInputError) as waiting:
+        await app.review.a_run("review the plan", runtime=client, chat_id=chat_id)
+    assert waiting.value.chat_id == chat_id
+    assert len(model.requests) - before == 1  # alice spoke; the reviewer waits
+
+    async def cli(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "moot.cli",
+            "chats",
+            *args,
+            "--store",
+            shared_journal,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode()
+
+    code, out = await cli("answer", chat_id, "ship it")
+    assert code == 0, out
+    code, out = await cli("answer", chat_id, "no, wait")
+    assert code != 0
+    assert "answered already" in out
+    store = await open_store(shared_journal)
+    try:
+        with pytest.raises(InputAlreadyAnsweredError):
+            await store.answer_input(waiting.value.token, "again")
+    finally:
+        await store.aclose()
+    result = await app.review.a_run("review the plan", runtime=client, chat_id=chat_id)
+    assert [m.get("name") for m in result.chat_history] == ["user", "alice", "reviewer"]
+    assert result.chat_history[-1]["content"] == "ship it"
+    assert len(model.requests) - before == 1  # alice's turn was not asked again
 
 
 # -- without a broker: names and the codec ---------------------------------------------------
@@ -398,5 +567,37 @@ def test_a_worker_setup_hosts_every_agent(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("MOOT_TEST_MODEL_URL", "http://127.0.0.1:9/v1")
     runtime = Runtime()
     setup(runtime)
-    names = ("user", "assistant", "chat_manager", *MEMBERS)
+    names = ("user", "assistant", "chat_manager", *MEMBERS, "review_manager", "reviewer")
     assert runtime.agent_types() == {shared_type(name) for name in names}
+
+
+async def test_a_feed_cursor_hands_on_each_event_once_in_order() -> None:
+    """Live events, then the rest from the reply (the feed's reader stalled at event 2, which
+    came both ways), then a retried run on a survivor that numbers afresh."""
+    runtime = Runtime()
+    register_groupchat_messages(runtime)
+    sink, receive = event_channel(16)
+    cursor = FeedCursor(runtime, sink)
+
+    def event(turn: int) -> dict[str, Any]:
+        return runtime.codec.encode(MessageEvent(chat_id="c", turn=turn, speaker="a", message={}))
+
+    for number in range(3):
+        body = {"run": "r1", "n": number, "event": event(number)}
+        await cursor.on_payload(json.dumps(body).encode())
+    stop = StopReason(condition="x", detail="")
+    result = GroupChatResult(
+        chat_id="c",
+        chat_history=[],
+        stop_reason=stop,
+        turns=0,
+        last_speaker=None,
+        usage=Usage(),
+        cost=0.0,
+    )
+    await cursor.rest(GroupChatRun(result=result, events=(event(2), event(3)), run="r1", first=2))
+    await cursor.rest(GroupChatRun(result=result, events=(event(9),), run="r2", first=0))
+    await sink.aclose()
+    with receive:
+        turns = [e.turn async for e in receive]
+    assert turns == [0, 1, 2, 3, 9]

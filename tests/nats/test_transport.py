@@ -268,3 +268,22 @@ async def test_cancelling_the_caller_cancels_the_remote_handler(pair: Pair) -> N
     with pytest.raises(asyncio.CancelledError):
         await call
     assert await client.send(Ping(n=2), AgentId("echo", "s"), timeout=5) == Pong(n=2, by="echo/s")
+
+
+async def test_a_request_fails_when_its_worker_leaves_the_membership(
+    make_runtime: RuntimeMaker,
+) -> None:
+    """A worker that dies mid-request fails its callers once the membership drops it (within
+    `member_ttl`), with `NoRespondersError`, not at their (here 60 s) request timeout."""
+    heard: Heard = asyncio.Queue()
+    worker = await make_runtime(worker_setup(heard))
+    client = await make_runtime(client_setup, request_timeout=60.0)
+    call = asyncio.create_task(client.send(Stall(), AgentId("echo", "doomed")))
+    assert await asyncio.wait_for(heard.get(), 5) == ("echo/doomed", "stalling")
+    assert isinstance(worker.transport, NatsTransport)
+    # What the broker sees of a kill -9: the connection drops, no goodbye, no more heartbeats.
+    await worker.transport._nc.close()
+    with pytest.raises(NoRespondersError, match="left the membership"):
+        await call
+    assert isinstance(client.transport, NatsTransport)
+    assert worker.transport.node not in client.transport.membership
