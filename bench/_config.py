@@ -12,7 +12,7 @@ from ._errors import BenchConfigError
 if TYPE_CHECKING:
     import random
 
-SCENARIOS = ("runtime", "chats", "executor", "model", "mixed")
+SCENARIOS = ("runtime", "chats", "executor", "model", "mixed", "structured")
 """Every scenario, in the order `moot bench all` runs them."""
 
 ExecutorKind = Literal["auto", "local", "docker"]
@@ -82,6 +82,8 @@ class BenchConfig:
     subscribers: int = 10  # runtime W2: subscribers per topic
     executor: ExecutorKind = "auto"
     timeout: float = 600.0  # seconds one level may take before it is abandoned
+    invalid_share: float = 0.3  # structured: share of the scripted server's invalid first answers
+    embedded: bool = True  # structured: also measure the embedded model when it is cached
     compare: bool = False  # chats: also run W3 on autogen-agentchat (peer-bench env) when there
 
     def validate(self) -> None:
@@ -122,6 +124,8 @@ class BenchConfig:
             raise BenchConfigError(f"--executor must be auto, local or docker: {self.executor!r}")
         if not self.timeout > 0:
             raise BenchConfigError(f"--timeout must be positive, got {self.timeout}")
+        if not 0.0 <= self.invalid_share <= 1.0:
+            raise BenchConfigError(f"--invalid-share must be in [0, 1], got {self.invalid_share}")
         LatencyDistribution.parse(self.latency)
 
     @property

@@ -77,6 +77,27 @@ def _points_table(series: Series) -> str:
     return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
 
 
+def _extra_table(series: Series) -> str:
+    """The level figures beyond the common ones (rates shown as percentages), if any."""
+    names = sorted({name for p in series.points for name in p.extra})
+    if not names:
+        return ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in ["level", *names])
+    rows = []
+    for point in series.points:
+        cells = [_level_label(series, point)]
+        for name in names:
+            value = point.extra.get(name)
+            if value is None:
+                cells.append("")
+            elif name.endswith("_rate"):
+                cells.append(f"{100 * value:.1f} %")
+            else:
+                cells.append(fmt(value))
+        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
 def _charts(series: Series) -> str:
     metric = series.metric
     x_label = _x_label(series)
@@ -210,7 +231,8 @@ def render_report(results: BenchResults) -> str:
         sections.append(
             f"<h2>{escape(series.title)}</h2>{notes}"
             f'<p class="note">scenario <b>{escape(series.scenario)}</b>, {escape(series.mode)}'
-            f" loop; warm-up excluded</p>{_points_table(series)}{_charts(series)}"
+            f" loop; warm-up excluded</p>{_points_table(series)}{_extra_table(series)}"
+            f"{_charts(series)}"
         )
     errors = results.errors
     verdict = (

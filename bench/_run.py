@@ -37,6 +37,8 @@ async def run_bench(
     series: list[Series] = []
     for scenario in config.scenarios:
         for workload_type in WORKLOADS[scenario]:
+            if not workload_type.available(config):
+                continue
             async with workload_type(config) as workload:
                 points = []
                 for position, level in enumerate(config.levels):

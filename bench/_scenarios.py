@@ -4,6 +4,7 @@ operation `op(index, recorder, due) -> units`, and knows its default size per lo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import time
@@ -11,6 +12,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import anyio
+import pydantic
 
 from moot.runtime import Agent, AgentId, Envelope, Runtime, TopicId, TypeSubscription, handler
 
@@ -49,6 +51,11 @@ class Workload(ABC):
 
     def default_warmup(self, ops: int) -> int:
         return max(1, ops // 10)
+
+    @classmethod
+    def available(cls, config: BenchConfig) -> bool:
+        """Whether this run includes the workload: an optional one can be left out."""
+        return True
 
     async def setup(self) -> None:  # noqa: B027 - most workloads need a runtime only
         """Start what the workload needs; resources go on `self._stack`."""
@@ -458,10 +465,168 @@ class Mixed(_ChatBase):
         )
 
 
+# ------------------------------------------------------------------------------- structured
+
+
+class CityFacts(pydantic.BaseModel):
+    """The answer format of the structured-output scenario."""
+
+    country: str
+    city: str
+    population: int
+
+
+COUNTRIES = (
+    "France", "Japan", "Brazil", "Kenya", "Canada", "Norway", "India", "Mexico", "Egypt", "Peru",
+    "Italy", "Chile", "Spain", "Ghana", "Nepal", "Chad", "Iran", "Cuba", "Fiji", "Oman",
+)  # fmt: skip
+"""Twenty prompts' subjects: chat `i` asks about the capital of `COUNTRIES[i % 20]`."""
+
+
+def embedded_model_absent() -> str | None:
+    """Why the embedded model cannot run here, or None when it can."""
+    import importlib.util
+
+    from moot.models import cached_model
+
+    if cached_model() is None:
+        return "the embedded model is not cached (`moot model fetch`)"
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (`moot model install-runtime`)"
+    return None
+
+
+class _StructuredBase(Workload):
+    """Chats whose assistant answers in `CityFacts`: each op is one answer, validated and
+    repaired by the agent; the level reports the schema-valid rate and repairs per answer."""
+
+    unit, metric = "answers", "answer"
+
+    def _agents(self, client: ModelClient) -> None:
+        from moot.agents import AssistantAgent, UserProxyAgent
+
+        self.assistant = AssistantAgent(
+            "assistant",
+            system_message="You answer questions about countries as JSON.",
+            model_client=client,
+            response_format=CityFacts,
+            max_consecutive_auto_reply=1_000_000,
+        )
+        self.user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+        self._counts = [0, 0, 0, 0]  # answers, schema-valid, valid at once, repairs
+
+    async def op(self, index: int, recorder: Recorder, due: float) -> int:
+        from moot.models import StructuredOutputError
+
+        country = COUNTRIES[index % len(COUNTRIES)]
+        valid = True
+        try:
+            result = await self.user.a_initiate_chat(
+                self.assistant,
+                message=f"Task {index}: what is the capital of {country}, and its population?",
+                max_turns=1,
+                silent=True,
+            )
+            calls = result.cost.calls
+            valid = isinstance(result.output, CityFacts)
+        except StructuredOutputError as exc:
+            calls, valid = len(exc.errors), False
+        recorder.latency(self.metric, time.perf_counter() - due)
+        if recorder.recording:
+            counts = self._counts
+            counts[0] += 1
+            counts[1] += valid
+            counts[2] += valid and calls == 1
+            counts[3] += max(0, calls - 1)
+        return 1
+
+    def level_extra(self, units: int) -> dict[str, float]:
+        answers, valid, at_once, repairs = self._counts
+        self._counts = [0, 0, 0, 0]
+        if not answers:
+            return {}
+        return {
+            "schema_valid_rate": valid / answers,
+            "valid_first_try_rate": at_once / answers,
+            "repairs_per_answer": repairs / answers,
+        }
+
+
+class StructuredScripted(_StructuredBase):
+    scenario, name = "structured", "scripted"
+    title = "Structured output: response_format answers (scripted HTTP server)"
+
+    def default_ops(self, concurrency: int) -> int:
+        return max(20, 4 * concurrency)
+
+    async def setup(self) -> None:
+        from moot.models import client_from_llm_config
+        from moot.testing import RecordedRequest, Reply, ScriptedModelServer
+
+        distribution = LatencyDistribution.parse(self.config.latency)
+        rng = random.Random(self.config.seed)
+        share, seed = self.config.invalid_share, self.config.seed
+
+        def answer(request: RecordedRequest) -> Reply:
+            latency = distribution.sample(rng)
+            prompt = str(request.messages[0].get("content") or "") if request.messages else ""
+            for message in request.messages:
+                if message.get("role") == "user":
+                    prompt = str(message.get("content") or "")
+                    break
+            task = int(prompt.split(":", 1)[0].removeprefix("Task ") or 0)
+            country = prompt.rsplit("capital of ", 1)[-1].split(",", 1)[0]
+            repair = str(request.messages[-1].get("content") or "").startswith("That answer")
+            # whether a chat's first answer is invalid depends on its task number alone
+            if not repair and random.Random(seed * 1_000_003 + task).random() < share:
+                return Reply(json.dumps({"country": country, "city": "?"}), latency=latency)
+            facts = {"country": country, "city": f"{country} City", "population": 1000 + task}
+            return Reply(json.dumps(facts), latency=latency)
+
+        server = await self._stack.enter_async_context(ScriptedModelServer(default=answer))
+        client = client_from_llm_config({"config_list": server.config_list(), "cache_seed": None})
+        self._stack.push_async_callback(client.aclose)
+        self._agents(client)
+        self.note(
+            f"{share:.0%} of first answers miss a required field (seeded); one repair fixes"
+            f" them; reply latency {self.config.latency}"
+        )
+        absent = embedded_model_absent() if self.config.embedded else "left out (--no-embedded)"
+        if absent is not None:
+            self.note(f"embedded model not measured: {absent}")
+
+
+class StructuredEmbedded(_StructuredBase):
+    scenario, name = "structured", "embedded"
+    title = "Structured output: the embedded model under the schema grammar"
+
+    def default_ops(self, concurrency: int) -> int:
+        return len(COUNTRIES)
+
+    def default_warmup(self, ops: int) -> int:
+        return 1
+
+    @classmethod
+    def available(cls, config: BenchConfig) -> bool:
+        return config.embedded and embedded_model_absent() is None
+
+    async def setup(self) -> None:
+        from moot.models import LOCAL_MODEL_NAME, LocalModelClient
+
+        client = LocalModelClient()
+        self._stack.push_async_callback(client.aclose)
+        self._agents(client)
+        self.note(
+            f"{LOCAL_MODEL_NAME} on llama.cpp in this process, one generation at a time;"
+            " the JSON schema becomes a grammar, so answers are held to it"
+        )
+
+
 WORKLOADS: dict[str, tuple[type[Workload], ...]] = {
     "runtime": (RequestReply, Fanout, Activation),
     "chats": (Chats,),
     "executor": (ExecutorRuns,),
     "model": (ModelCalls,),
     "mixed": (Mixed,),
+    "structured": (StructuredScripted, StructuredEmbedded),
 }

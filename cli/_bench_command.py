@@ -24,6 +24,9 @@ Measure how far moot goes on this machine. Scenarios:
   executor  code runs per second and their latency (Docker sandbox, else the local executor)
   model     model-client calls against the scripted OpenAI-compatible server on loopback
   mixed     chats whose coder writes code that a runner agent executes
+  structured  answers with response_format= a pydantic model: scripted server (--invalid-share
+            of first answers invalid) and, when cached, the embedded model under the schema
+            grammar; reports the schema-valid rate and repairs per answer
   all       every scenario above
 
 Closed loop (default): each --concurrency level runs that many operations at once. Open loop
@@ -114,6 +117,20 @@ def add_bench(commands: Any) -> None:
         default="auto",
         help="executor, mixed: where code runs (auto: Docker when its engine and image are there)",
     )
+    bench.add_argument(
+        "--invalid-share",
+        type=float,
+        default=0.3,
+        metavar="P",
+        help="structured: share of the scripted server's first answers that are invalid"
+        " (default 0.3)",
+    )
+    bench.add_argument(
+        "--no-embedded",
+        dest="embedded",
+        action="store_false",
+        help="structured: leave the embedded model out even when it is cached",
+    )
     bench.add_argument("--seed", type=int, default=1, help="seed of every random choice (recorded)")
     bench.add_argument(
         "--timeout", type=float, default=600.0, help="seconds one level may take (default 600)"
@@ -170,6 +187,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
             subscribers=args.subscribers,
             executor=args.executor,
             timeout=args.timeout,
+            invalid_share=args.invalid_share,
+            embedded=args.embedded,
             compare=args.compare,
         )
         config.validate()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from moot.bench import (
     run_bench,
     summarize,
 )
+from moot.bench._scenarios import embedded_model_absent
 from moot.cli import ExitCode
 
 if TYPE_CHECKING:
@@ -226,3 +228,59 @@ async def test_without_the_peer_environment_the_comparison_is_a_note(
     assert results.comparisons == ()
     assert "comparison skipped" in results.comparison_note
     assert "comparison skipped" in render_report(results)
+
+
+async def test_structured_scenario_reports_valid_rate_and_repairs(tmp_path: Path) -> None:
+    config = BenchConfig(
+        scenarios=("structured",), invalid_share=0.5, embedded=False, seed=3, **TINY
+    )
+    results = await run_bench(config)
+    (series,) = results.series
+    assert (series.workload, series.unit) == ("scripted", "answers")
+    assert any("left out (--no-embedded)" in note for note in series.notes)
+    seeded = [random.Random(3 * 1_000_003 + task).random() < 0.5 for task in range(6)]
+    for point in series.points:
+        check_point(series, point)
+        assert point.units == 6
+        # every invalid first answer is repaired once, so every answer ends schema-valid
+        assert point.extra["schema_valid_rate"] == 1.0
+        assert 0 < point.extra["repairs_per_answer"] < 1
+        first = point.extra["valid_first_try_rate"]
+        assert point.extra["repairs_per_answer"] == pytest.approx(1 - first)
+    # each level numbers its measured chats 0..5: the repairs are the seeded share exactly
+    for point in series.points:
+        assert point.extra["repairs_per_answer"] == pytest.approx(sum(seeded) / 6)
+    data = results.to_dict()["series"][0]["points"][0]["extra"]
+    assert set(data) == {"schema_valid_rate", "valid_first_try_rate", "repairs_per_answer"}
+    html = render_report(results)
+    assert "schema_valid_rate" in html
+    assert "100.0 %" in html
+
+
+async def test_every_first_answer_invalid_means_one_repair_each() -> None:
+    config = BenchConfig(scenarios=("structured",), invalid_share=1.0, embedded=False, **TINY)
+    results = await run_bench(config)
+    for point in results.series[0].points:
+        assert point.extra["schema_valid_rate"] == 1.0  # the scripted repair always succeeds
+        assert point.extra["repairs_per_answer"] == 1.0
+        assert point.extra["valid_first_try_rate"] == 0.0
+
+
+def test_invalid_share_is_checked() -> None:
+    with pytest.raises(BenchConfigError, match="invalid-share"):
+        BenchConfig(scenarios=("structured",), invalid_share=1.5).validate()
+
+
+@pytest.mark.skipif(
+    embedded_model_absent() is not None, reason="the embedded model or its runtime is absent"
+)
+async def test_structured_scenario_measures_the_embedded_model() -> None:
+    config = BenchConfig(
+        scenarios=("structured",), concurrency=(1,), ops=2, warmup=0, latency="const:0"
+    )
+    results = await run_bench(config)
+    assert [s.workload for s in results.series] == ["scripted", "embedded"]
+    embedded = results.series[1]
+    (point,) = embedded.points
+    assert point.units == 2
+    assert point.extra["schema_valid_rate"] == 1.0  # the grammar holds it to the schema
