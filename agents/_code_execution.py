@@ -76,6 +76,7 @@ _KEYS = frozenset(
         "lease",
         "shared_workspace",
         "execute_from",
+        "kernel",
         *{"commandline-local", "docker"},
     }
 )
@@ -123,6 +124,7 @@ class CodeExecution:
     shared_workspace: bool = False
     execute_from: ExecuteFrom = "models"
     sandbox: Sandbox | None = None  # the image of the agent's own Docker sandbox
+    kernel: bool = False  # the sandbox keeps one IPython kernel per chat (lease "chat")
 
     @classmethod
     def from_config(
@@ -131,8 +133,9 @@ class CodeExecution:
         """Read `code_execution_config`: False/None (no code execution), an `Executor`, or a dict
         with `work_dir`, `use_docker` (default True, or a prebuilt image's name), `packages` (a
         profile such as "data" or Debian package names), `timeout`, `last_n_messages`,
-        `executor`, `lease` ("run" or "chat"), `shared_workspace` (bool) and `execute_from`
-        ("models", "any" or a list of agent names).
+        `executor`, `lease` ("run" or "chat"), `shared_workspace` (bool), `execute_from`
+        ("models", "any" or a list of agent names) and `kernel` (True: the Docker sandbox keeps
+        one Python kernel per chat, so variables and imports carry across turns).
 
         Raises:
             AgentConfigError: an unknown key or a value of the wrong kind.
@@ -195,17 +198,21 @@ class CodeExecution:
             )
         if use_docker is None:
             use_docker = executor is None and decide_use_docker(config.get("use_docker"))
+        kernel = _kernel(config, executor, use_docker)
         sandbox = Sandbox.from_config(use_docker, config.get("use_docker"), config.get("packages"))
+        if kernel and sandbox is not None and sandbox.image is None:
+            sandbox = Sandbox(packages=resolve_packages((*sandbox.packages, "kernel")))
         return cls(
             executor=executor,
             use_docker=use_docker,
             work_dir=None if work_dir is None else str(work_dir),
             timeout=float(timeout),
             last_n_messages=last_n,
-            lease=lease,
+            lease="chat" if kernel else lease,
             shared_workspace=bool(config.get("shared_workspace", False)),
             execute_from=_execute_from(config.get("execute_from", "models")),
             sandbox=sandbox,
+            kernel=kernel,
         )
 
     def open_executor(self) -> AbstractAsyncContextManager[Executor]:
@@ -214,8 +221,38 @@ class CodeExecution:
         if self.executor is not None:
             return borrowed(self.executor)
         if self.use_docker:
-            return _sandboxed(self.timeout, self.sandbox)
+            return _sandboxed(self.timeout, self.sandbox, kernel=self.kernel)
         return _started(LocalExecutor(timeout=self.timeout))
+
+
+def _kernel(config: Mapping[str, Any], executor: Executor | None, use_docker: bool) -> bool:
+    """`kernel` as given: a bool, and True only for the agent's own Docker sandbox with a
+    chat-long lease (the kernel's state lives as long as the chat's one session).
+
+    Raises:
+        AgentConfigError: not a bool, or a setting that cannot keep a kernel.
+    """
+    kernel = config.get("kernel", False)
+    if not isinstance(kernel, bool):
+        raise AgentConfigError(f"kernel must be True or False; got {kernel!r}")
+    if not kernel:
+        return False
+    if executor is not None:
+        raise AgentConfigError(
+            "kernel=True asks the agent's own Docker sandbox for a kernel; a given executor runs"
+            " as it was made: pass DockerExecutor(mode='kernel') with lease='chat' instead"
+        )
+    if not use_docker:
+        raise AgentConfigError(
+            "kernel=True keeps a Python kernel inside the Docker sandbox; it needs"
+            " use_docker=True (this machine's Python is never kept running between turns)"
+        )
+    if config.get("lease", "chat") != "chat":
+        raise AgentConfigError(
+            "kernel=True keeps the chat's state in one sandbox session, so lease must be 'chat'"
+            " (its default with kernel=True)"
+        )
+    return True
 
 
 # -- sandbox image: config parsing and selection (use_docker=True | "<image>", packages) --------
@@ -320,13 +357,17 @@ class _BuildProgress:
 
 
 @asynccontextmanager
-async def _sandboxed(timeout: float, sandbox: Sandbox | None) -> AsyncIterator[Executor]:
-    """A started `DockerExecutor` on the image `sandbox` asks for (built on first use)."""
+async def _sandboxed(
+    timeout: float, sandbox: Sandbox | None, *, kernel: bool = False
+) -> AsyncIterator[Executor]:
+    """A started `DockerExecutor` on the image `sandbox` asks for (built on first use), in
+    kernel mode when the config says `kernel=True`."""
     try:
         image = await sandbox.image_tag() if sandbox is not None else None
     except DockerUnavailableError as exc:
         raise docker_unavailable(exc) from exc
-    async with _started(DockerExecutor(timeout=timeout, image=image)) as executor:
+    mode: Literal["spawn", "kernel"] = "kernel" if kernel else "spawn"
+    async with _started(DockerExecutor(timeout=timeout, image=image, mode=mode)) as executor:
         yield executor
 
 
