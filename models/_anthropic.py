@@ -13,7 +13,6 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pydantic
 
 from ._errors import (
@@ -24,10 +23,12 @@ from ._errors import (
     error_for_status,
 )
 from ._json import loads_bounded
-from ._openai import OpenAIClient, _capped_lines, _deliver
-from ._types import ModelRequest, ModelResponse, TokenCallback, ToolCall, Usage
+from ._openai import OpenAIClient, StreamEvents
+from ._types import ModelRequest, ModelResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
+    import httpx
+
     from ._config import ModelConfig
     from ._http import ConnectionPool
 
@@ -350,63 +351,46 @@ class AnthropicClient(OpenAIClient):
         found.retryable = found.retryable and not delivered
         return found
 
-    async def _stream(
-        self, payload: bytes, on_token: TokenCallback | None, limit: float
-    ) -> ModelResponse:
-        assembly = _StreamAssembly()
-        delivered = False
-        status = None
+    def _events(self) -> StreamEvents:
+        return _MessageEvents(self)
+
+
+class _MessageEvents(StreamEvents):
+    """The Messages API's events up to `message_stop`; an `error` event is a typed error."""
+
+    def __init__(self, client: AnthropicClient) -> None:
+        self.client = client
+        self.assembly = _StreamAssembly()
+
+    def take(self, event: str, data: str, *, status: int | None, delivered: bool) -> str | None:
+        client = self.client
         try:
-            async with self._client().stream(
-                "POST",
-                self._url,
-                content=payload,
-                headers=self._headers,
-                timeout=httpx.Timeout(limit),
-            ) as response:
-                status = response.status_code
-                if status >= 400:
-                    raise self._status_error(response, await self._read_capped(response))
-                if "text/event-stream" not in response.headers.get("content-type", ""):
-                    whole = self._parse(response, await self._read_capped(response))
-                    if whole.content and on_token is not None:
-                        await _deliver(on_token, whole.content)
-                    return whole
-                async for line in _capped_lines(response, self._max_bytes):
-                    if line is None:
-                        raise self._too_large("the stream", status)
-                    if not line.startswith("data:"):
-                        continue
-                    try:
-                        data = loads_bounded(line[5:].strip())
-                    except InvalidJSONError as exc:
-                        raise self._error(
-                            MalformedResponseError,
-                            f"not a Messages API event: {line[:200]!r}",
-                            status=status,
-                        ) from exc
-                    if not isinstance(data, dict):
-                        raise self._error(
-                            MalformedResponseError, f"not an event: {line[:200]!r}", status=status
-                        )
-                    if data.get("type") == "error":
-                        raise self._event_error(data, status, delivered)
-                    text = assembly.add(data)
-                    if text and on_token is not None:
-                        delivered = True
-                        await _deliver(on_token, text)
-                    if assembly.stopped:
-                        break
-        except httpx.TransportError as exc:
-            raise self._stream_failure(exc, limit, status, delivered) from exc
-        if not assembly.stopped:
-            raise self._error(
+            parsed = loads_bounded(data)
+        except InvalidJSONError as exc:
+            raise client._error(
+                MalformedResponseError,
+                f"not a Messages API event: {data[:200]!r}",
+                status=status,
+            ) from exc
+        if not isinstance(parsed, dict):
+            raise client._error(
+                MalformedResponseError, f"not an event: {data[:200]!r}", status=status
+            )
+        if parsed.get("type") == "error":
+            raise client._event_error(parsed, status, delivered)
+        text = self.assembly.add(parsed)
+        self.done = self.assembly.stopped
+        return text
+
+    def finish(self, *, status: int | None, delivered: bool) -> ModelResponse:
+        if not self.assembly.stopped:
+            raise self.client._error(
                 StreamInterruptedError,
                 "the stream ended before message_stop",
                 status=status,
                 retryable=not delivered,
             )
-        return self._message(assembly.message())
+        return self.client._message(self.assembly.message())
 
 
 class _StreamAssembly:

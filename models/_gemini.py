@@ -11,7 +11,6 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pydantic
 
 from ._errors import (
@@ -20,11 +19,13 @@ from ._errors import (
     StreamInterruptedError,
 )
 from ._json import loads_bounded
-from ._openai import OpenAIClient, _capped_lines, _deliver
-from ._types import ModelRequest, ModelResponse, TokenCallback, ToolCall, Usage
+from ._openai import OpenAIClient, StreamEvents
+from ._types import ModelRequest, ModelResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    import httpx
 
     from ._config import ModelConfig
     from ._http import ConnectionPool
@@ -223,57 +224,56 @@ class GeminiClient(OpenAIClient):
             )
         return self._answer(answer)
 
-    async def _stream(
-        self, payload: bytes, on_token: TokenCallback | None, limit: float
-    ) -> ModelResponse:
-        parts: list[dict[str, Any]] = []
-        last = _Answer()
-        delivered = False
-        status = None
-        url = f"{self._model_url}:streamGenerateContent?alt=sse"
+    def _stream_url(self) -> str:
+        return f"{self._model_url}:streamGenerateContent?alt=sse"
+
+    def _events(self) -> StreamEvents:
+        return _ChunkEvents(self)
+
+
+class _ChunkEvents(StreamEvents):
+    """Partial `GenerateContentResponse`s: parts appended in order, the last chunk's
+    `finishReason` and usage taken; thought parts are kept but not streamed as text."""
+
+    def __init__(self, client: GeminiClient) -> None:
+        self.client = client
+        self.parts: list[dict[str, Any]] = []
+        self.last = _Answer()
+
+    def take(self, event: str, data: str, *, status: int | None, delivered: bool) -> str | None:
         try:
-            async with self._client().stream(
-                "POST", url, content=payload, headers=self._headers, timeout=httpx.Timeout(limit)
-            ) as response:
-                status = response.status_code
-                if status >= 400:
-                    raise self._status_error(response, await self._read_capped(response))
-                async for line in _capped_lines(response, self._max_bytes):
-                    if line is None:
-                        raise self._too_large("the stream", status)
-                    if not line.startswith("data:"):
-                        continue
-                    try:
-                        chunk = _Answer.model_validate_json(line[5:].strip())
-                    except pydantic.ValidationError as exc:
-                        raise self._error(
-                            MalformedResponseError,
-                            f"not a generateContent chunk: {line[:200]!r}",
-                            status=status,
-                        ) from exc
-                    last = chunk
-                    for candidate in chunk.candidates[:1]:
-                        for part in candidate.content.get("parts") or ():
-                            parts.append(part)
-                            text = part.get("text")
-                            if text and not part.get("thought") and on_token is not None:
-                                delivered = True
-                                await _deliver(on_token, str(text))
-        except httpx.TransportError as exc:
-            raise self._stream_failure(exc, limit, status, delivered) from exc
+            chunk = _Answer.model_validate_json(data)
+        except pydantic.ValidationError as exc:
+            raise self.client._error(
+                MalformedResponseError,
+                f"not a generateContent chunk: {data[:200]!r}",
+                status=status,
+            ) from exc
+        self.last = chunk
+        texts: list[str] = []
+        for candidate in chunk.candidates[:1]:
+            for part in candidate.content.get("parts") or ():
+                self.parts.append(part)
+                text = part.get("text")
+                if text and not part.get("thought"):
+                    texts.append(str(text))
+        return "".join(texts) or None
+
+    def finish(self, *, status: int | None, delivered: bool) -> ModelResponse:
+        last = self.last
         finish = last.candidates[0].finishReason if last.candidates else None
         if finish is None:
-            raise self._error(
+            raise self.client._error(
                 StreamInterruptedError,
                 "the stream ended before a finishReason",
                 status=status,
                 retryable=not delivered,
             )
-        merged = _Candidate(content={"role": "model", "parts": parts}, finishReason=finish)
+        merged = _Candidate(content={"role": "model", "parts": self.parts}, finishReason=finish)
         whole = _Answer(
             candidates=[merged], usageMetadata=last.usageMetadata, modelVersion=last.modelVersion
         )
-        return self._answer(whole)
+        return self.client._answer(whole)
 
 
 def _tool_mode(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | None:

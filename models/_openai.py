@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import codecs
 import email.utils
 import inspect
@@ -356,17 +357,27 @@ class OpenAIClient(ModelClient):
             return found
         return self._error(StreamInterruptedError, message, status=status, retryable=not delivered)
 
+    def _stream_url(self) -> str:
+        """Where a streamed call goes (the same URL as a whole one, for chat completions)."""
+        return self._url
+
+    def _events(self) -> StreamEvents:
+        """A fresh handler of this provider's stream grammar, for one streamed call."""
+        return _ChatEvents(self)
+
     async def _stream(
         self, payload: bytes, on_token: TokenCallback | None, limit: float
     ) -> ModelResponse:
-        assembly = StreamAssembly()
+        """The one stream loop of every HTTP client: status check, the whole-answer fallback
+        when the server ignored `stream`, capped SSE lines handed to the provider's `events`,
+        and httpx failures mapped; `events` folds the data lines and builds the answer."""
+        events = self._events()
         delivered = False
-        done = False
         status = None
         try:
             async with self._client().stream(
                 "POST",
-                self._url,
+                self._stream_url(),
                 content=payload,
                 headers=self._headers,
                 timeout=httpx.Timeout(limit),
@@ -391,36 +402,79 @@ class OpenAIClient(ModelClient):
                         if not line:
                             event = ""
                         continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        done = True
-                        break
-                    try:
-                        chunk = WireChunk.model_validate_json(data)
-                    except pydantic.ValidationError as exc:
-                        if event == "error":
-                            raise self._stream_error(data, status, delivered) from exc
-                        raise self._error(
-                            MalformedResponseError,
-                            f"not a chat-completion chunk: {data[:200]!r}",
-                            status=status,
-                        ) from exc
-                    if chunk.error is not None or event == "error":
-                        raise self._stream_error(chunk.error or data, status, delivered)
-                    text = assembly.add(chunk)
+                    text = events.take(event, line[5:].strip(), status=status, delivered=delivered)
                     if text and on_token is not None:
                         delivered = True
                         await _deliver(on_token, text)
+                    if events.done:
+                        break
         except httpx.TransportError as exc:
             raise self._stream_failure(exc, limit, status, delivered) from exc
-        if not done and assembly.finish_reason is None:
-            raise self._error(
+        return events.finish(status=status, delivered=delivered)
+
+
+class StreamEvents(abc.ABC):
+    """One streamed answer in one provider's grammar: it folds the stream's data lines, says
+    when the answer is complete (`done`) and builds the `ModelResponse` at the end.
+
+    `OpenAIClient._stream` owns the loop; each client only says what its events mean.
+    """
+
+    done: bool = False  # the provider's end marker arrived: the loop stops reading
+
+    @abc.abstractmethod
+    def take(self, event: str, data: str, *, status: int | None, delivered: bool) -> str | None:
+        """Fold one `data:` line (after its `event:` name, if any); return text for the caller.
+
+        Raises:
+            ModelError: the line is malformed or an error event (not retryable once delivered).
+        """
+
+    @abc.abstractmethod
+    def finish(self, *, status: int | None, delivered: bool) -> ModelResponse:
+        """The answer, once the stream ended.
+
+        Raises:
+            StreamInterruptedError: the stream ended before the provider's end marker.
+        """
+
+
+class _ChatEvents(StreamEvents):
+    """Chat-completion chunks up to `[DONE]`; an `error` event or chunk is a typed error."""
+
+    def __init__(self, client: OpenAIClient) -> None:
+        self.client = client
+        self.assembly = StreamAssembly()
+
+    def take(self, event: str, data: str, *, status: int | None, delivered: bool) -> str | None:
+        client = self.client
+        if data == "[DONE]":
+            self.done = True
+            return None
+        try:
+            chunk = WireChunk.model_validate_json(data)
+        except pydantic.ValidationError as exc:
+            if event == "error":
+                raise client._stream_error(data, status, delivered) from exc
+            raise client._error(
+                MalformedResponseError,
+                f"not a chat-completion chunk: {data[:200]!r}",
+                status=status,
+            ) from exc
+        if chunk.error is not None or event == "error":
+            raise client._stream_error(chunk.error or data, status, delivered)
+        return self.assembly.add(chunk)
+
+    def finish(self, *, status: int | None, delivered: bool) -> ModelResponse:
+        assembly = self.assembly
+        if not self.done and assembly.finish_reason is None:
+            raise self.client._error(
                 StreamInterruptedError,
                 "the stream ended before [DONE]",
                 status=status,
                 retryable=not delivered,
             )
-        return self._response(
+        return self.client._response(
             content=assembly.content,
             tool_calls=assembly.tool_calls(),
             finish_reason=assembly.finish_reason,
