@@ -136,7 +136,11 @@ def convert_messages(
             system.extend(_text_blocks(message.get("content")))
             continue
         if role == "assistant":
-            blocks = [dict(block) for block in message.get("thinking_blocks") or ()]
+            blocks = [
+                dict(block)
+                for block in message.get("thinking_blocks") or ()
+                if block.get("type") in ("thinking", "redacted_thinking")  # not Gemini's parts
+            ]
             blocks += _text_blocks(message.get("content"))
             blocks += [_tool_use(call) for call in message.get("tool_calls") or ()]
             if message.get("function_call"):

@@ -189,13 +189,13 @@ class OpenAIClient(ModelClient):
             ResponseTooLargeError: the answer passed `max_response_bytes`.
             StreamInterruptedError: the stream broke off or sent an error event.
         """
-        payload = json.dumps(self.body(request)).encode()
+        body = self.body(request)
         deadline = request.timeout or self.config.timeout
         if deadline is None:
-            return await self._attempt(request, payload, DEFAULT_TIMEOUT)
+            return await self._attempt(request, body, DEFAULT_TIMEOUT)
         try:
             with anyio.fail_after(deadline):
-                return await self._attempt(request, payload, deadline)
+                return await self._attempt(request, body, deadline)
         except TimeoutError as exc:
             if isinstance(exc, ModelError):
                 raise
@@ -203,7 +203,11 @@ class OpenAIClient(ModelClient):
                 ModelTimeoutError, f"no complete answer within the {deadline} s deadline"
             ) from exc
 
-    async def _attempt(self, request: ModelRequest, payload: bytes, limit: float) -> ModelResponse:
+    async def _attempt(
+        self, request: ModelRequest, body: dict[str, Any], limit: float
+    ) -> ModelResponse:
+        """One HTTP exchange for `body`, streamed or whole, within `limit` seconds of silence."""
+        payload = json.dumps(body).encode()
         if request.stream:
             return await self._stream(payload, request.on_token, limit)
         return await self._post(payload, limit)

@@ -62,7 +62,8 @@ class Reply:
     server: `drip` sends the answer one byte every `drip` seconds; `endless` streams tokens
     forever; `stream_error` sends that error object as an event, then `[DONE]` (as vLLM does).
     On the Anthropic route (`/v1/messages`), `thinking` answers a thinking block first and
-    `usage` overrides that API's usage keys.
+    `usage` overrides that API's usage keys; on the Gemini route, a `thought` part first (and a
+    `thoughtSignature` on the last part), `usage` overriding `usageMetadata` keys.
     """
 
     content: str | None = None

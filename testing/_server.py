@@ -31,7 +31,8 @@ class ScriptedModelServer(LoopbackHTTPServer):
 
     It also speaks Anthropic's Messages API on `POST /v1/messages` (point the `anthropic` SDK's
     `base_url` at `root_url`), billing prompt-cache reads from the `cache_control` breakpoints
-    it sees, as that API does for a repeated prefix.
+    it sees, as that API does for a repeated prefix; and Gemini's `generateContent` with
+    explicit `cachedContents` (point the `google-genai` SDK's `base_url` at `root_url`).
 
     Each request is answered by the first matching `Rule`, else the next `script` entry, else
     `default`; when none is left it answers HTTP 500 naming the problem, so the test fails loudly.
@@ -56,6 +57,7 @@ class ScriptedModelServer(LoopbackHTTPServer):
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self.prompt_cache = _anthropic.PromptCache()
+        self.context_cache = _gemini.ContextCache()
 
     def anthropic_config_list(
         self, model: str = "claude-scripted", **extra: Any
@@ -137,6 +139,8 @@ class ScriptedModelServer(LoopbackHTTPServer):
             data = [{"id": name, "object": "model", "owned_by": "moot"} for name in self.models]
             await exchange.send_json(200, {"object": "list", "data": data})
             return True
+        if _gemini.is_cache(path):
+            return await _gemini.answer_cache(exchange, request, self.context_cache)
         anthropic = method == "POST" and path.endswith("/v1/messages")
         if anthropic and not (isinstance(body, dict) and isinstance(body.get("messages"), list)):
             await _anthropic.send_error(exchange, 400, "messages: a list is required")
@@ -173,7 +177,7 @@ class ScriptedModelServer(LoopbackHTTPServer):
             if anthropic:
                 return await _anthropic.answer(exchange, request, reply, self.prompt_cache)
             if gemini:
-                return await _gemini.answer(exchange, request, reply)
+                return await _gemini.answer(exchange, request, reply, self.context_cache)
             return await self._answer(exchange, request, reply)
         except CLOSED:
             self.disconnects += 1
