@@ -308,3 +308,37 @@ async def test_the_real_embedded_model_answers_schema_valid_objects() -> None:
                 assistant, message=f"The capital of {country}?", max_turns=1, silent=True
             )
             assert isinstance(result.output, Capital)
+
+
+@pytest.mark.skipif(
+    cached_model() is None or importlib.util.find_spec("llama_cpp") is None,
+    reason="the embedded model is not cached or llama-cpp-python is not installed",
+)
+async def test_the_real_embedded_model_is_held_to_the_schema_even_when_asked_for_prose() -> None:
+    """The grammar, not the prompt, makes the answer valid: asked for a poem with a schema of
+    made-up keys, the model still writes exactly that object; without one it writes prose."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "zq_code": {"type": "integer"},
+            "flavour": {"type": "string", "enum": ["plum", "kiwi"]},
+        },
+        "required": ["zq_code", "flavour"],
+        "additionalProperties": False,
+    }
+    poem = [{"role": "user", "content": "Write a four-line poem about the sea."}]
+    async with LocalModelClient() as client:
+        held = await client.create(
+            ModelRequest(
+                messages=poem,
+                response_format={"type": "json_schema", "json_schema": {"schema": schema}},
+                max_tokens=64,
+            )
+        )
+        free = await client.create(ModelRequest(messages=poem, max_tokens=64))
+    data = json.loads(held.content or "")
+    assert set(data) == {"zq_code", "flavour"}
+    assert isinstance(data["zq_code"], int)
+    assert data["flavour"] in ("plum", "kiwi")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(free.content or "")
