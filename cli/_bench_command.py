@@ -268,6 +268,15 @@ def _run_bench(args: argparse.Namespace, out: Output) -> ExitCode:
     html_path = write_report(results, args.out / "report.html")
     out.result({"results": str(json_path), "report": str(html_path), **results.to_dict()})
     out.table(_summary_table(results))
+    for series in results.series:
+        for point in series.points:
+            if "schema_valid_rate" in point.extra:
+                out.say(
+                    f"{series.scenario}/{series.workload} C={point.concurrency}: schema-valid"
+                    f" {point.extra['schema_valid_rate']:.0%}, valid at once"
+                    f" {point.extra['valid_first_try_rate']:.0%}, repairs per answer"
+                    f" {point.extra['repairs_per_answer']:.2f}"
+                )
     out.say(f"results: {json_path}\nreport:  {html_path}")
     if results.errors:
         out.say(f"[red]{results.errors} operation(s) failed; see the errors column.[/]")

@@ -284,3 +284,28 @@ async def test_structured_scenario_measures_the_embedded_model() -> None:
     (point,) = embedded.points
     assert point.units == 2
     assert point.extra["schema_valid_rate"] == 1.0  # the grammar holds it to the schema
+
+
+def test_moot_bench_structured_prints_the_valid_rate(moot: Any, tmp_path: Path) -> None:
+    ran = moot(
+        "bench",
+        "structured",
+        "--no-embedded",
+        "--invalid-share",
+        "1",
+        "--concurrency",
+        "2",
+        "--ops",
+        "4",
+        "--warmup",
+        "0",
+        "--latency",
+        "const:0",
+        "--out",
+        str(tmp_path),
+    )
+    assert ran.code == ExitCode.OK, ran.err
+    assert "schema-valid 100%, valid at once 0%, repairs per answer 1.00" in ran.out
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["config"]["invalid_share"] == 1.0
+    assert data["series"][0]["points"][0]["extra"]["repairs_per_answer"] == 1.0
