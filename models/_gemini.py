@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 import pydantic
 import structlog
@@ -222,6 +223,7 @@ class GeminiClient(OpenAIClient):
         self.caching = ContextCaching.from_setting(config.params.get("context_cache", True))
         self._caches: dict[str, list[_Cache]] = {}  # static part's digest -> live caches
         self._refused: dict[str, int] = {}  # static part's digest -> contents a create failed at
+        self._planning = anyio.Lock()  # concurrent chats on this client make one cache, not many
 
     def __repr__(self) -> str:
         return f"GeminiClient(model={self.config.model!r}, base_url={self._base_url!r})"
@@ -274,7 +276,8 @@ class GeminiClient(OpenAIClient):
         caching = self.caching
         if caching is None:
             return await super()._attempt(request, body, limit)
-        cached, made = await self._cached_body(body, limit, caching)
+        async with self._planning:
+            cached, made = await self._cached_body(body, limit, caching)
         if cached is body:
             return await super()._attempt(request, body, limit)
         try:

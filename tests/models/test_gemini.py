@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
@@ -346,3 +347,21 @@ async def test_a_twenty_turn_group_chat_is_billed_mostly_as_cache_reads() -> Non
     # a cache is written whole at the prompt price (the API cannot extend one), so the saving
     # is smaller than Anthropic's; storage (per token-hour) is not billed per call
     assert usage.total_cost < 0.6 * billed.cost(usage.prompt_tokens, usage.completion_tokens)
+
+
+async def test_concurrent_calls_on_one_client_make_one_cache() -> None:
+    async with ScriptedModelServer(default="Fine.") as server:
+        entry = server.gemini_config_list(context_cache={"min_tokens": 100})[0]
+        async with GeminiClient(ModelConfig.model_validate(entry)) as client:
+            answers: list[int] = []
+
+            async def ask() -> None:
+                answer = await client.create(ModelRequest(messages=_history(3)))
+                answers.append(answer.usage.cache_read_tokens)
+
+            async with anyio.create_task_group() as group:
+                for _ in range(8):
+                    group.start_soon(ask)
+    assert server.context_cache.created == 1
+    assert len(answers) == 8
+    assert set(answers) == {server.context_cache.tokens["cachedContents/scripted-1"]}
