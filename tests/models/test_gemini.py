@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import anyio
+import httpx
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
@@ -365,3 +366,27 @@ async def test_concurrent_calls_on_one_client_make_one_cache() -> None:
     assert server.context_cache.created == 1
     assert len(answers) == 8
     assert set(answers) == {server.context_cache.tokens["cachedContents/scripted-1"]}
+
+
+async def test_a_server_that_ignores_streaming_is_read_whole_by_the_shared_loop() -> None:
+    """The one stream loop's fallback serves Gemini too: a JSON answer to a streamed call."""
+    answer = {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "Whole."}]}}],
+        "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 1},
+    }
+    answer["candidates"][0]["finishReason"] = "STOP"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.endswith(":streamGenerateContent")
+        return httpx.Response(200, json=answer)
+
+    seen: list[str] = []
+    entry = {"model": "gemini-2.5-flash", "api_type": "gemini", "base_url": "http://gemini.test"}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        client = GeminiClient(ModelConfig.model_validate(entry), http=http)
+        response = await client.create(
+            ModelRequest(messages=HELLO, stream=True, on_token=seen.append)
+        )
+    assert response.content == "Whole."
+    assert seen == ["Whole."]
+    assert response.usage.prompt_tokens == 2
