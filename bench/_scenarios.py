@@ -601,7 +601,8 @@ class StructuredEmbedded(_StructuredBase):
     title = "Structured output: the embedded model under the schema grammar"
 
     def default_ops(self, concurrency: int) -> int:
-        return len(COUNTRIES)
+        # the engine answers one chat at a time: all twenty prompts once, then one per worker
+        return len(COUNTRIES) if concurrency <= 1 else concurrency
 
     def default_warmup(self, ops: int) -> int:
         return 1
