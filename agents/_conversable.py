@@ -727,6 +727,10 @@ class ConversableAgent(Agent):
         )
         if role == "tool" or role == "function":
             recorded = cast("Message", message) if fresh else dict(message)
+        elif not sent and role == ("assistant" if mine else "user") and "name" in message:
+            # Already in this agent's roles and named (a group chat's broadcast): kept as it is,
+            # shared with the group's history instead of copied once per participant.
+            recorded = cast("Message", message)
         elif fresh:
             recorded = cast("Message", message)
             recorded["role"] = "assistant" if mine else "user"
