@@ -159,7 +159,12 @@ class Cell:
                     agent = self.agent
                     assert agent is not None
                 else:
-                    item = mailbox.get_nowait()
+                    items = mailbox._items
+                    item: Envelope | Passivate | None
+                    if items is not None and len(items) > 1 and mailbox._putters is None:
+                        item = items.popleft()  # `get_nowait` inlined for a backlog (fan-out)
+                    else:
+                        item = mailbox.get_nowait()
                     if item is None:
                         if done:
                             settle(HANDLED, done)
