@@ -165,6 +165,7 @@ class Cell:
                         item = items.popleft()  # `get_nowait` inlined for a backlog (fan-out)
                     else:
                         item = mailbox.get_nowait()
+                    items = None  # hold no deque across an await: an empty mailbox frees it
                     if item is None:
                         if done:
                             settle(HANDLED, done)
