@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from array import array
 import gc
 import json
 import logging
@@ -30,6 +29,7 @@ import resource
 import subprocess
 import sys
 import time
+from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
