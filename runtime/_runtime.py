@@ -56,7 +56,7 @@ from ._transport import InProcessTransport, Transport
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from ._mailbox import MailboxStatistics
+    from ._mailbox import Mailbox, MailboxStatistics
     from ._subscriptions import Subscription
 
 log = structlog.get_logger("moot.runtime")
@@ -743,34 +743,31 @@ class Runtime:
         actors = self._actors
         local_only = self._local_only
         fast = 0  # fast-path deliveries not yet counted; flushed before any await
-        targeted = False
         for route in recipients:
-            agent_id = route.id
-            if sender is not None and agent_id == sender:
+            if sender is not None and route.id == sender:
                 continue
-            targeted = True
-            # The cell seen last time, while its mailbox is open (a cell leaves `_actors` only
-            # when it retires, which closes it): no dict lookup (and id hash) per delivery.
-            actor = route.cell
-            if actor is None or actor.mailbox._closed:
-                actor = route.cell = actors.get(agent_id)
-            if actor is not None and local_only:
-                mailbox = actor.mailbox
-                items = mailbox._items
-                if items is not None and 0 < len(items) < mailbox.capacity:
+            # The mailbox seen last time, while it is open (a cell leaves `_actors` only when it
+            # retires, which closes its mailbox): no dict lookup (and id hash) per delivery.
+            box = route.box
+            if box is None or box._closed:
+                actor = actors.get(route.id)
+                box = route.box = None if actor is None else actor.mailbox
+            if box is not None and local_only:
+                items = box._items
+                if items is not None and 0 < len(items) < box.capacity:
                     items.append(env)  # `try_put` inlined: a backlog, so nobody to wake
                     fast += 1
                     continue
-                if mailbox.try_put(env):
+                if box.try_put(env):
                     fast += 1  # a live local actor with room: no await, no allocation
                     continue
             self.ledger.accept(fast)
             fast = 0
-            await self._publish_slow(env, agent_id)
+            await self._publish_slow(env, route.id)
         if fast:
             self.ledger.accept(fast)
-        if not targeted:
-            self.ledger.accept()
+        if not recipients or (len(recipients) == 1 and recipients[0].id == sender):
+            self.ledger.accept()  # nobody but the sender (ids in a topic's routes are unique)
             self._dead_letter(env, None, DeadLetterReason.NO_SUBSCRIBERS, None)
 
     async def _publish_slow(self, env: Envelope, agent_id: AgentId) -> None:
@@ -951,13 +948,13 @@ def _drop_error(reason: str, agent_id: AgentId | None) -> MessageDroppedError:
 
 
 class _Route:
-    """One subscriber of a topic, and its cell as the last publish found it (see `publish`)."""
+    """One subscriber of a topic, and its mailbox as the last publish found it (see `publish`)."""
 
-    __slots__ = ("cell", "id")
+    __slots__ = ("box", "id")
 
     def __init__(self, agent_id: AgentId) -> None:
         self.id = agent_id
-        self.cell: Cell | None = None
+        self.box: Mailbox[Envelope | Passivate] | None = None
 
 
 def _with_recipient(env: Envelope, agent_id: AgentId) -> Envelope:
