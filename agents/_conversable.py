@@ -397,6 +397,7 @@ class ConversableAgent(Agent):
             raise AgentConfigError("max_consecutive_auto_reply must not be negative")
         self.name = name
         self._system_message = system_message or ""
+        self._system_entry: dict[str, Any] | None = None  # see `_system_model_message`
         self.description = description if description is not None else self._system_message
         self.human_input_mode: HumanInputMode = human_input_mode
         self._is_termination_msg = is_termination_msg or default_is_termination_msg
@@ -727,6 +728,10 @@ class ConversableAgent(Agent):
         )
         if role == "tool" or role == "function":
             recorded = cast("Message", message) if fresh else dict(message)
+        elif not sent and role == ("assistant" if mine else "user") and "name" in message:
+            # Already in this agent's roles and named (a group chat's broadcast): kept as it is,
+            # shared with the group's history instead of copied once per participant.
+            recorded = cast("Message", message)
         elif fresh:
             recorded = cast("Message", message)
             recorded["role"] = "assistant" if mine else "user"
@@ -1427,6 +1432,14 @@ class ConversableAgent(Agent):
             return False, None
         return True, response.content
 
+    def _system_model_message(self) -> dict[str, Any]:
+        """The system message as the model reads it: one dict per agent and system message,
+        shared by every chat's model view (clients only read what they are given)."""
+        entry = self._system_entry
+        if entry is None or entry["content"] != self.system_message:
+            entry = self._system_entry = {"role": "system", "content": self.system_message}
+        return entry
+
     def _model_messages_for(
         self, state: ChatState, messages: list[Message]
     ) -> list[dict[str, Any]]:
@@ -1442,10 +1455,10 @@ class ConversableAgent(Agent):
             or done > len(messages)
             or (done and messages[done - 1] is not state.model_messages_last)
         ):
-            cache = state.model_messages = [{"role": "system", "content": self.system_message}]
+            cache = state.model_messages = [self._system_model_message()]
             done = 0
         elif cache[0]["content"] != self.system_message:
-            cache[0] = {"role": "system", "content": self.system_message}
+            cache[0] = self._system_model_message()
         end = len(messages)
         while done < end:
             _add_model_message(cache, messages[done])

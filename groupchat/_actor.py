@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from moot import observability
 from moot.agents import ChatParticipant, Turn, TurnReply
 from moot.runtime import AgentContext, Envelope, handler
 
@@ -61,6 +62,9 @@ class ManagerParticipant(ChatParticipant):
                 from ._distributed import run_on_worker
 
                 return await run_on_worker(self.manager, self.context, message)
-            return await self.manager._run_group(self.context, message, initiator=None)
+            manager = self.manager
+            # Without a recorder, skip the span's wrapper: a frame less per chat in flight.
+            run = manager._run_group if observability.SWITCH.active else manager._run_group_turns
+            return await run(self.context, message, initiator=None)
         finally:
             self.context.runtime.retire(self.id)  # the chat is over: free this key's cell

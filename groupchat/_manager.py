@@ -264,6 +264,8 @@ class GroupChatManager(ConversableAgent):
         """
         option = self.store if store is ... else store
         if runtime is not None:  # no scope to open: a frame less per chat in flight
+            if option is None or option is False:  # no journal: a frame less again
+                return await self._ask_run(runtime, message, sender, chat_id, silent, None)
             return await self._journaled_run(runtime, message, sender, chat_id, silent, option)
         async with runtime_scope(None) as rt:
             return await self._journaled_run(rt, message, sender, chat_id, silent, option)

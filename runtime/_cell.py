@@ -97,19 +97,19 @@ class Cell:
     def wake(self) -> None:
         """Mailbox callback: it went from empty to non-empty; make sure a task drains it."""
         if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self.drain())
+            # The drain task runs `turns` itself (no wrapper coroutine: one frame less per
+            # busy cell); its `finally` hands off or starts the idle clock (`_after_drain`).
+            self.task = asyncio.get_running_loop().create_task(self.turns(None))
 
-    async def drain(self) -> None:
-        """The drain task: run queued turns, then hand off or start the idle clock."""
-        try:
-            await self.turns(None)
-        finally:
-            self.task = None
-            rt = self.runtime
-            if not self.stopped and not self.retired and not rt._halting and len(self.mailbox):
-                self.wake()  # a message raced the exit: keep going in a fresh task
-            elif self.agent is not None and self.type.idle_timeout is not None:
-                rt._became_idle(self)
+    def _after_drain(self) -> None:
+        """The drain task ends: keep going in a fresh task if a message raced the exit, else
+        start the idle clock."""
+        self.task = None
+        rt = self.runtime
+        if not self.stopped and not self.retired and not rt._halting and len(self.mailbox):
+            self.wake()
+        elif self.agent is not None and self.type.idle_timeout is not None:
+            rt._became_idle(self)
 
     def _after_inline(self) -> None:
         """Hand messages queued meanwhile to a drain task, or start the idle clock."""
@@ -159,7 +159,13 @@ class Cell:
                     agent = self.agent
                     assert agent is not None
                 else:
-                    item = mailbox.get_nowait()
+                    items = mailbox._items
+                    item: Envelope | Passivate | None
+                    if items is not None and len(items) > 1 and mailbox._putters is None:
+                        item = items.popleft()  # `get_nowait` inlined for a backlog (fan-out)
+                    else:
+                        item = mailbox.get_nowait()
+                    items = None  # hold no deque across an await: an empty mailbox frees it
                     if item is None:
                         if done:
                             settle(HANDLED, done)
@@ -246,6 +252,8 @@ class Cell:
                     self.ended = None
                     ended.set_result(None)
                 self._after_inline()
+            else:
+                self._after_drain()
 
     def _turn_failed(self, env: Envelope, exc: BaseException) -> bool:
         """Settle a turn that raised. Returns True when the exception must propagate."""
