@@ -34,7 +34,7 @@ from moot.journal import (
 from ._errors import ServerError
 from ._feed import feed
 from ._models import AnswerApproval, AnswerInput, StartChat
-from ._runner import APPROVAL_PREFIX, ChatRunner, token_hash
+from ._runner import APPROVAL_PREFIX, ChatRunner, opening_message, token_hash
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -97,6 +97,12 @@ def _summary(s: ChatSummary, team: str | None = None) -> dict[str, Any]:
         "updated_at": s.updated_at,
         "termination": s.termination.reason if s.termination else None,
     }
+
+
+def _opening_entry(opening: dict[str, Any]) -> dict[str, Any]:
+    """A group chat's first message as transcript entry 0 (its turns count from 1)."""
+    speaker = str(opening.get("name", "user"))
+    return {"number": 0, "speaker": speaker, "message": opening, "tokens": 0, "code_runs": []}
 
 
 class ServerApp:
@@ -280,6 +286,8 @@ class ServerApp:
         summary = await self.store.summary(chat_id)
         definition = await self.store.definition(chat_id)
         turns = await self.store.turns(chat_id)
+        opening = opening_message(definition.spec)
+        first = [] if opening is None else [_opening_entry(opening)]
         pending = [
             {
                 "token": q.token,
@@ -294,7 +302,8 @@ class ServerApp:
             200,
             {
                 **_summary(summary, str(definition.spec.get("team"))),
-                "transcript": [
+                "transcript": first
+                + [
                     {
                         "number": t.number,
                         "speaker": t.speaker,
