@@ -3,8 +3,9 @@
 The journal is the source: a chat only wakes its readers (never waits for them), and each
 reader pulls from the journal at its own pace. Streamed tokens come from memory as `token`
 events without an id: they are not journaled, and the turn event that follows carries the whole
-message; a reader that reconnects gets, after the durable events, the turn in progress so far. When a reader's buffer is full, the reader is cut
-off with its resume point (the last event id it was given); it reconnects with `Last-Event-ID`.
+message; a reader that reconnects gets, after the durable events, the turn in progress so far.
+When a reader's buffer is full, the reader is cut off with its resume point (the last event id
+it was given); it reconnects with `Last-Event-ID`.
 """
 
 from __future__ import annotations

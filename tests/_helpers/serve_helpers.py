@@ -25,7 +25,8 @@ ADMIN = "admin-token-for-tests"
 
 def make_teams(llm_config: dict[str, Any], work_dir: str) -> Teams:
     """pair: proxy (no human) and assistant; ask: a human answers each reply; code: the
-    assistant's code runs locally after approval; group: a round-robin group chat."""
+    assistant's code runs locally after approval; group, trio: round-robin group chats;
+    stream: the assistant's answers stream."""
     teams = Teams()
 
     def pair() -> tuple[UserProxyAgent, AssistantAgent]:
@@ -62,7 +63,29 @@ def make_teams(llm_config: dict[str, Any], work_dir: str) -> Teams:
         )
         return user, GroupChatManager(chat, llm_config=False, store=None)
 
+    def stream() -> tuple[UserProxyAgent, AssistantAgent]:
+        proxy = UserProxyAgent(
+            "user",
+            human_input_mode="NEVER",
+            max_consecutive_auto_reply=0,
+            code_execution_config=False,
+        )
+        return proxy, AssistantAgent("assistant", llm_config={**llm_config, "stream": True})
+
+    def trio() -> tuple[UserProxyAgent, GroupChatManager]:
+        user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+        writers = [AssistantAgent(name, llm_config=llm_config) for name in ("a", "b", "c")]
+        chat = GroupChat(
+            agents=[user, *writers],
+            messages=[],
+            max_round=8,
+            speaker_selection_method="round_robin",
+        )
+        return user, GroupChatManager(chat, llm_config=False, store=None)
+
     teams.add("pair", pair, description="a user proxy and an assistant")
+    teams.add("stream", stream, description="the assistant's answer streams token by token")
+    teams.add("trio", trio, description="a round-robin group chat of three writers")
     teams.add("group", group, description="a round-robin group chat")
     teams.add("ask", ask, description="a human answers each reply")
     teams.add("code", code, description="code runs after approval")
