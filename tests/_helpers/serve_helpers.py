@@ -14,6 +14,7 @@ import uvicorn
 from moot.agents import AssistantAgent, UserProxyAgent
 from moot.groupchat import GroupChat, GroupChatManager
 from moot.server import ServerApp, Teams
+from moot.testing import Reply
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -152,3 +153,8 @@ async def read_events(
             elif line == "":
                 event_id, kind = None, "message"
     return found
+
+
+#: An answer that streams for minutes (a byte per millisecond, two thousand words): a test sees
+#: its first tokens long before its turn could end, then stops the chat.
+SLOW = Reply(" ".join(["word"] * 2000), drip=0.001)

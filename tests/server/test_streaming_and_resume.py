@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from serve_helpers import admin_client, read_events, running_server
+from serve_helpers import SLOW, admin_client, read_events, running_server
 
 from moot.journal import InMemoryChatStore, open_store
 from moot.testing import Reply
@@ -30,7 +30,7 @@ async def _start(client: httpx.AsyncClient, team: str, message: str) -> str:
 async def test_tokens_stream_before_the_turn_is_journaled(
     teams: Teams, model: ScriptedModelServer
 ) -> None:
-    model.push(Reply(endless=True))  # the answer streams and never ends: no turn is journaled
+    model.push(SLOW)  # the answer streams for minutes: no turn is journaled meanwhile
     async with InMemoryChatStore() as store, running_server(store, teams) as (_, base):
         async with admin_client(base) as client:
             chat_id = await _start(client, "stream", "tell me a story")
