@@ -325,15 +325,18 @@ class ChatRunner:
     def active(self) -> int:
         return len(self._tasks)
 
-    async def start(self, team: Team, message: str, *, max_turns: int | None) -> tuple[str, str]:
-        """Journal a new chat and start it; returns (chat id, the chat's access token).
-
-        A group chat's manager creates its journaled chat itself; this returns once it has.
+    async def start(
+        self, team: Team, message: str, *, max_turns: int | None, chat_id: str | None = None
+    ) -> tuple[str, str]:
+        """Journal a new chat (under `chat_id`, or a fresh id) and start it; returns (chat id,
+        the chat's access token). A group chat's manager creates its journaled chat itself;
+        this returns once it has.
 
         Raises:
+            ChatExistsError: `chat_id` is taken.
             JournalError: the store refused the chat.
         """
-        chat_id = uuid.uuid4().hex
+        chat_id = chat_id or uuid.uuid4().hex
         token = secrets.token_urlsafe(24)
         spec = {"team": team.name, "message": message, "token_sha256": token_hash(token)}
         limits = {"max_turns": max_turns} if max_turns else {}
