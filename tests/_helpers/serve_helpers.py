@@ -84,7 +84,18 @@ def make_teams(llm_config: dict[str, Any], work_dir: str) -> Teams:
         )
         return user, GroupChatManager(chat, llm_config=False, store=None)
 
+    def panel() -> tuple[UserProxyAgent, GroupChatManager]:
+        human = UserProxyAgent("human", human_input_mode="ALWAYS", code_execution_config=False)
+        chat = GroupChat(
+            agents=[human, AssistantAgent("a", llm_config=llm_config)],
+            messages=[],
+            max_round=4,
+            speaker_selection_method="round_robin",
+        )
+        return human, GroupChatManager(chat, llm_config=False, store=None)
+
     teams.add("pair", pair, description="a user proxy and an assistant")
+    teams.add("panel", panel, description="a group chat in which a human takes turns")
     teams.add("stream", stream, description="the assistant's answer streams token by token")
     teams.add("trio", trio, description="a round-robin group chat of three writers")
     teams.add("group", group, description="a round-robin group chat")

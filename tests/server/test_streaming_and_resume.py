@@ -119,3 +119,31 @@ async def test_a_group_chat_cut_off_by_a_restart_goes_on_in_its_speaker_order(
     assert resumed["status"] == "finished"
     assert _transcript(resumed) == _transcript(whole)
     assert [s for s, _ in _transcript(resumed)][:5] == ["user", "a", "b", "c", "user"]
+
+
+async def test_a_group_chat_waiting_for_a_human_survives_a_restart(
+    teams: Teams, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    model.push("from a", "again a")
+    url = f"sqlite:///{tmp_path / 'journal.sqlite3'}"
+    async with await open_store(url) as store, running_server(store, teams) as (_, base):
+        async with admin_client(base) as client:
+            chat_id = await _start(client, "panel", "let us talk")
+            asked = await read_events(client, chat_id, until="input.asked")
+    assert len(model.requests) == 1
+    async with await open_store(url) as store, running_server(store, teams) as (_, base):
+        async with admin_client(base) as client:
+            pending = (await client.get(f"/chats/{chat_id}")).json()["pending"]
+            assert [p["token"] for p in pending] == [asked[-1][2]["token"]]  # asked once
+            answer = {"text": "my turn", "token": pending[0]["token"]}
+            assert (await client.post(f"/chats/{chat_id}/input", json=answer)).status_code == 200
+            await read_events(client, chat_id, after=asked[-1][0])
+            chat = (await client.get(f"/chats/{chat_id}")).json()
+    assert chat["status"] == "finished"
+    assert _transcript(chat) == [
+        ("human", "let us talk"),
+        ("a", "from a"),
+        ("human", "my turn"),
+        ("a", "again a"),
+    ]
+    assert len(model.requests) == 2  # the resumed chat asked no model again for a's turn
