@@ -141,6 +141,8 @@ async def test_bad_runs_get_clear_4xx(teams: Teams) -> None:
                 "/agui", json=_run("t3", "hi", forwardedProps={"team": "x"})
             )
             assert unknown.status_code == 404
+            schema = (await client.get("/openapi.json")).json()
+            assert "threadId" in json.dumps(schema["paths"]["/agui"])
             stranger = await client.post(
                 "/agui",
                 json=_run("t4", "hi", forwardedProps={"team": "pair"}),
