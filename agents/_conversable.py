@@ -92,7 +92,7 @@ if TYPE_CHECKING:
 
     from moot.executors import Executor
     from moot.journal import ChatStore
-    from moot.models import ModelResponse
+    from moot.models import ModelResponse, TokenCallback
 
 HumanInputMode = Literal["ALWAYS", "NEVER", "TERMINATE"]
 ReplyFunction = Callable[..., "tuple[bool, Any] | Awaitable[tuple[bool, Any]]"]
@@ -416,6 +416,9 @@ class ConversableAgent(Agent):
         self._code = CodeExecution.from_config(code_execution_config)
         self._llm: LLMConfig | None = None
         self._stream = False
+        # Where a streamed answer's tokens go instead of the console (e.g. `moot serve`'s event
+        # stream), also in a silent chat; answers stream when the llm_config says "stream".
+        self.token_sink: TokenCallback | None = None
         self._http: httpx.AsyncClient | None = None
         self._tool_registry = ToolRegistry()
         if llm_config is None or llm_config is False:
@@ -1407,7 +1410,7 @@ class ConversableAgent(Agent):
             messages=self._model_messages_for(state, messages),
             tools=self._tool_registry.request,
             stream=self._stream,
-            on_token=None if state.silent or not self._stream else _show_token,
+            on_token=self._on_token(state.silent),
         )
         output = None
         if self._structured is None:
@@ -1439,6 +1442,14 @@ class ConversableAgent(Agent):
         if entry is None or entry["content"] != self.system_message:
             entry = self._system_entry = {"role": "system", "content": self.system_message}
         return entry
+
+    def _on_token(self, silent: bool) -> TokenCallback | None:
+        """Where a streamed answer's tokens go: the token sink, else the console unless silent."""
+        if not self._stream:
+            return None
+        if self.token_sink is not None:
+            return self.token_sink
+        return None if silent else _show_token
 
     def _model_messages_for(
         self, state: ChatState, messages: list[Message]

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from moot.journal import (
+    ChatExistsError,
     ChatFinishedError,
     ChatNotFoundError,
     ChatStatus,
@@ -34,7 +35,7 @@ from moot.journal import (
 from ._errors import ServerError
 from ._feed import feed
 from ._models import AnswerApproval, AnswerInput, StartChat
-from ._runner import APPROVAL_PREFIX, ChatRunner, token_hash
+from ._runner import APPROVAL_PREFIX, ChatRunner, opening_message, token_hash
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -99,6 +100,12 @@ def _summary(s: ChatSummary, team: str | None = None) -> dict[str, Any]:
     }
 
 
+def _opening_entry(opening: dict[str, Any]) -> dict[str, Any]:
+    """A group chat's first message as transcript entry 0 (its turns count from 1)."""
+    speaker = str(opening.get("name", "user"))
+    return {"number": 0, "speaker": speaker, "message": opening, "tokens": 0, "code_runs": []}
+
+
 class ServerApp:
     """Builds the Starlette app; `admin_token` opens every route. `runtime` runs the chats
     (e.g. a NATS runtime, for teams whose agents live on workers); by default each chat has
@@ -116,7 +123,7 @@ class ServerApp:
         runtime: Runtime | None = None,
     ) -> None:
         self.runner = ChatRunner(store, teams, runtime)
-        self.store, self.teams = store, teams
+        self.store, self.teams = self.runner.store, teams  # writes wake the chat's readers
         self._admin = admin_token
         self._reader_buffer = reader_buffer
         self._send_timeout = send_timeout
@@ -135,12 +142,14 @@ class ServerApp:
             Route("/chats/{chat_id}/input", self.answer_input, methods=["POST"]),
             Route("/chats/{chat_id}/approval", self.answer_approval, methods=["POST"]),
             Route("/chats/{chat_id}/stop", self.stop, methods=["POST"]),
+            Route("/agui", self.agui, methods=["POST"]),
         ]
         handlers: dict[Any, Any] = {
             ServerError: self._server_error,
             pydantic.ValidationError: self._invalid,
             HTTPException: self._http_error,
             ChatNotFoundError: lambda r, e: _json(404, {"error": "no such chat"}),
+            ChatExistsError: lambda r, e: _json(409, {"error": "that chat id is taken"}),
             ChatFinishedError: lambda r, e: _json(409, {"error": "the chat has ended"}),
             UnknownInputTokenError: lambda r, e: _json(404, {"error": "no such question"}),
             InputAlreadyAnsweredError: lambda r, e: _json(409, {"error": "answered already"}),
@@ -198,8 +207,11 @@ class ServerApp:
 
     async def _chat_access(self, request: Request) -> str:
         """The chat id of the route, once the token is the admin's or that chat's."""
+        return await self._chat_access_to(request, str(request.path_params["chat_id"]))
+
+    async def _chat_access_to(self, request: Request, chat_id: str) -> str:
+        """`chat_id`, once the token is the admin's or that chat's."""
         token = self._token(request)
-        chat_id = request.path_params["chat_id"]
         if hmac.compare_digest(token, self._admin):
             return str(chat_id)
         wanted = self._chat_tokens.get(chat_id)
@@ -280,6 +292,8 @@ class ServerApp:
         summary = await self.store.summary(chat_id)
         definition = await self.store.definition(chat_id)
         turns = await self.store.turns(chat_id)
+        opening = opening_message(definition.spec)
+        first = [] if opening is None else [_opening_entry(opening)]
         pending = [
             {
                 "token": q.token,
@@ -294,7 +308,8 @@ class ServerApp:
             200,
             {
                 **_summary(summary, str(definition.spec.get("team"))),
-                "transcript": [
+                "transcript": first
+                + [
                     {
                         "number": t.number,
                         "speaker": t.speaker,
@@ -335,7 +350,6 @@ class ServerApp:
         body = AnswerInput.model_validate(await self._body(request))
         token = await self._open_question(chat_id, body.token, approval=False)
         await self.store.answer_input(token, body.text)
-        self.runner.notify(chat_id)
         return _json(200, {"answered": token})
 
     async def answer_approval(self, request: Request) -> Response:
@@ -343,12 +357,75 @@ class ServerApp:
         body = AnswerApproval.model_validate(await self._body(request))
         token = await self._open_question(chat_id, body.token, approval=True)
         verdict = "approve" if body.approved else "deny"
-        await self.store.answer_input(token, f"{verdict} {body.reason}".strip())
-        await self.store.append_event(
-            chat_id, "approval.answered", {"token": token, "approved": body.approved}
-        )
-        self.runner.notify(chat_id)
+        await self._approve(chat_id, token, f"{verdict} {body.reason}".strip())
         return _json(200, {"answered": token, "approved": body.approved})
+
+    async def _approve(self, chat_id: str, token: str, answer: str) -> None:
+        await self.store.answer_input(token, answer)
+        approved = answer.startswith("approve")
+        await self.store.append_event(
+            chat_id, "approval.answered", {"token": token, "approved": approved}
+        )
+
+    async def agui(self, request: Request) -> Response:
+        """`POST /agui`: an AG-UI run; a new thread starts a chat, a known one resumes it."""
+        from ._agui import agui_stream, last_user_text, parse_run, resume_answer
+
+        run = parse_run(await self._body(request))
+        chat_id, opening, headers = run.thread_id, None, {}
+        if not await self._exists(chat_id):
+            self._admin_only(request)
+            props = run.forwarded_props if isinstance(run.forwarded_props, dict) else {}
+            if not props.get("team"):
+                raise ServerError("forwardedProps.team names a new thread's team", status=422)
+            team = self.teams.get(str(props["team"]))
+            opening = last_user_text(run)
+            _, token = await self.runner.start(team, opening, max_turns=None, chat_id=chat_id)
+            self._chat_tokens[chat_id] = token_hash(token)
+            self._teams_of[chat_id] = team.name
+            headers["X-Moot-Chat-Token"] = token
+            after = 0
+        else:
+            await self._chat_access_to(request, chat_id)
+            after = await self._resume_run(run, chat_id, resume_answer)
+        stream = agui_stream(
+            self.runner,
+            chat_id,
+            run.run_id,
+            after=after,
+            buffer=self._reader_buffer,
+            opening=opening,
+        )
+        return EventSourceResponse(
+            stream, send_timeout=self._send_timeout, ping=15, headers=headers
+        )
+
+    async def _exists(self, chat_id: str) -> bool:
+        try:
+            await self.store.summary(chat_id)
+        except ChatNotFoundError:
+            return False
+        return True
+
+    async def _resume_run(self, run: Any, chat_id: str, resume_answer: Any) -> int:
+        """Answer the interrupt the run resumes; the id of the chat's last event before it."""
+        questions = [q for q in await self.store.inputs(chat_id) if q.answer is None]
+        if not questions:
+            raise ServerError("this thread has no interrupt to resume", status=409)
+        question = questions[-1]
+        approval = question.prompt.startswith(APPROVAL_PREFIX)
+        found = resume_answer(run, approval=approval)
+        if found is None or found[0] != question.token:
+            raise ServerError("resume the thread's open interrupt by its id", status=409)
+        after, page = 0, await self.store.events(chat_id, limit=1000)
+        while page:
+            after = page[-1].id
+            page = await self.store.events(chat_id, after=after, limit=1000)
+        if approval:
+            await self._approve(chat_id, question.token, found[1])
+        else:
+            await self.store.answer_input(question.token, found[1])
+        return after
 
     async def stop(self, request: Request) -> Response:
         chat_id = await self._chat_access(request)

@@ -72,5 +72,25 @@ def openapi_schema() -> dict[str, Any]:
                 )
             },
             "/chats/{chat_id}/stop": {"post": _op("stop the chat", chat=True)},
+            "/agui": {"post": _agui()},
         },
     }
+
+
+def _agui() -> dict[str, Any]:
+    """`POST /agui`: its body is AG-UI's `RunAgentInput` (its schema when the extra is in)."""
+    op = _op("an AG-UI run: a new threadId starts a chat, a known one resumes its interrupt")
+    try:
+        from ag_ui.core import RunAgentInput
+    except ImportError:
+        schema: dict[str, Any] = {"type": "object", "description": "AG-UI RunAgentInput"}
+    else:
+        schema = RunAgentInput.model_json_schema(by_alias=True)
+    op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    op["responses"]["200"] = {
+        "description": "the run's AG-UI events",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+    op["responses"]["409"] = {"description": "the thread has no such interrupt to resume"}
+    op["responses"]["501"] = {"description": "the agui extra is not installed"}
+    return op

@@ -31,6 +31,7 @@ from moot.journal import (
     ChatStatus,
     CodeRun,
     JournalError,
+    LeaseHeldError,
     PendingInput,
     Termination,
     Turn,
@@ -38,6 +39,8 @@ from moot.journal import (
 )
 
 from ._errors import UnknownTeamError
+from ._store import NotifyingStore
+from ._tokens import Signal, TokenBuffer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -56,23 +59,6 @@ _EXITCODE = re.compile(r"^exitcode: (-?\d+)")
 def token_hash(token: str) -> str:
     """How a chat's access token is kept in its definition: only its sha256."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-class Signal:
-    """Wakes everyone waiting on one chat, without ever blocking the notifier."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def current(self) -> asyncio.Event:
-        """Take this before reading the journal, then wait on it if nothing was new."""
-        return self._event
-
-    def notify(self) -> None:
-        event, self._event = self._event, asyncio.Event()
-        event.set()
 
 
 @dataclass(slots=True)
@@ -96,6 +82,12 @@ class Metrics:
             return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else 0
 
         return {"turns_per_s": len(recent) / 5.0, "p50_s": pct(0.5), "p99_s": pct(0.99)}
+
+
+def opening_message(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """A group chat's first message, kept in its definition (its turns are the replies)."""
+    opening = spec.get("opening") if spec.get("kind") == "group" else None
+    return dict(opening) if isinstance(opening, dict) else None
 
 
 def _message_dict(message: Any, sender: str) -> dict[str, Any]:
@@ -124,9 +116,9 @@ class ChatJournal:
         self.count = turns  # turns queued so far
         self.replaying = False
         self.skip = 0
+        self.own = True  # False: the chat journals its own turns (a group chat)
         self._queue: asyncio.Queue[Turn] = asyncio.Queue()
         self._spent: dict[str, tuple[int, int, float]] = {}
-        self._last = time.monotonic()
 
     def on_send(self, sender: ConversableAgent, message: Any, recipient: Any, silent: bool) -> Any:
         """`process_message_before_send`: journal the message as the next turn."""
@@ -136,6 +128,9 @@ class ChatJournal:
             self.skip -= 1
             return message
         self.count += 1
+        tokens = self.runner.tokens(self.chat_id)
+        if tokens is not None:  # the turn is sent: what streams next belongs to the next one
+            tokens.turn_kept(self.count)
         data = _message_dict(message, sender.name)
         usage = sender.get_total_usage()
         before = self._spent.get(sender.name, (0, 0, 0.0))
@@ -161,7 +156,7 @@ class ChatJournal:
         await self._queue.join()
 
     async def write(self) -> None:
-        """The writer task: append each queued turn, then wake the chat's readers."""
+        """The writer task: append each queued turn (the store wakes the chat's readers)."""
         while True:
             turn = await self._queue.get()
             try:
@@ -169,10 +164,6 @@ class ChatJournal:
                 await asyncio.shield(self._append(turn))
             finally:
                 self._queue.task_done()
-            now = time.monotonic()
-            self.runner.metrics.turn(now - self._last)
-            self._last = now
-            self.runner.notify(self.chat_id)
 
     async def _append(self, turn: Turn) -> None:
         store = self.runner.store
@@ -184,10 +175,18 @@ class ChatJournal:
                 {"turn": turn.number, "exit_code": run.exit_code, "output": run.output},
             )
 
+    async def next_turn(self) -> int:
+        """The number of the turn being taken: counted here for a pair, read from the
+        journal for a group chat (its manager journals its turns)."""
+        if self.own:
+            await self.drain()
+            return self.count + 1
+        return (await asyncio.shield(self.runner.store.summary(self.chat_id))).turns + 1
+
     async def question(self, prompt: str, *, kind: str, extra: dict[str, Any]) -> str:
-        """Ask (or find again, after a restart) the question of the next turn and wait for it."""
-        await self.drain()
-        store, turn = self.runner.store, self.count + 1
+        """Ask (or find again, after a restart) the question of the next turn and wait for it;
+        a question the group chat's journal asked for this turn already is the same one."""
+        store, turn = self.runner.store, await self.next_turn()
         approval = kind != "input"
 
         def ours(q: PendingInput) -> bool:
@@ -198,13 +197,12 @@ class ChatJournal:
             token = found[-1].token
         else:
             token = await asyncio.shield(self._ask(prompt, turn, approval, extra))
-            self.runner.notify(self.chat_id)
         signal = self.runner.signal(self.chat_id)
         while True:
             wake = signal.current()
             for q in await asyncio.shield(store.inputs(self.chat_id)):
                 if q.token == token and q.answer is not None:
-                    self._last = time.monotonic()  # waiting for a human is not turn latency
+                    self.runner.clock_turn(self.chat_id)  # a human's wait is not turn latency
                     return q.answer
             await wake.wait()
 
@@ -250,14 +248,22 @@ def _agents(initiator: ConversableAgent, recipient: ConversableAgent) -> list[Co
 
 
 class ChatRunner:
-    """Starts, resumes and stops the server's chats; each runs as a task this runner owns."""
+    """Starts, resumes and stops the server's chats; each runs as a task this runner owns.
+
+    Every chat is journaled once, in the server's store: a group chat by its manager's own
+    journal (resumed by `a_run(chat_id=...)`, so its speaker order goes on), a pair by the
+    server's writer. The server's own facts (team, token hash) ride in the chat's definition;
+    questions, approvals and code runs are rows and events of the same chat.
+    """
 
     def __init__(self, store: ChatStore, teams: Teams, runtime: Runtime | None = None) -> None:
-        self.store = store
+        self.store = NotifyingStore(store, changed=self.notify, turn_begins=self._turn_begins)
         self.teams = teams
         self.runtime = runtime  # None: each chat on its own runtime; else e.g. NATS workers
         self.metrics = Metrics()
         self._signals: dict[str, Signal] = {}
+        self._tokens: dict[str, TokenBuffer] = {}
+        self._clock: dict[str, float] = {}  # when each running chat's last turn ended
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
 
@@ -281,31 +287,78 @@ class ChatRunner:
         return signal
 
     def notify(self, chat_id: str) -> None:
+        """The chat's journal changed: wake its readers."""
         signal = self._signals.get(chat_id)
         if signal is not None:
             signal.notify()
 
+    def tokens(self, chat_id: str) -> TokenBuffer | None:
+        """The streamed text of the turn the chat is taking (None: the chat is not running)."""
+        return self._tokens.get(chat_id)
+
+    def clock_turn(self, chat_id: str) -> None:
+        """Start the chat's turn clock again (after a wait for a human)."""
+        if chat_id in self._clock:
+            self._clock[chat_id] = time.monotonic()
+
+    def _turn_begins(self, chat_id: str, number: int) -> None:
+        now = time.monotonic()
+        last = self._clock.get(chat_id)
+        if last is not None:
+            self.metrics.turn(now - last)
+            self._clock[chat_id] = now
+        buffer = self._tokens.get(chat_id)
+        if buffer is not None:
+            buffer.turn_kept(number)
+
+    def _token_sink(self, chat_id: str, speaker: str) -> Any:
+        buffer = self._tokens[chat_id]
+
+        def sink(text: str) -> None:
+            buffer.add(speaker, text)
+            signal = self._signals.get(chat_id)
+            if signal is not None:
+                signal.notify(journal=False)
+
+        return sink
+
     def active(self) -> int:
         return len(self._tasks)
 
-    async def start(self, team: Team, message: str, *, max_turns: int | None) -> tuple[str, str]:
-        """Journal a new chat and start it; returns (chat id, the chat's access token).
+    async def start(
+        self, team: Team, message: str, *, max_turns: int | None, chat_id: str | None = None
+    ) -> tuple[str, str]:
+        """Journal a new chat (under `chat_id`, or a fresh id) and start it; returns (chat id,
+        the chat's access token). A group chat's manager creates its journaled chat itself;
+        this returns once it has.
 
         Raises:
+            ChatExistsError: `chat_id` is taken.
             JournalError: the store refused the chat.
         """
-        chat_id = uuid.uuid4().hex
+        chat_id = chat_id or uuid.uuid4().hex
         token = secrets.token_urlsafe(24)
+        spec = {"team": team.name, "message": message, "token_sha256": token_hash(token)}
+        limits = {"max_turns": max_turns} if max_turns else {}
+        initiator, recipient = team.build()
+        if isinstance(recipient, GroupChatManager):
+            created = self.store.annotate(chat_id, {**spec, "server_limits": limits})
+            task = self._launch(chat_id, (initiator, recipient), message, max_turns, resume=False)
+            waiting = asyncio.ensure_future(created.wait())
+            try:
+                await asyncio.wait({waiting, task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+            if not created.is_set():
+                self.store.forget(chat_id)
+                await self.store.summary(chat_id)  # raises what stopped the chat being made
+            return chat_id, token
         await self.store.create_chat(
             ChatDefinition(
-                chat_id=chat_id,
-                participants=(),
-                policy="server",
-                limits={"max_turns": max_turns} if max_turns else {},
-                spec={"team": team.name, "message": message, "token_sha256": token_hash(token)},
+                chat_id=chat_id, participants=(), policy="server", limits=limits, spec=spec
             )
         )
-        self._launch(chat_id, team, message, max_turns, resume=False)
+        self._launch(chat_id, (initiator, recipient), message, max_turns, resume=False)
         return chat_id, token
 
     async def stop(self, chat_id: str) -> bool:
@@ -325,16 +378,22 @@ class ChatRunner:
             )
         except ChatFinishedError:
             return False
-        self.notify(chat_id)
         return True
 
     def _launch(
-        self, chat_id: str, team: Team, message: str, max_turns: int | None, *, resume: bool
-    ) -> None:
+        self,
+        chat_id: str,
+        agents: tuple[ConversableAgent, ConversableAgent],
+        message: str,
+        max_turns: int | None,
+        *,
+        resume: bool,
+    ) -> asyncio.Task[None]:
         assert self._group is not None, "the runner is not running"
-        task = self._group.create_task(self._drive(chat_id, team, message, max_turns, resume))
+        task = self._group.create_task(self._drive(chat_id, agents, message, max_turns, resume))
         self._tasks[chat_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(chat_id, None))
+        return task
 
     async def _resume_all(self) -> None:
         for status in (ChatStatus.WAITING, ChatStatus.RUNNING):
@@ -349,32 +408,50 @@ class ChatRunner:
                     except UnknownTeamError:
                         log.warning("chat.not_resumed", chat_id=summary.chat_id, reason="team")
                         continue
-                    limit = definition.limits.get("max_turns")
+                    limits = spec.get("server_limits", definition.limits)
                     self._launch(
-                        summary.chat_id, team, str(spec.get("message", "")), limit, resume=True
+                        summary.chat_id,
+                        team.build(),
+                        str(spec.get("message", "")),
+                        limits.get("max_turns"),
+                        resume=True,
                     )
                 cursor = page.next_cursor
                 if cursor is None:
                     break
 
     async def _drive(
-        self, chat_id: str, team: Team, message: str, max_turns: int | None, resume: bool
+        self,
+        chat_id: str,
+        agents: tuple[ConversableAgent, ConversableAgent],
+        message: str,
+        max_turns: int | None,
+        resume: bool,
     ) -> None:
+        initiator, recipient = agents
         journal = ChatJournal(self, chat_id)
         provider = JournalInputProvider(journal)
-        initiator, recipient = team.build()
+        group = recipient if isinstance(recipient, GroupChatManager) else None
+        journal.own = group is None
+        turns = (await self.store.summary(chat_id)).turns if resume else 0
+        self._tokens[chat_id] = TokenBuffer(turns + 1)
+        self._clock[chat_id] = time.monotonic()
         by_name: dict[str, ConversableAgent] = {}
         for agent in _agents(initiator, recipient):
             agent.input_provider = provider
-            agent.register_hook("process_message_before_send", journal.on_send)
+            agent.token_sink = self._token_sink(chat_id, agent.name)
+            if journal.own:
+                agent.register_hook("process_message_before_send", journal.on_send)
             by_name[agent.name] = agent
         writer = asyncio.get_running_loop().create_task(journal.write())
         try:
-            if resume:
+            if group is not None:
+                await self._run_group(chat_id, initiator, group, message, resume)
+            elif resume:
                 await self._continue(journal, by_name, initiator, recipient)
             else:
-                # The server journals this chat itself (usage, code runs, questions and
-                # approvals that wait across restarts), so the chat's own journal is off.
+                # A pair is journaled by the server's writer (usage, code runs, questions
+                # and approvals that wait across restarts), so its own journal is off.
                 await initiator.a_initiate_chat(
                     recipient,
                     message=message,
@@ -404,7 +481,37 @@ class ChatRunner:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+            self._tokens.pop(chat_id, None)
+            self._clock.pop(chat_id, None)
             self.notify(chat_id)
+
+    async def _run_group(
+        self,
+        chat_id: str,
+        initiator: ConversableAgent,
+        manager: GroupChatManager,
+        message: str,
+        resume: bool,
+    ) -> None:
+        """The group chat through its manager's own journal: started, or resumed from it
+        (`a_run(chat_id=...)`), so its speaker order and policy state go on.
+
+        A crashed server's lease is still held until it expires: resuming waits that long."""
+        for attempt in range(3):
+            try:
+                await manager.a_run(
+                    None if resume else message,
+                    sender=initiator.name,
+                    chat_id=chat_id,
+                    store=self.store,
+                    runtime=self.runtime,
+                )
+                return
+            except LeaseHeldError:
+                if attempt == 2:
+                    raise
+                log.info("chat.lease_held", chat_id=chat_id, wait=manager.lease_ttl)
+                await asyncio.sleep(manager.lease_ttl)
 
     async def _continue(
         self,

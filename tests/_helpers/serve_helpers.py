@@ -14,6 +14,7 @@ import uvicorn
 from moot.agents import AssistantAgent, UserProxyAgent
 from moot.groupchat import GroupChat, GroupChatManager
 from moot.server import ServerApp, Teams
+from moot.testing import Reply
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -25,7 +26,8 @@ ADMIN = "admin-token-for-tests"
 
 def make_teams(llm_config: dict[str, Any], work_dir: str) -> Teams:
     """pair: proxy (no human) and assistant; ask: a human answers each reply; code: the
-    assistant's code runs locally after approval; group: a round-robin group chat."""
+    assistant's code runs locally after approval; group, trio: round-robin group chats;
+    stream: the assistant's answers stream."""
     teams = Teams()
 
     def pair() -> tuple[UserProxyAgent, AssistantAgent]:
@@ -62,7 +64,40 @@ def make_teams(llm_config: dict[str, Any], work_dir: str) -> Teams:
         )
         return user, GroupChatManager(chat, llm_config=False, store=None)
 
+    def stream() -> tuple[UserProxyAgent, AssistantAgent]:
+        proxy = UserProxyAgent(
+            "user",
+            human_input_mode="NEVER",
+            max_consecutive_auto_reply=0,
+            code_execution_config=False,
+        )
+        return proxy, AssistantAgent("assistant", llm_config={**llm_config, "stream": True})
+
+    def trio() -> tuple[UserProxyAgent, GroupChatManager]:
+        user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+        writers = [AssistantAgent(name, llm_config=llm_config) for name in ("a", "b", "c")]
+        chat = GroupChat(
+            agents=[user, *writers],
+            messages=[],
+            max_round=8,
+            speaker_selection_method="round_robin",
+        )
+        return user, GroupChatManager(chat, llm_config=False, store=None)
+
+    def panel() -> tuple[UserProxyAgent, GroupChatManager]:
+        human = UserProxyAgent("human", human_input_mode="ALWAYS", code_execution_config=False)
+        chat = GroupChat(
+            agents=[human, AssistantAgent("a", llm_config=llm_config)],
+            messages=[],
+            max_round=4,
+            speaker_selection_method="round_robin",
+        )
+        return human, GroupChatManager(chat, llm_config=False, store=None)
+
     teams.add("pair", pair, description="a user proxy and an assistant")
+    teams.add("panel", panel, description="a group chat in which a human takes turns")
+    teams.add("stream", stream, description="the assistant's answer streams token by token")
+    teams.add("trio", trio, description="a round-robin group chat of three writers")
     teams.add("group", group, description="a round-robin group chat")
     teams.add("ask", ask, description="a human answers each reply")
     teams.add("code", code, description="code runs after approval")
@@ -129,3 +164,8 @@ async def read_events(
             elif line == "":
                 event_id, kind = None, "message"
     return found
+
+
+#: An answer that streams for minutes (a byte per millisecond, two thousand words): a test sees
+#: its first tokens long before its turn could end, then stops the chat.
+SLOW = Reply(" ".join(["word"] * 2000), drip=0.001)

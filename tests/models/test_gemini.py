@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anyio
 import httpx
@@ -370,7 +371,7 @@ async def test_concurrent_calls_on_one_client_make_one_cache() -> None:
 
 async def test_a_server_that_ignores_streaming_is_read_whole_by_the_shared_loop() -> None:
     """The one stream loop's fallback serves Gemini too: a JSON answer to a streamed call."""
-    answer = {
+    answer: dict[str, Any] = {
         "candidates": [{"content": {"role": "model", "parts": [{"text": "Whole."}]}}],
         "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 1},
     }

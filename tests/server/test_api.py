@@ -59,10 +59,18 @@ async def test_a_group_chat_team_streams_each_speaker(
                 await client.post("/chats", json={"team": "group", "message": "hi all"})
             ).json()["chat_id"]
             events = await read_events(client, chat_id)
+            assert events[0][1] == "chat.created"
+            assert events[0][2]["opening"]["content"] == "hi all"
             turns = [(d["speaker"], d["message"]["content"]) for _, k, d in events if k == "turn"]
-            assert turns[:3] == [("user", "hi all"), ("a", "from a"), ("b", "from b")]
+            assert turns[:2] == [("a", "from a"), ("b", "from b")]
             assert events[-1][1] == "status"
             assert events[-1][2]["status"] == "finished"
+            chat = (await client.get(f"/chats/{chat_id}")).json()
+            assert chat["team"] == "group"
+            assert chat["transcript"][0]["speaker"] == "user"
+            assert [t["number"] for t in chat["transcript"][:2]] == [0, 1]
+            definition = await store.definition(chat_id)
+            assert definition.spec["kind"] == "group"  # the group's own journal: one row
 
 
 async def test_reconnect_with_last_event_id_has_no_gap_and_no_duplicate(teams: Teams) -> None:

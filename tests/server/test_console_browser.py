@@ -12,7 +12,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 import pytest
-from serve_helpers import ADMIN, admin_client, read_events, running_server
+from serve_helpers import ADMIN, SLOW, admin_client, read_events, running_server
 
 from moot.journal import InMemoryChatStore
 
@@ -124,3 +124,39 @@ async def test_console_approves_a_pending_code_run(
                 await browser.close()
             assert errors == []
     assert list(work_dir.rglob("ran.txt"))
+
+
+async def test_console_shows_tokens_before_the_turn_ends(
+    teams: Teams, model: ScriptedModelServer, chromium: str, tmp_path: Path
+) -> None:
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        _missing("playwright is not installed (it is in the dev extra)")
+    model.push(SLOW)  # streams on for minutes: the turn does not end while we look
+    async with InMemoryChatStore() as store, running_server(store, teams) as (_, base):
+        async with admin_client(base) as client:
+            chat = (await client.post("/chats", json={"team": "stream", "message": "go"})).json()
+            await read_events(client, chat["chat_id"], until="token")
+            errors: list[str] = []
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(executable_path=chromium, headless=True)
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on(
+                    "console",
+                    lambda msg: errors.append(msg.text) if msg.type == "error" else None,
+                )
+                await page.goto(f"{base}/#token={ADMIN}")
+                await page.click(f'#chats tr[data-chat="{chat["chat_id"]}"]')
+                await page.wait_for_selector('#turns li[data-turn="0"], #turns li[data-turn="1"]')
+                await page.wait_for_function(
+                    "(document.querySelector('#streaming .text') || {}).textContent?.length > 20"
+                )
+                assert await page.query_selector('#turns li[data-turn="2"]') is None
+                assert "assistant" in await page.inner_text("#streaming .who")
+                await page.screenshot(path=str(tmp_path / "console-streaming.png"))
+                await page.click("#stop")
+                await page.wait_for_selector("#view-status .finished")
+                await browser.close()
+            assert errors == []
