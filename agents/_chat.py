@@ -181,6 +181,8 @@ class ChatState:
         "model_messages_done",
         "model_messages_last",
         "output",
+        "own_last",
+        "own_upto",
         "owner",
         "peer",
         "silent",
@@ -211,6 +213,9 @@ class ChatState:
         self.model_messages: list[dict[str, Any]] | None = None
         self.model_messages_done = 0
         self.model_messages_last: Message | None = None
+        # How much of `messages` is this agent's own copies (see `own_thread`), and its last.
+        self.own_upto = 0
+        self.own_last: Message | None = None
         self._stack: AsyncExitStack | None = None
         self._model = model
         self._model_held = False  # holds `_model` (released by `aclose`, after `stack`)
@@ -224,6 +229,22 @@ class ChatState:
         if self._human_input is None:
             self._human_input = []
         return self._human_input
+
+    def own_thread(self) -> list[Message]:
+        """`messages`, each entry this agent's own dict: called before user code (a reply
+        function, a hook) gets the list, since a group chat's broadcast shares one dict between
+        the group's history and every participant. Only entries added since the last call are
+        copied; a thread cut or replaced since then is copied afresh."""
+        messages = self.messages
+        start = self.own_upto
+        if start > len(messages) or (start and messages[start - 1] is not self.own_last):
+            start = 0
+        end = len(messages)
+        for index in range(start, end):
+            messages[index] = dict(messages[index])
+        self.own_upto = end
+        self.own_last = messages[end - 1] if end else None
+        return messages
 
     @property
     def stack(self) -> AsyncExitStack:

@@ -548,12 +548,23 @@ class ConversableAgent(Agent):
             if entry.reset_config is not None:
                 entry.reset_config(entry.config)
 
-    def clear_history(self, recipient: ConversableAgent | None = None) -> None:
-        """Forget the latest conversation with `recipient`, or all of them."""
-        if recipient is None:
+    def clear_history(
+        self, recipient: ConversableAgent | None = None, nr_messages_to_preserve: int | None = None
+    ) -> None:
+        """Forget the latest conversation with `recipient`, or all of them but, with
+        `nr_messages_to_preserve`, their last messages (one more when the first kept is a tool
+        response, so no answer is kept without its call). As in AutoGen, the count is ignored
+        with a `recipient`."""
+        if recipient is not None:
+            self._conversations.pop(recipient, None)
+        elif not nr_messages_to_preserve:
             self._conversations.clear()
         else:
-            self._conversations.pop(recipient, None)
+            for peer, thread in list(self._conversations.items()):
+                keep = nr_messages_to_preserve
+                if len(thread) > keep and "tool_responses" in thread[-keep]:
+                    keep += 1
+                self._conversations[peer] = thread[-keep:]
 
     def get_total_usage(self) -> UsageSummary:
         """Model usage of this agent over all its chats, cached answers included."""
@@ -812,10 +823,11 @@ class ConversableAgent(Agent):
         sync one in a worker thread); the chat's auto-reply count is shared with it."""
         peer = state.peer
         self._consecutive_auto_reply_counter[peer] = state.consecutive_auto_reply
+        messages = state.own_thread()  # user code gets the list: no entry shared with others
         try:
             if self._reply_override == "async":
-                return await self.a_generate_reply(messages=state.messages, sender=peer)
-            return await call_blocking(self.generate_reply, messages=state.messages, sender=peer)
+                return await self.a_generate_reply(messages=messages, sender=peer)
+            return await call_blocking(self.generate_reply, messages=messages, sender=peer)
         finally:
             state.consecutive_auto_reply = self._consecutive_auto_reply_counter[peer]
 
@@ -989,7 +1001,11 @@ class ConversableAgent(Agent):
         sender: ConversableAgent | None,
         exclude: Iterable[Callable[..., Any]] = (),
     ) -> str | Message | None:
+        own = messages is not state.messages  # else shared entries are copied before user code
         if self._hooks.before_reply:
+            if not own:
+                state.own_thread()
+                own = True
             messages = self._hooks.process_before_reply(self, messages)
         skipped = self._excluded(exclude) if exclude else None
         for entry, dynamic in self._chain_for(sender):
@@ -1004,6 +1020,9 @@ class ConversableAgent(Agent):
                     done = await entry.function(state, messages, sender, entry.config)
                 final, reply = done
             else:
+                if not own:
+                    state.own_thread()
+                    own = True
                 made = entry.function(self, messages, sender, entry.config)
                 final, reply = await made if inspect.isawaitable(made) else made
             if final:
