@@ -191,3 +191,39 @@ def test_is_termination_msg_stops_the_receiver_from_replying() -> None:
     )
     result = a.initiate_chat(b, message="hello", silent=True)
     assert contents(result.chat_history) == ["hello", "tell me more", "bye now"]
+
+
+def speaker(name: str, **options: Any) -> ConversableAgent:
+    return ConversableAgent(
+        name,
+        llm_config=False,
+        human_input_mode="NEVER",
+        default_auto_reply=f"This is {name} speaking.",
+        **options,
+    )
+
+
+def test_the_managers_is_termination_msg_ends_the_group() -> None:
+    alice, bob = speaker("alice"), speaker("bob")
+    sam = ConversableAgent(
+        "sam", llm_config=False, human_input_mode="NEVER", default_auto_reply="sam here. TERMINATE"
+    )
+    group = GroupChat([alice, bob, sam], speaker_selection_method="round_robin", max_round=10)
+    manager = GroupChatManager(
+        group,
+        llm_config=False,
+        is_termination_msg=lambda m: "TERMINATE" in str(m.get("content")),
+    )
+    alice.initiate_chat(manager, message="go", silent=True)
+    assert [m["name"] for m in group.messages] == ["alice", "bob", "sam"]
+    assert len(alice.chat_messages[manager]) == 3
+
+
+def test_two_agents_without_repeats_alternate_without_a_model() -> None:
+    alice, bob = speaker("alice"), speaker("bob")
+    group = GroupChat([alice, bob], max_round=6, allow_repeat_speaker=False)
+    manager = GroupChatManager(group, llm_config=False)
+    alice.initiate_chat(manager, message="This is alice speaking.", silent=True)
+    expected = ["This is alice speaking.", "This is bob speaking."] * 3
+    assert contents(alice.chat_messages[manager]) == expected
+    assert contents(group.messages) == expected
