@@ -275,14 +275,7 @@ def _tool_calls_quick(
         return _PASS
     if not calls and not message.get("function_call"):
         return _PASS
-    if _own_message(state, message):
-        return _PASS
     return None
-
-
-def _own_message(state: ChatState, message: Mapping[str, Any]) -> bool:
-    """A call this agent itself made (a group chat may ask it to speak right after itself)."""
-    return message.get("role") == "assistant" and message.get("name") == state.owner.name
 
 
 _BUILTIN_NAMES = {
@@ -1325,7 +1318,7 @@ class ConversableAgent(Agent):
     ) -> tuple[bool, Message | None]:
         message = messages[-1] if messages else {}
         call = message.get("function_call")
-        if not call or _own_message(state, message):
+        if not call:  # a call the agent made itself runs too, as in AutoGen
             return False, None
         _, answer = await self.a_execute_function(call)
         return True, answer
@@ -1339,7 +1332,7 @@ class ConversableAgent(Agent):
     ) -> tuple[bool, Message | None]:
         message = messages[-1] if messages else {}
         calls = message.get("tool_calls")
-        if not calls or _own_message(state, message):
+        if not calls:
             return False, None
         # -- approval (see `approvals`): a denied call runs nothing and tells the model why
         decision = await decide(

@@ -982,12 +982,14 @@ def _needs_usage(termination: Termination) -> bool:
 
 
 def _group_message(message: Mapping[str, Any], speaker: str) -> Message:
-    """A reply as the group's history keeps it: named for its speaker, in the manager's roles."""
+    """A reply as the group's history keeps it: named for its speaker (a function result keeps
+    its function's name, as in AutoGen), in the manager's roles."""
     entry = dict(message)
     role = entry.get("role")
     if role not in ("tool", "function"):
         entry["role"] = "assistant" if entry.get("tool_calls") else "user"
-    entry["name"] = speaker
+    if role != "function" or not entry.get("name"):
+        entry["name"] = speaker
     return entry
 
 

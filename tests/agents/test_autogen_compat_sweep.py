@@ -227,3 +227,17 @@ def test_two_agents_without_repeats_alternate_without_a_model() -> None:
     expected = ["This is alice speaking.", "This is bob speaking."] * 3
     assert contents(alice.chat_messages[manager]) == expected
     assert contents(group.messages) == expected
+
+
+def test_a_function_call_in_a_group_is_run_by_the_agent_that_has_the_function() -> None:
+    alice = speaker("alice")
+    bob = speaker("bob", function_map={"test_func": lambda x: x})
+    group = GroupChat([alice, bob], max_round=3, speaker_selection_method="round_robin")
+    manager = GroupChatManager(group, llm_config=False)
+    call = {"function_call": {"name": "test_func", "arguments": '{"x": 1}'}}
+    bob.initiate_chat(manager, message=call, silent=True)  # bob's own call: bob runs it
+
+    assert len(group.messages) == 3
+    answer = group.messages[1]
+    assert (answer["role"], answer["name"], answer["content"]) == ("function", "test_func", "1")
+    assert group.messages[-1]["name"] == "alice"
