@@ -9,15 +9,18 @@ each message) and `close` (at the end); the seeding of a resumed chat is `resume
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from moot.journal import (
     ChatDefinition,
     ChatStore,
     ChatWriter,
+    CodeRun,
     FileChange,
     Termination,
+    Usage,
     begin_chat,
     lease_owner,
     replay_files,
@@ -36,13 +39,16 @@ Message = dict[str, Any]
 #: What `store=` takes: a store, a URL, None/False for no journal, or "default".
 StoreOption = ChatStore | str | bool | None
 
+_EXITCODE = re.compile(r"^exitcode: (-?\d+)")
+
 
 @dataclass(slots=True, kw_only=True)
 class TwoAgentJournal:
-    """One two-agent chat run's journal: each message is a turn (the lease and the numbering
-    are the `ChatWriter`'s)."""
+    """One two-agent chat run's journal: each message is a turn with its speaker's model usage
+    and code run (the lease and the numbering are the `ChatWriter`'s)."""
 
     writer: ChatWriter
+    _spent: dict[str, tuple[int, int, float]] = field(default_factory=dict)
 
     @property
     def history(self) -> tuple[Message, ...]:
@@ -50,15 +56,37 @@ class TwoAgentJournal:
         return tuple(turn.message for turn in self.writer.journaled)
 
     async def record(self, speaker: str, message: Message, state: ChatState | None = None) -> None:
-        """Journal one message, with the work files its code run changed in `state`'s
-        workspace; returns once it is durable.
+        """Journal one message, with the model usage `state` (the speaker's side) spent on it
+        and the work files its code run changed; returns once it is durable.
 
         Raises:
             JournalError: the store refused or lost it; nothing of it was kept.
         """
         files = await work_file_changes(state)
-        turn = JournalTurn(number=0, speaker=speaker, message=dict(message), files=files)
+        turn = JournalTurn(
+            number=0,
+            speaker=speaker,
+            message=dict(message),
+            usage=self._usage(state),
+            code_runs=code_runs(message),
+            files=files,
+        )
         await self.writer.append(turn)
+
+    def _usage(self, state: ChatState | None) -> Usage:
+        """What `state`'s side spent since its last journaled turn (nothing for a side that
+        lives on a worker: its usage is counted there)."""
+        if state is None:
+            return Usage()
+        summary = state.usage.summary()
+        now = (summary.prompt_tokens, summary.completion_tokens, summary.total_cost)
+        before = self._spent.get(state.owner.name, (0, 0, 0.0))
+        self._spent[state.owner.name] = now
+        return Usage(
+            prompt_tokens=max(0, now[0] - before[0]),
+            completion_tokens=max(0, now[1] - before[1]),
+            cost=max(0.0, now[2] - before[2]),
+        )
 
     async def restore_workspaces(self, *states: ChatState) -> None:
         """Before a resumed chat goes on: each side's work files as its journaled turns left
@@ -68,6 +96,16 @@ class TwoAgentJournal:
     async def close(self, finished: bool) -> None:
         """Finish the chat (or leave it resumable after an error) and free the lease."""
         await self.writer.close(Termination(reason="ended") if finished else None)
+
+
+def code_runs(message: Message) -> tuple[CodeRun, ...]:
+    """The code run a message reports (`exitcode: N` first, then its output), if any."""
+    content = message.get("content")
+    found = _EXITCODE.match(content) if isinstance(content, str) else None
+    if found is None or not isinstance(content, str):
+        return ()
+    output = content.partition("\n")[2]
+    return (CodeRun(language="", code="", exit_code=int(found.group(1)), output=output),)
 
 
 async def work_file_changes(state: ChatState | None) -> tuple[FileChange, ...]:

@@ -1,9 +1,10 @@
-"""Runs the server's chats: each one journaled turn by turn, asking humans through the journal.
+"""Runs the server's chats: each one on its own journal, asking humans through the journal.
 
-A chat's agents send through a hook that queues each message as a journal `Turn`; one writer per
-chat appends them in order. Questions to humans and approvals are journaled (`ask_input`) and
-answered from any request, before or after a restart: a resumed chat replays its turns into the
-agents without asking any model, then waits for the same question.
+A pair runs as `a_initiate_chat(..., chat_id=..., store=<the server's store>)`, a group chat as
+its manager's `a_run(chat_id=...)`: the chat journals its own turns (with usage and code runs),
+and the server's facts are merged into its definition. Questions to humans and approvals are
+journaled (`ask_input`) and answered from any request, before or after a restart: a resumed chat
+rebuilds itself from its turns without asking any model, then waits for the same question.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import re
 import secrets
 import time
 import uuid
@@ -26,16 +26,14 @@ from moot.agents import ConversableAgent, InputProvider, InputRequest
 from moot.agents.approvals import ApprovalDecision, ApprovalRequest
 from moot.groupchat import GroupChatManager
 from moot.journal import (
-    ChatDefinition,
+    ChatExistsError,
     ChatFinishedError,
+    ChatNotFoundError,
     ChatStatus,
-    CodeRun,
     JournalError,
     LeaseHeldError,
     PendingInput,
     Termination,
-    Turn,
-    Usage,
 )
 
 from ._errors import UnknownTeamError
@@ -53,7 +51,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("moot.server")
 
 APPROVAL_PREFIX = "approval:"
-_EXITCODE = re.compile(r"^exitcode: (-?\d+)")
+#: How long a pair's journal lease lives (`a_initiate_chat`'s): a crashed server's lease is
+#: still held that long, so a resumed pair waits for it.
+PAIR_LEASE_TTL = 30.0
 
 
 def token_hash(token: str) -> str:
@@ -90,102 +90,22 @@ def opening_message(spec: dict[str, Any]) -> dict[str, Any] | None:
     return dict(opening) if isinstance(opening, dict) else None
 
 
-def _message_dict(message: Any, sender: str) -> dict[str, Any]:
-    if isinstance(message, str):
-        return {"content": message, "role": "assistant", "name": sender}
-    data = dict(message) if isinstance(message, dict) else {"content": str(message)}
-    data.setdefault("name", sender)
-    return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]
-
-
-def _code_runs(message: dict[str, Any]) -> tuple[CodeRun, ...]:
-    content = message.get("content")
-    found = _EXITCODE.match(content) if isinstance(content, str) else None
-    if found is None:
-        return ()
-    output = content.partition("\n")[2] if isinstance(content, str) else ""
-    return (CodeRun(language="", code="", exit_code=int(found.group(1)), output=output[:4000]),)
-
-
 class ChatJournal:
-    """One running chat's writer: the send hook queues turns, one task appends them in order."""
+    """One running chat's questions to humans: asked in the chat's journal, answered from any
+    request (the chat journals its own turns, a pair by `a_initiate_chat`, a group chat by its
+    manager)."""
 
-    def __init__(self, runner: ChatRunner, chat_id: str, turns: int = 0) -> None:
+    def __init__(self, runner: ChatRunner, chat_id: str) -> None:
         self.runner = runner
         self.chat_id = chat_id
-        self.count = turns  # turns queued so far
-        self.replaying = False
-        self.skip = 0
-        self.own = True  # False: the chat journals its own turns (a group chat)
-        self._queue: asyncio.Queue[Turn] = asyncio.Queue()
-        self._spent: dict[str, tuple[int, int, float]] = {}
-
-    def on_send(self, sender: ConversableAgent, message: Any, recipient: Any, silent: bool) -> Any:
-        """`process_message_before_send`: journal the message as the next turn."""
-        if self.replaying:
-            return message
-        if self.skip:
-            self.skip -= 1
-            return message
-        self.count += 1
-        tokens = self.runner.tokens(self.chat_id)
-        if tokens is not None:  # the turn is sent: what streams next belongs to the next one
-            tokens.turn_kept(self.count)
-        data = _message_dict(message, sender.name)
-        usage = sender.get_total_usage()
-        before = self._spent.get(sender.name, (0, 0, 0.0))
-        now = (usage.prompt_tokens, usage.completion_tokens, usage.total_cost)
-        self._spent[sender.name] = now
-        self._queue.put_nowait(
-            Turn(
-                number=self.count,
-                speaker=sender.name,
-                message=data,
-                usage=Usage(
-                    prompt_tokens=now[0] - before[0],
-                    completion_tokens=now[1] - before[1],
-                    cost=now[2] - before[2],
-                ),
-                code_runs=_code_runs(data),
-            )
-        )
-        return message
-
-    async def drain(self) -> None:
-        """Wait until every queued turn is journaled."""
-        await self._queue.join()
-
-    async def write(self) -> None:
-        """The writer task: append each queued turn (the store wakes the chat's readers)."""
-        while True:
-            turn = await self._queue.get()
-            try:
-                # Shielded: a stopped chat must not cancel a store write mid-transaction.
-                await asyncio.shield(self._append(turn))
-            finally:
-                self._queue.task_done()
-
-    async def _append(self, turn: Turn) -> None:
-        store = self.runner.store
-        await store.append_turn(self.chat_id, turn)
-        for run in turn.code_runs:
-            await store.append_event(
-                self.chat_id,
-                "code.run",
-                {"turn": turn.number, "exit_code": run.exit_code, "output": run.output},
-            )
 
     async def next_turn(self) -> int:
-        """The number of the turn being taken: counted here for a pair, read from the
-        journal for a group chat (its manager journals its turns)."""
-        if self.own:
-            await self.drain()
-            return self.count + 1
+        """The number of the turn being taken, read from the chat's journal."""
         return (await asyncio.shield(self.runner.store.summary(self.chat_id))).turns + 1
 
     async def question(self, prompt: str, *, kind: str, extra: dict[str, Any]) -> str:
         """Ask (or find again, after a restart) the question of the next turn and wait for it;
-        a question the group chat's journal asked for this turn already is the same one."""
+        a question the chat's journal asked for this turn already is the same one."""
         store, turn = self.runner.store, await self.next_turn()
         approval = kind != "input"
 
@@ -250,10 +170,11 @@ def _agents(initiator: ConversableAgent, recipient: ConversableAgent) -> list[Co
 class ChatRunner:
     """Starts, resumes and stops the server's chats; each runs as a task this runner owns.
 
-    Every chat is journaled once, in the server's store: a group chat by its manager's own
-    journal (resumed by `a_run(chat_id=...)`, so its speaker order goes on), a pair by the
-    server's writer. The server's own facts (team, token hash) ride in the chat's definition;
-    questions, approvals and code runs are rows and events of the same chat.
+    Every chat is journaled once, in the server's store, by its own journal: a group chat by
+    its manager's (resumed by `a_run(chat_id=...)`, so its speaker order goes on), a pair by
+    `a_initiate_chat`'s (resumed by `a_initiate_chat(recipient, chat_id=...)`). The server's own
+    facts (team, token hash) ride in the chat's definition; questions, approvals and code runs
+    are rows and events of the same chat.
     """
 
     def __init__(self, store: ChatStore, teams: Teams, runtime: Runtime | None = None) -> None:
@@ -328,9 +249,10 @@ class ChatRunner:
     async def start(
         self, team: Team, message: str, *, max_turns: int | None, chat_id: str | None = None
     ) -> tuple[str, str]:
-        """Journal a new chat (under `chat_id`, or a fresh id) and start it; returns (chat id,
-        the chat's access token). A group chat's manager creates its journaled chat itself;
-        this returns once it has.
+        """Start a chat (under `chat_id`, or a fresh id); returns (chat id, the chat's access
+        token). The chat journals itself (a pair through `a_initiate_chat`, a group chat through
+        its manager), the server's facts merged into its definition; this returns once the
+        chat is journaled.
 
         Raises:
             ChatExistsError: `chat_id` is taken.
@@ -340,26 +262,27 @@ class ChatRunner:
         token = secrets.token_urlsafe(24)
         spec = {"team": team.name, "message": message, "token_sha256": token_hash(token)}
         limits = {"max_turns": max_turns} if max_turns else {}
-        initiator, recipient = team.build()
-        if isinstance(recipient, GroupChatManager):
-            created = self.store.annotate(chat_id, {**spec, "server_limits": limits})
-            task = self._launch(chat_id, (initiator, recipient), message, max_turns, resume=False)
-            waiting = asyncio.ensure_future(created.wait())
-            try:
-                await asyncio.wait({waiting, task}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiting.cancel()
-            if not created.is_set():
-                self.store.forget(chat_id)
-                await self.store.summary(chat_id)  # raises what stopped the chat being made
-            return chat_id, token
-        await self.store.create_chat(
-            ChatDefinition(
-                chat_id=chat_id, participants=(), policy="server", limits=limits, spec=spec
-            )
-        )
-        self._launch(chat_id, (initiator, recipient), message, max_turns, resume=False)
+        if await self._exists(chat_id) or chat_id in self._tasks:  # no await between: no race
+            raise ChatExistsError(f"Chat {chat_id!r} is journaled already.", chat_id=chat_id)
+        agents = team.build()
+        created = self.store.annotate(chat_id, {**spec, "server_limits": limits})
+        task = self._launch(chat_id, agents, message, max_turns, resume=False)
+        waiting = asyncio.ensure_future(created.wait())
+        try:
+            await asyncio.wait({waiting, task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if not created.is_set():
+            self.store.forget(chat_id)
+            await self.store.summary(chat_id)  # raises what stopped the chat being made
         return chat_id, token
+
+    async def _exists(self, chat_id: str) -> bool:
+        try:
+            await self.store.summary(chat_id)
+        except ChatNotFoundError:
+            return False
+        return True
 
     async def stop(self, chat_id: str) -> bool:
         """Stop a chat; False when it had ended already.
@@ -429,38 +352,18 @@ class ChatRunner:
         resume: bool,
     ) -> None:
         initiator, recipient = agents
-        journal = ChatJournal(self, chat_id)
-        provider = JournalInputProvider(journal)
-        group = recipient if isinstance(recipient, GroupChatManager) else None
-        journal.own = group is None
+        provider = JournalInputProvider(ChatJournal(self, chat_id))
         turns = (await self.store.summary(chat_id)).turns if resume else 0
         self._tokens[chat_id] = TokenBuffer(turns + 1)
         self._clock[chat_id] = time.monotonic()
-        by_name: dict[str, ConversableAgent] = {}
         for agent in _agents(initiator, recipient):
             agent.input_provider = provider
             agent.token_sink = self._token_sink(chat_id, agent.name)
-            if journal.own:
-                agent.register_hook("process_message_before_send", journal.on_send)
-            by_name[agent.name] = agent
-        writer = asyncio.get_running_loop().create_task(journal.write())
         try:
-            if group is not None:
-                await self._run_group(chat_id, initiator, group, message, resume)
-            elif resume:
-                await self._continue(journal, by_name, initiator, recipient)
+            if isinstance(recipient, GroupChatManager):
+                await self._run_group(chat_id, initiator, recipient, message, resume)
             else:
-                # A pair is journaled by the server's writer (usage, code runs, questions
-                # and approvals that wait across restarts), so its own journal is off.
-                await initiator.a_initiate_chat(
-                    recipient,
-                    message=message,
-                    max_turns=max_turns,
-                    silent=True,
-                    store=False,
-                    runtime=self.runtime,
-                )
-            await journal.drain()
+                await self._run_pair(chat_id, initiator, recipient, message, max_turns)
             await self.store.set_status(
                 chat_id, ChatStatus.FINISHED, termination=Termination(reason="done")
             )
@@ -471,19 +374,45 @@ class ChatRunner:
         except Exception as exc:
             log.warning("chat.failed", chat_id=chat_id, error=repr(exc))
             with contextlib.suppress(JournalError):
-                await journal.drain()
                 await self.store.set_status(
                     chat_id,
                     ChatStatus.FAILED,
                     termination=Termination(reason="error", detail=repr(exc)[:2000]),
                 )
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
             self._tokens.pop(chat_id, None)
             self._clock.pop(chat_id, None)
             self.notify(chat_id)
+
+    async def _run_pair(
+        self,
+        chat_id: str,
+        initiator: ConversableAgent,
+        recipient: ConversableAgent,
+        message: str,
+        max_turns: int | None,
+    ) -> None:
+        """A pair through its own journal (`a_initiate_chat(chat_id=...)`): started, or resumed
+        from its journaled turns with no model asked again (the message is then unused).
+
+        A crashed server's lease is still held until it expires: resuming waits that long."""
+        for attempt in range(3):
+            try:
+                await initiator.a_initiate_chat(
+                    recipient,
+                    message=message,
+                    max_turns=max_turns,
+                    silent=True,
+                    chat_id=chat_id,
+                    store=self.store,
+                    runtime=self.runtime,
+                )
+                return
+            except LeaseHeldError:
+                if attempt == 2:
+                    raise
+                log.info("chat.lease_held", chat_id=chat_id, wait=PAIR_LEASE_TTL)
+                await asyncio.sleep(PAIR_LEASE_TTL)
 
     async def _run_group(
         self,
@@ -512,39 +441,3 @@ class ChatRunner:
                     raise
                 log.info("chat.lease_held", chat_id=chat_id, wait=manager.lease_ttl)
                 await asyncio.sleep(manager.lease_ttl)
-
-    async def _continue(
-        self,
-        journal: ChatJournal,
-        by_name: dict[str, ConversableAgent],
-        initiator: ConversableAgent,
-        recipient: ConversableAgent,
-    ) -> None:
-        """Replay the journaled turns into the agents (no model is asked), then resend the last
-        one so its recipient replies, as it was about to when the server stopped."""
-        turns = await self.store.turns(journal.chat_id)
-        journal.count = len(turns)
-        if not turns:
-            return
-        pair = {initiator.name: recipient, recipient.name: initiator}
-
-        def peers(speaker: str) -> tuple[ConversableAgent, ConversableAgent]:
-            sender = by_name.get(speaker, initiator)
-            return sender, pair.get(sender.name, recipient)
-
-        journal.replaying = True
-        try:
-            for turn in turns[:-1]:
-                sender, receiver = peers(turn.speaker)
-                await sender.a_send(turn.message, receiver, request_reply=False, silent=True)
-        finally:
-            journal.replaying = False
-        # As `initiate_chat` leaves them: each side replies to what the other sends.
-        initiator.reply_at_receive[recipient] = True
-        recipient.reply_at_receive[initiator] = True
-        # The last turn is sent again (not journaled again) so its recipient replies, as it was
-        # about to when the server stopped; the exchange goes on from there.
-        last = turns[-1]
-        sender, receiver = peers(last.speaker)
-        journal.skip = 1
-        await sender.a_send(last.message, receiver, request_reply=True, silent=True)

@@ -1,8 +1,9 @@
 """The server's view of the journal: the chats' own journal, with a word to the server on each
 write, so readers wake and the chat's own rows stay the one source of truth.
 
-The chats journal themselves (the group chat's `GroupJournal`, the server's pair writer); this
-wrapper passes every call through and, after a write, calls `changed(chat_id)`. A definition the
+The chats journal themselves (a group chat's `GroupJournal`, a pair's `TwoAgentJournal`); this
+wrapper passes every call through and, after a write, calls `changed(chat_id)`; a turn that
+reports a code run is followed by a `code.run` event. A definition the
 server annotated before the chat started (its team, its token's hash) is merged into the
 chat's own definition as it is created, so the one row carries both.
 """
@@ -100,6 +101,12 @@ class NotifyingStore(ChatStore):
         self._turn_begins(chat_id, turn.number)
         try:
             await self.inner.append_turn(chat_id, turn, lease=lease)
+            for run in turn.code_runs:  # the console and AG-UI show each run as it happens
+                await self.inner.append_event(
+                    chat_id,
+                    "code.run",
+                    {"turn": turn.number, "exit_code": run.exit_code, "output": run.output[:4000]},
+                )
         finally:
             self._changed(chat_id)
 

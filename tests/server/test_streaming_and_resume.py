@@ -1,8 +1,12 @@
-"""Streamed tokens on the event stream, and a group chat resumed in its speaker order after a
-restart: uvicorn on loopback, httpx clients, a scripted model."""
+"""Streamed tokens on the event stream; a group chat resumed in its speaker order after a
+restart; a pair on its own journal (what `moot chats show` reads is what the API serves) resumed
+after a restart: uvicorn on loopback, httpx clients, a scripted model."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -147,3 +151,87 @@ async def test_a_group_chat_waiting_for_a_human_survives_a_restart(
         ("a", "again a"),
     ]
     assert len(model.requests) == 2  # the resumed chat asked no model again for a's turn
+
+
+def _moot_show(url: str, chat_id: str) -> dict[str, Any]:
+    """`moot chats show ID --json` in its own process, as a user reads the journal."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "moot.cli", "chats", "show", chat_id, "--store", url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)  # type: ignore[no-any-return]
+
+
+async def test_a_pair_is_one_journal_that_moot_chats_show_and_the_api_both_read(
+    teams: Teams, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    _script(model, hang_at=None)
+    url = f"sqlite:///{tmp_path / 'journal.sqlite3'}"
+    async with await open_store(url) as store, running_server(store, teams) as (_, base):
+        async with admin_client(base) as client:
+            chat_id = await _start(client, "pair", "plan a trip")
+            events = await read_events(client, chat_id)
+            served = (await client.get(f"/chats/{chat_id}")).json()
+            listed = (await client.get("/chats")).json()["chats"]
+    shown = await anyio.to_thread.run_sync(_moot_show, url, chat_id)
+    assert served["status"] == shown["summary"]["status"] == "finished"
+    rows = [(t["number"], t["speaker"], t["message"], t["tokens"]) for t in shown["turns"]]
+    assert rows == [
+        (t["number"], t["speaker"], t["message"], t["tokens"]) for t in served["transcript"]
+    ]
+    streamed = [(d["number"], d["message"]) for _, k, d in events if k == "turn"]
+    assert streamed == [(number, message) for number, _, message, _ in rows]
+    assert [speaker for _, speaker, _, _ in rows][:3] == ["user", "assistant", "user"]
+    # The chat's own journal: its kind and sides, with the server's facts merged in.
+    definition = shown["definition"]
+    assert definition["policy"] == "two_agent"
+    assert definition["participants"] == ["user", "assistant"]
+    assert definition["spec"]["team"] == "pair"
+    assert definition["spec"]["message"] == "plan a trip"
+    assert len(definition["spec"]["token_sha256"]) == 64
+    # Each assistant turn carries its model usage; the summaries agree.
+    assert all(tokens > 0 for _, speaker, _, tokens in rows if speaker == "assistant")
+    assert all(tokens == 0 for _, speaker, _, tokens in rows if speaker == "user")
+    (summary,) = [c for c in listed if c["chat_id"] == chat_id]
+    assert summary["tokens"] == shown["summary"]["tokens"] == sum(r[3] for r in rows)
+
+
+async def test_a_pair_cut_off_by_a_restart_resumes_with_no_model_call_repeated(
+    teams: Teams, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    _script(model, hang_at=None)
+    async with InMemoryChatStore() as memory, running_server(memory, teams) as (_, base):
+        async with admin_client(base) as client:
+            whole_id = await _start(client, "pair", "plan a trip")
+            await read_events(client, whole_id)
+            whole = (await client.get(f"/chats/{whole_id}")).json()
+    calls = len(model.requests)
+    model.requests.clear()
+
+    hung = _script(model, hang_at=2)  # the assistant answered once; its second call hangs
+    url = f"sqlite:///{tmp_path / 'journal.sqlite3'}"
+    async with await open_store(url) as store, running_server(store, teams) as (_, base):
+        async with admin_client(base) as client:
+            chat_id = await _start(client, "pair", "plan a trip")
+            await anyio.to_thread.run_sync(hung.wait)
+            cut = (await client.get(f"/chats/{chat_id}")).json()
+    assert cut["status"] == "running"
+    assert [s for s, _ in _transcript(cut)] == ["user", "assistant", "user"]
+    answered = model.requests[0].last_text
+    model.requests.clear()
+    _script(model, hang_at=None)
+    async with await open_store(url) as store, running_server(store, teams) as (_, base):
+        async with admin_client(base) as client:
+            await read_events(client, chat_id)
+            resumed = (await client.get(f"/chats/{chat_id}")).json()
+    assert resumed["status"] == "finished"
+    assert _transcript(resumed) == _transcript(whole)
+    # Only the call that never answered is made again; the answered one is not.
+    assert len(model.requests) == calls - 1
+    assert answered not in [r.last_text for r in model.requests]
+    shown = await anyio.to_thread.run_sync(_moot_show, url, chat_id)
+    assert [t["message"]["content"] for t in shown["turns"]] == [c for _, c in _transcript(resumed)]
