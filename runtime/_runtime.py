@@ -705,10 +705,10 @@ class Runtime:
                 timer.cancel()
 
     def _can_run_inline(self, cell: Cell) -> bool:
-        """Live, idle, nothing queued, not stopped, and the runtime is running: the sender
-        may run the next turn itself (`Cell.turns`)."""
+        """Live, idle (or its drain task only lingers), nothing queued, not stopped, and the
+        runtime is running: the sender may run the next turn itself (`Cell.turns`)."""
         return (
-            cell.task is None
+            (cell.task is None or cell.lingering)
             and cell.agent is not None
             and not cell.stopped
             and not len(cell.mailbox)
