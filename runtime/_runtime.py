@@ -400,7 +400,11 @@ class Runtime:
                 finally:
                     if timer is not None:
                         timer.cancel()
-            return await self._send_core(env)
+            # `_send_core`, inlined for the same reason (a request to another process).
+            transport = self.transport
+            if transport.is_local(recipient):
+                return await self._send_local(env)
+            return await transport.send(env)
         try:
             return await self._send_chain(env)
         except DropMessage as drop:
