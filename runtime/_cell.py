@@ -64,6 +64,7 @@ class Cell:
         "id",
         "idle_since",
         "inline",
+        "lingering",
         "mailbox",
         "retired",
         "runtime",
@@ -91,6 +92,7 @@ class Cell:
         self.stopped = False
         self.retired = False
         self.inline = False  # a sender's task is running this cell's turn (see turns)
+        self.lingering = False  # the drain task waits out its last tick with nothing queued
 
     # ----------------------------------------------------------------- scheduling
 
@@ -145,9 +147,11 @@ class Cell:
         chain = self.runtime._handle_chain
         timer = None
         done = 0  # handled tells not yet settled (see above)
+        me = asyncio.current_task()
         if inline is not None:
             ledger.accept()
-            self.task = asyncio.current_task()
+            self.lingering = False  # take over from a lingering drain task (it then just ends)
+            self.task = me
             self.inline = True
             if inline.deadline is not None:
                 timer = self.runtime.clock.call_at(inline.deadline, self.expire, inline)
@@ -171,8 +175,14 @@ class Cell:
                             settle(HANDLED, done)
                             done = 0
                         # Linger one scheduling tick: a request/reply partner usually sends its
-                        # next message now, and that saves starting a new task for it.
+                        # next message now, and that saves starting a new task for it. A
+                        # sender may meanwhile run its turn inline (`lingering`): then this
+                        # task no longer owns the cell and ends without touching it.
+                        self.lingering = True
                         await asyncio.sleep(0)
+                        if self.task is not me:
+                            return None
+                        self.lingering = False
                         item = mailbox.get_nowait()
                         if item is None:
                             return None
@@ -252,7 +262,8 @@ class Cell:
                     self.ended = None
                     ended.set_result(None)
                 self._after_inline()
-            else:
+            elif self.task is me:  # (not when an inline turn took over while lingering)
+                self.lingering = False
                 self._after_drain()
 
     def _turn_failed(self, env: Envelope, exc: BaseException) -> bool:

@@ -400,7 +400,11 @@ class Runtime:
                 finally:
                     if timer is not None:
                         timer.cancel()
-            return await self._send_core(env)
+            # `_send_core`, inlined for the same reason (a request to another process).
+            transport = self.transport
+            if transport.is_local(recipient):
+                return await self._send_local(env)
+            return await transport.send(env)
         try:
             return await self._send_chain(env)
         except DropMessage as drop:
@@ -705,10 +709,10 @@ class Runtime:
                 timer.cancel()
 
     def _can_run_inline(self, cell: Cell) -> bool:
-        """Live, idle, nothing queued, not stopped, and the runtime is running: the sender
-        may run the next turn itself (`Cell.turns`)."""
+        """Live, idle (or its drain task only lingers), nothing queued, not stopped, and the
+        runtime is running: the sender may run the next turn itself (`Cell.turns`)."""
         return (
-            cell.task is None
+            (cell.task is None or cell.lingering)
             and cell.agent is not None
             and not cell.stopped
             and not len(cell.mailbox)

@@ -65,6 +65,8 @@ log = structlog.get_logger("moot.runtime.nats")
 
 _MOVED = "moved"  # reply status: the key is leased to another worker, named in "owner"
 _CACHE_LIMIT = 50_000  # subjects and encoded ids kept per transport before starting over
+_KINDS = {kind.value: kind for kind in Kind}  # a dict lookup is cheaper than `Kind(value)`
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # `json.dumps` without its dispatch
 
 
 class _Tasks:
@@ -525,7 +527,7 @@ class NatsTransport(Transport):
             "t": remaining,
             "h": hops,
         }
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = _dumps(body).encode()
         self._check_size(payload, env.recipient)
         return payload
 
@@ -595,7 +597,7 @@ class NatsTransport(Transport):
                 raise
         return Envelope(
             message=message,
-            kind=Kind(body["k"]),
+            kind=_KINDS.get(body["k"]) or Kind(body["k"]),  # (Kind raises on a bad value)
             message_id=str(body["id"]),
             correlation_id=str(body["c"]),
             recipient=self._agent_id(body["to"]),
@@ -662,7 +664,7 @@ class NatsTransport(Transport):
                 )
             owner = self._route(recipient)
             payload = self._encode(envelope, remaining, hops)
-            subject = f"{self.prefix}.req.{owner}.{agent_tokens(recipient)}"
+            subject = self._subject("req", owner, recipient)
             task = asyncio.current_task()
             if task is not None:
                 self._waiting.setdefault(owner, {})[envelope.message_id] = task
@@ -795,7 +797,11 @@ class NatsTransport(Transport):
                 return
             reply = asyncio.get_running_loop().create_future()
             result = await host.deliver(self._decode(body, reply, msg.headers, opened=True))
-            out: dict[str, Any] = {"ok": host.codec.encode(result)}
+            # The reply's wrapper is spliced around the encoded result: one JSON encode and no
+            # wrapper dict per request.
+            out: dict[str, Any] | bytes = (
+                b'{"ok":' + _dumps(host.codec.encode(result)).encode() + b"}"
+            )
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await self._respond(
@@ -809,10 +815,11 @@ class NatsTransport(Transport):
                 self._serving.pop(message_id, None)
         await self._respond(msg, out)
 
-    async def _respond(self, msg: Any, reply: dict[str, Any]) -> None:
+    async def _respond(self, msg: Any, reply: dict[str, Any] | bytes) -> None:
+        """Publish `reply` (a wire dict, or one already encoded) to the requester."""
         if not msg.reply:
             return
-        payload = json.dumps(reply, separators=(",", ":")).encode()
+        payload = reply if type(reply) is bytes else _dumps(reply).encode()
         limit = self._nc.max_payload
         if len(payload) > limit:
             error = PayloadTooLargeError(

@@ -212,6 +212,35 @@ async def test_an_idle_live_agent_runs_the_turn_in_the_callers_task(runtime: Run
     assert_balanced(runtime)
 
 
+async def test_a_send_while_the_drain_task_lingers_runs_inline_one_turn_at_a_time(
+    runtime: Runtime,
+) -> None:
+    """The drain task waits one tick before it ends; a send in that tick takes the cell over
+    and runs in the caller's task. The lingering task then ends without touching the cell, and
+    a tell queued meanwhile waits for the inline turn and is handled after it."""
+    block = Block(gate=asyncio.Event())
+
+    async def activate_then_block() -> str:
+        assert await runtime.send(Ping(1), W) == 2  # activates through a drain task ...
+        result: str = await runtime.send(block, W)  # ... which still lingers at this send
+        return result
+
+    blocked = asyncio.ensure_future(activate_then_block())
+    await block.started.wait()
+    cell = runtime._actors[W]
+    assert cell.task is blocked  # the caller's own task runs the turn
+    await runtime.tell(Ping(7), W)  # queued behind the running turn
+    await wait_all_tasks_blocked()
+    assert cell.task is blocked
+    block.gate.set()
+    assert await blocked == "released"
+    assert await runtime.send(Ping(8), W) == 9
+    agent = cell.agent
+    assert isinstance(agent, Worker)
+    assert agent.seen == [1, 7, 8]
+    assert_balanced(runtime)
+
+
 @dataclass
 class Relay:
     left: int
