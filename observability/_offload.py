@@ -87,6 +87,9 @@ class ProcessSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if self._stopped or not span.context.trace_flags.sampled:
             return
+        if len(self._buffer) >= self._max_queue:
+            self.dropped += 1
+            return
         if self._resource is None:
             self._resource = dict(span.resource.attributes)
         self.add(_flatten(span))
@@ -100,7 +103,9 @@ class ProcessSpanProcessor(SpanProcessor):
             self.dropped += 1
             return
         buffer.append(record)
-        if len(buffer) >= self._max_batch:
+        # Wake the writer as the buffer reaches a batch, not for every span past it (it
+        # takes the whole buffer; its timer covers a crossing missed during a take).
+        if len(buffer) == self._max_batch:
             self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
