@@ -13,6 +13,8 @@ same machine load):
   process (never the measured one), flushed before the clock stops;
 - `on_thread`: as `on` with `MOOT_OTEL_OFFLOAD=0`: the SDK's `BatchSpanProcessor`, exporting
   from a thread of the measured process (queue sized so no span is dropped);
+- `lean`: as `on` with `MOOT_OTEL_LEAN=1`: moot's lean tracer provider (spans are small
+  records in this process; the SDK's `ReadableSpan`s are built only in the exporter child);
 - `on_sampled`: as `on` with `OTEL_TRACES_SAMPLER=parentbased_traceidratio` at 0.1.
 
 With no SDK, `off` and `bypass` run the same code: every call site checks one flag and skips
@@ -41,7 +43,7 @@ from typing import Any
 
 from _common import versions, write
 
-MODES = ("bypass", "off", "on", "on_thread", "on_sampled")
+MODES = ("bypass", "off", "on", "lean", "on_thread", "on_sampled")
 SAMPLE_RATIO = "0.1"
 
 
@@ -104,10 +106,11 @@ async def child_w3(chats: int, latency: float) -> dict[str, Any]:
 TELEMETRY: dict[str, Any] = {}
 
 
-def child_micro() -> dict[str, Any]:
+def child_micro(traced: bool) -> dict[str, Any]:
     """Nanoseconds per call of what a group-chat turn runs of the instrumentation (a turn span
     and a speaker-selection span, entered and left), and of a chat's workflow span: the
-    default's cost per turn without the machine's noise around it."""
+    default's cost per turn without the machine's noise around it (and, `traced`, a span's
+    cost with a provider installed, the offload buffer's append included)."""
     import timeit
 
     from moot import observability
@@ -129,7 +132,7 @@ def child_micro() -> dict[str, Any]:
     def nothing() -> None:
         pass
 
-    n = 200_000
+    n = 10_000 if traced else 200_000
     best = {
         name: min(timeit.repeat(fn, number=n, repeat=5)) / n * 1e9
         for name, fn in (("turn", turn), ("chat", chat), ("empty_call", nothing))
@@ -146,12 +149,12 @@ def child(args: argparse.Namespace) -> None:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    if args.mode.startswith("on"):
+    if args.mode.startswith(("on", "lean")):
         from moot import observability
 
         TELEMETRY["t"] = observability.configure(service_name="bench", exporter="otlp")
     if args.workload == "micro":
-        result = child_micro()
+        result = child_micro(args.mode != "bypass" and args.mode != "off")
     elif args.workload == "w1":
         result = asyncio.run(child_w1(args.n))
     else:
@@ -217,7 +220,9 @@ def run_child(mode: str, workload: str, args: argparse.Namespace, url: str) -> d
         env["OTEL_TRACES_SAMPLER_ARG"] = SAMPLE_RATIO
     if mode == "on_thread":
         env["MOOT_OTEL_OFFLOAD"] = "0"
-    if mode.startswith("on"):
+    if mode == "lean":
+        env["MOOT_OTEL_LEAN"] = "1"
+    if mode.startswith(("on", "lean")):
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
         env["OTEL_BSP_MAX_QUEUE_SIZE"] = "100000"  # no span dropped: all of them are exported
         env["OTEL_METRIC_EXPORT_INTERVAL"] = "60000"
@@ -263,7 +268,7 @@ def main() -> int:
             for mode in order:
                 before = receiver.spans
                 samples[workload][mode].append(run_child(mode, workload, args, receiver.url))
-                if mode.startswith("on") and workload == "w3":
+                if mode.startswith(("on", "lean")) and workload == "w3":
                     exported.append((mode, receiver.spans - before))
                 print(f"round {round_ + 1} {workload} {mode}: {samples[workload][mode][-1]}")
 
@@ -282,6 +287,8 @@ def main() -> int:
             for top, bottom in (
                 ("off", "bypass"),
                 ("on", "off"),
+                ("lean", "off"),
+                ("lean", "on"),
                 ("on_thread", "off"),
                 ("on", "on_thread"),
                 ("on_sampled", "off"),
@@ -291,7 +298,8 @@ def main() -> int:
                 )
         figures[workload] = rows
     figures["micro_ns_per_call"] = {
-        mode: run_child(mode, "micro", args, receiver.url) for mode in ("bypass", "off")
+        mode: run_child(mode, "micro", args, receiver.url)
+        for mode in ("bypass", "off", "on", "lean")
     }
     w3_ms_per_turn = med("w3", "bypass", "cpu_ms_per_turn")
     micro = figures["micro_ns_per_call"]["off"]
@@ -302,6 +310,7 @@ def main() -> int:
     )
     figures["w3"]["spans_exported_per_on_run"] = exported
     figures["w3"]["flush_s_on"] = round(med("w3", "on", "flush_s"), 4)
+    figures["w3"]["flush_s_lean"] = round(med("w3", "lean", "flush_s"), 4)
     payload = {
         "workloads": {
             "w1": f"runtime.send request/reply, {args.n} round trips x 3, median us per trip",
@@ -314,6 +323,8 @@ def main() -> int:
             "off": "default: opentelemetry-api only, no SDK",
             "on": "configure() default: SDK + ProcessSpanProcessor (OTLP/HTTP exporter in a child "
             "process) to a loopback receiver in another process, flushed in wall",
+            "lean": "as on with MOOT_OTEL_LEAN=1: moot's lean tracer provider, span records "
+            "made into SDK spans only in the exporter child",
             "on_thread": "as on with MOOT_OTEL_OFFLOAD=0: SDK BatchSpanProcessor in a thread",
             "on_sampled": "as on, with OTEL_TRACES_SAMPLER=parentbased_traceidratio at "
             + SAMPLE_RATIO

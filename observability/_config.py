@@ -16,12 +16,14 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
+    from ._lean import LeanTracerProvider
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Telemetry:
     """What `configure` installed; `shutdown()` flushes and stops the exporters."""
 
-    tracer_provider: TracerProvider
+    tracer_provider: TracerProvider | LeanTracerProvider
     meter_provider: MeterProvider | None
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
@@ -48,6 +50,7 @@ def configure(
     capture_content: bool | None = None,
     metrics_interval_ms: int | None = None,
     offload: bool | None = None,
+    lean: bool | None = None,
 ) -> Telemetry:
     """Install a tracer (and meter) provider as the process's global one and return it.
 
@@ -58,9 +61,12 @@ def configure(
     (tests pass an in-memory one). Spans are exported from a child process
     (`ProcessSpanProcessor`: the encoding and sending never hold this process's GIL) unless
     `offload=False` or `MOOT_OTEL_OFFLOAD=0`, which use the SDK's `BatchSpanProcessor` in a
-    thread instead. Content is recorded only with `capture_content=True` or
-    `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`. Nothing here is called
-    unless you call it: moot exports nothing by default.
+    thread instead. With `lean=True` (or `MOOT_OTEL_LEAN=1`), when this call owns the whole
+    pipeline (no `span_processors`, offloaded, a standard `OTEL_TRACES_SAMPLER`), spans are
+    moot's own small records, made into SDK spans only in the exporter's child process (see
+    `_lean`); otherwise, and with `lean=False`, the SDK's spans. Content is recorded only with
+    `capture_content=True` or `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`.
+    Nothing here is called unless you call it: moot exports nothing by default.
 
     Raises:
         ObservabilityConfigError: the `moot[otel]` extra is not installed, or `exporter` is
@@ -80,7 +86,8 @@ def configure(
     if service_name is not None:
         attributes["service.name"] = service_name
     resource = Resource.create(attributes)
-    tracer_provider = TracerProvider(resource=resource)
+    sdk_provider = TracerProvider(resource=resource)
+    tracer_provider: TracerProvider | LeanTracerProvider = sdk_provider
     choice = exporter or os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")[0].strip()
     if choice not in ("otlp", "console", "none"):
         raise _config_error(
@@ -89,18 +96,26 @@ def configure(
     readers: list[MetricReader] = list(metric_readers or ())
     if span_processors is not None:
         for processor in span_processors:
-            tracer_provider.add_span_processor(processor)
+            sdk_provider.add_span_processor(processor)
     elif choice != "none":
         span_exporter, metric_exporter = _exporters(choice, endpoint)
         if offload is None:
-            offload = os.environ.get("MOOT_OTEL_OFFLOAD", "1") not in ("0", "false", "")
+            offload = _flag("MOOT_OTEL_OFFLOAD", default=True)
         if offload:
+            from ._lean import LeanTracerProvider, sampler_from_env
             from ._offload import ProcessSpanProcessor
 
             span_exporter.shutdown()  # the child builds its own from the same settings
-            tracer_provider.add_span_processor(ProcessSpanProcessor(choice, endpoint=endpoint))
+            sampler = sampler_from_env() if _lean_wanted(lean) else None
+            if sampler is not None:
+                processor = ProcessSpanProcessor(
+                    choice, endpoint=endpoint, resource=dict(resource.attributes)
+                )
+                tracer_provider = LeanTracerProvider(processor, sampler)
+            else:
+                sdk_provider.add_span_processor(ProcessSpanProcessor(choice, endpoint=endpoint))
         else:
-            tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+            sdk_provider.add_span_processor(BatchSpanProcessor(span_exporter))
         if metric_readers is None:
             readers.append(
                 PeriodicExportingMetricReader(
@@ -115,6 +130,17 @@ def configure(
         CONTENT.on = capture_content
     SWITCH.refresh()
     return Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
+def _flag(name: str, *, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "")
+
+
+def _lean_wanted(lean: bool | None) -> bool:
+    return _flag("MOOT_OTEL_LEAN", default=False) if lean is None else lean
 
 
 def _exporters(choice: str, endpoint: str | None) -> tuple[Any, Any]:

@@ -51,6 +51,7 @@ class ProcessSpanProcessor(SpanProcessor):
         max_batch: int = 512,
         delay_ms: int = 500,
         max_queue: int = 100_000,
+        resource: dict[str, Any] | None = None,
     ) -> None:
         # The child answers flushes on a pipe of its own: its stdout stays the user's (the
         # console exporter prints there).
@@ -66,7 +67,7 @@ class ProcessSpanProcessor(SpanProcessor):
         # A deque: `append` here and `popleft` in the writer thread are each atomic, so a span
         # ended while a batch is taken is never lost between them.
         self._buffer: deque[tuple[Any, ...]] = deque()
-        self._resource: dict[str, Any] | None = None
+        self._resource = resource
         self._max_batch = max_batch
         self._delay = delay_ms / 1000
         self._max_queue = max_queue
@@ -86,14 +87,25 @@ class ProcessSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if self._stopped or not span.context.trace_flags.sampled:
             return
-        buffer = self._buffer
-        if len(buffer) >= self._max_queue:
+        if len(self._buffer) >= self._max_queue:
             self.dropped += 1
             return
         if self._resource is None:
             self._resource = dict(span.resource.attributes)
-        buffer.append(_flatten(span))
-        if len(buffer) >= self._max_batch:
+        self.add(_flatten(span))
+
+    def add(self, record: tuple[Any, ...]) -> None:
+        """Queue one finished span already flattened (the lean provider's spans come so)."""
+        buffer = self._buffer
+        if self._stopped:
+            return
+        if len(buffer) >= self._max_queue:
+            self.dropped += 1
+            return
+        buffer.append(record)
+        # Wake the writer as the buffer reaches a batch, not for every span past it (it
+        # takes the whole buffer; its timer covers a crossing missed during a take).
+        if len(buffer) == self._max_batch:
             self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

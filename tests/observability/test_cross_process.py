@@ -96,6 +96,12 @@ def receiver() -> Iterator[Receiver]:
         running.server.server_close()
 
 
+@pytest.fixture(params=["sdk", "lean"])
+def lean(request: pytest.FixtureRequest) -> str:
+    """Every process makes SDK spans, or the lean provider's records (`MOOT_OTEL_LEAN`)."""
+    return "1" if request.param == "lean" else "0"
+
+
 def _env(receiver: Receiver, service: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -137,15 +143,17 @@ async def _stop(workers: list[asyncio.subprocess.Process]) -> None:
 
 @pytest.mark.nats
 async def test_a_chat_over_a_client_and_two_workers_is_one_trace(
-    nats_server: NatsServer, receiver: Receiver, tmp_path: Path
+    nats_server: NatsServer, receiver: Receiver, tmp_path: Path, lean: str
 ) -> None:
-    workers = await _start_workers("traced_app:setup", receiver, tmp_path, nats_server.url)
+    workers = await _start_workers(
+        "traced_app:setup", receiver, tmp_path, nats_server.url, MOOT_OTEL_LEAN=lean
+    )
     try:
         client = await asyncio.create_subprocess_exec(
             *(sys.executable, str(HELPERS / "traced_app.py"), nats_server.url, str(HOPS)),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=_env(receiver, "client"),
+            env=_env(receiver, "client", MOOT_OTEL_LEAN=lean),
         )
         out, err = await asyncio.wait_for(client.communicate(), 60)
         assert client.returncode == 0, err.decode()
@@ -183,7 +191,11 @@ async def model() -> AsyncIterator[ScriptedModelServer]:
 
 @pytest.mark.nats
 async def test_a_group_chat_over_a_client_and_two_workers_is_one_trace(
-    nats_server: NatsServer, receiver: Receiver, model: ScriptedModelServer, tmp_path: Path
+    nats_server: NatsServer,
+    receiver: Receiver,
+    model: ScriptedModelServer,
+    tmp_path: Path,
+    lean: str,
 ) -> None:
     workers = await _start_workers(
         "classic_app:setup",
@@ -191,13 +203,14 @@ async def test_a_group_chat_over_a_client_and_two_workers_is_one_trace(
         tmp_path,
         nats_server.url,
         MOOT_TEST_MODEL_URL=model.base_url,
+        MOOT_OTEL_LEAN=lean,
     )
     try:
         client = await asyncio.create_subprocess_exec(
             *(sys.executable, str(HELPERS / "traced_chat.py"), nats_server.url, model.base_url),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=_env(receiver, "client"),
+            env=_env(receiver, "client", MOOT_OTEL_LEAN=lean),
         )
         out, err = await asyncio.wait_for(client.communicate(), 90)
         assert client.returncode == 0, err.decode()
