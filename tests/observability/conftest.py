@@ -73,7 +73,9 @@ class Switch(trace.TracerProvider):
     def __init__(self, current: trace.TracerProvider) -> None:
         self.current = current
 
-    def get_tracer(self, name: str, *args: Any, **kwargs: Any) -> trace.Tracer:
+    def get_tracer(  # type: ignore[override]  # the API's keywords are passed on untouched
+        self, name: str, *args: Any, **kwargs: Any
+    ) -> trace.Tracer:
         return _Switched(self, name)
 
 
@@ -91,12 +93,12 @@ def otel(request: pytest.FixtureRequest) -> Iterator[Captured]:
         observability.refresh()
         _INSTALLED.update(captured=Captured(spans, reader), switch=switch, sdk=sdk, lean=lean)
     captured = _INSTALLED["captured"]
-    switch = _INSTALLED["switch"]
+    installed = _INSTALLED["switch"]
     assert isinstance(captured, Captured)
-    assert isinstance(switch, Switch)
+    assert isinstance(installed, Switch)
     chosen = _INSTALLED[request.param]
     assert isinstance(chosen, trace.TracerProvider)
-    switch.current = chosen
+    installed.current = chosen
     captured.spans.clear()
     yield captured
     captured.spans.clear()

@@ -23,6 +23,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from moot.agents.distributed import shared_type
+from moot.runtime import AgentId
+from moot.runtime.nats._placement import rendezvous
 from moot.testing import Reply, ScriptedModelServer
 
 if TYPE_CHECKING:
@@ -116,6 +119,26 @@ def _env(receiver: Receiver, service: str, **extra: str) -> dict[str, str]:
 async def _start_workers(
     app: str, receiver: Receiver, tmp_path: Path, nats_url: str, **extra: str
 ) -> list[asyncio.subprocess.Process]:
+    return [
+        worker
+        for worker, _ in await _start_workers_with_nodes(app, receiver, tmp_path, nats_url, **extra)
+    ]
+
+
+def _spread_chat_id(nodes: list[str]) -> str:
+    """A chat id whose members are placed on both workers (placement is rendezvous
+    over the workers' random node ids, so a fixed id would leave one worker idle now and then)."""
+    for index in range(256):
+        chat_id = f"traced-group-{index}"
+        owners = {rendezvous(AgentId(shared_type(name), chat_id), nodes) for name in MEMBERS}
+        if owners == set(nodes):
+            return chat_id
+    raise AssertionError("no chat id spreads over both workers")  # pragma: no cover
+
+
+async def _start_workers_with_nodes(
+    app: str, receiver: Receiver, tmp_path: Path, nats_url: str, **extra: str
+) -> list[tuple[asyncio.subprocess.Process, str]]:
     workers = []
     for index in range(2):
         with (tmp_path / f"worker{index}.log").open("wb") as log:
@@ -126,10 +149,10 @@ async def _start_workers(
                 stderr=log,
                 env=_env(receiver, f"worker-{index}", **extra),
             )
-        workers.append(process)
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 30)
         assert line.startswith(b"moot-worker ready"), (tmp_path / f"worker{index}.log").read_text()
+        workers.append((process, line.split()[-1].decode()))
     return workers
 
 
@@ -197,7 +220,7 @@ async def test_a_group_chat_over_a_client_and_two_workers_is_one_trace(
     tmp_path: Path,
     lean: str,
 ) -> None:
-    workers = await _start_workers(
+    started = await _start_workers_with_nodes(
         "classic_app:setup",
         receiver,
         tmp_path,
@@ -205,9 +228,12 @@ async def test_a_group_chat_over_a_client_and_two_workers_is_one_trace(
         MOOT_TEST_MODEL_URL=model.base_url,
         MOOT_OTEL_LEAN=lean,
     )
+    workers = [worker for worker, _ in started]
+    chat_id = _spread_chat_id([node for _, node in started])
     try:
         client = await asyncio.create_subprocess_exec(
             *(sys.executable, str(HELPERS / "traced_chat.py"), nats_server.url, model.base_url),
+            chat_id,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=_env(receiver, "client", MOOT_OTEL_LEAN=lean),

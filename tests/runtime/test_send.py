@@ -228,10 +228,12 @@ async def test_a_send_while_the_drain_task_lingers_runs_inline_one_turn_at_a_tim
     blocked = asyncio.ensure_future(activate_then_block())
     await block.started.wait()
     cell = runtime._actors[W]
-    assert cell.task is blocked  # the caller's own task runs the turn
+    running: object = cell.task
+    assert running is blocked  # the caller's own task runs the turn
     await runtime.tell(Ping(7), W)  # queued behind the running turn
     await wait_all_tasks_blocked()
-    assert cell.task is blocked
+    still: object = cell.task
+    assert still is blocked
     block.gate.set()
     assert await blocked == "released"
     assert await runtime.send(Ping(8), W) == 9
