@@ -24,6 +24,7 @@ from ._errors import (
     TurnOrderError,
     UnknownInputTokenError,
 )
+from ._forward import ForwardingStore
 from ._memory import InMemoryChatStore
 from ._open import STORE_ENV, default_journal_path, default_store, open_store, store_from_url
 from ._postgres import PostgresChatStore
@@ -68,6 +69,7 @@ __all__ = [
     "CorruptRecordError",
     "Decision",
     "FileChange",
+    "ForwardingStore",
     "GroupCommitStore",
     "InMemoryChatStore",
     "InputAlreadyAnsweredError",

@@ -13,6 +13,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import JournalError, StoreUnavailableError
+from ._forward import ForwardingStore
 from ._store import (
     AcquireLease,
     AppendTurn,
@@ -29,13 +30,7 @@ if TYPE_CHECKING:
     from ._records import (
         ChatDefinition,
         ChatLease,
-        ChatPage,
-        ChatStatus,
         ChatSummary,
-        JournalEvent,
-        PendingInput,
-        StoreStatistics,
-        Termination,
         Turn,
     )
 
@@ -128,7 +123,7 @@ def _closed_error() -> StoreUnavailableError:
     )
 
 
-class GroupCommitStore(ChatStore):
+class GroupCommitStore(ForwardingStore):
     """Wraps a store; `append_turn`, `start_chat`, `acquire_lease`, `renew_lease` and
     `release_lease` join the next group commit; `turns(chat_id)`, `summary` and `definition`
     join the next batched read (`load_many`, `summaries`, `definitions`: chats resumed together
@@ -139,8 +134,7 @@ class GroupCommitStore(ChatStore):
     """
 
     def __init__(self, inner: ChatStore, *, max_batch: int = 512, max_pending: int = 4096) -> None:
-        super().__init__(limits=inner.limits)
-        self.inner = inner
+        super().__init__(inner)
         self.max_batch = max_batch
         self._writes = _Lane(max_batch, max_pending)
         self._reads = _Lane(max_batch, max_pending)
@@ -235,59 +229,3 @@ class GroupCommitStore(ChatStore):
             return await self.inner.definition(chat_id)
         found: ChatDefinition = await self._reads.submit(("definition", chat_id))
         return found
-
-    async def load_many(self, chat_ids: Sequence[str]) -> dict[str, list[Turn] | JournalError]:
-        return await self.inner.load_many(chat_ids)
-
-    async def summaries(self, chat_ids: Sequence[str]) -> dict[str, ChatSummary | JournalError]:
-        return await self.inner.summaries(chat_ids)
-
-    async def definitions(
-        self, chat_ids: Sequence[str]
-    ) -> dict[str, ChatDefinition | JournalError]:
-        return await self.inner.definitions(chat_ids)
-
-    # -- everything else passes through ------------------------------------------------------
-
-    async def create_chat(self, definition: ChatDefinition) -> None:
-        await self.inner.create_chat(definition)
-
-    async def list_chats(
-        self, *, status: ChatStatus | None = None, limit: int = 50, cursor: str | None = None
-    ) -> ChatPage:
-        return await self.inner.list_chats(status=status, limit=limit, cursor=cursor)
-
-    async def set_status(
-        self,
-        chat_id: str,
-        status: ChatStatus,
-        *,
-        termination: Termination | None = None,
-        lease: ChatLease | None = None,
-    ) -> None:
-        await self.inner.set_status(chat_id, status, termination=termination, lease=lease)
-
-    async def blob(self, sha256: str) -> bytes:
-        return await self.inner.blob(sha256)
-
-    async def append_event(self, chat_id: str, kind: str, data: Mapping[str, Any]) -> int:
-        return await self.inner.append_event(chat_id, kind, data)
-
-    async def events(
-        self, chat_id: str, *, after: int = 0, limit: int = 1000
-    ) -> list[JournalEvent]:
-        return await self.inner.events(chat_id, after=after, limit=limit)
-
-    async def ask_input(
-        self, chat_id: str, prompt: str, *, lease: ChatLease | None = None
-    ) -> PendingInput:
-        return await self.inner.ask_input(chat_id, prompt, lease=lease)
-
-    async def answer_input(self, token: str, answer: str) -> PendingInput:
-        return await self.inner.answer_input(token, answer)
-
-    async def inputs(self, chat_id: str) -> list[PendingInput]:
-        return await self.inner.inputs(chat_id)
-
-    async def statistics(self) -> StoreStatistics:
-        return await self.inner.statistics()

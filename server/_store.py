@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from moot.journal import ChatStore
+from moot.journal import ChatStore, ForwardingStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -22,18 +22,14 @@ if TYPE_CHECKING:
     from moot.journal import (
         ChatDefinition,
         ChatLease,
-        ChatPage,
         ChatStatus,
-        ChatSummary,
-        JournalEvent,
         PendingInput,
-        StoreStatistics,
         Termination,
         Turn,
     )
 
 
-class NotifyingStore(ChatStore):
+class NotifyingStore(ForwardingStore):
     """Wraps the server's store: passes everything through, tells `changed` after each write
     and `turn_begins` before each turn is kept (the chat's streamed tokens end there)."""
 
@@ -44,8 +40,7 @@ class NotifyingStore(ChatStore):
         changed: Callable[[str], None],
         turn_begins: Callable[[str, int], None],
     ) -> None:
-        super().__init__(limits=inner.limits)
-        self.inner = inner
+        super().__init__(inner)
         self._changed = changed
         self._turn_begins = turn_begins
         self._annotations: dict[str, dict[str, Any]] = {}
@@ -139,42 +134,3 @@ class NotifyingStore(ChatStore):
         question = await self.inner.answer_input(token, answer)
         self._changed(question.chat_id)
         return question
-
-    # -- reads and leases pass through ------------------------------------------------------
-
-    async def definition(self, chat_id: str) -> ChatDefinition:
-        return await self.inner.definition(chat_id)
-
-    async def summary(self, chat_id: str) -> ChatSummary:
-        return await self.inner.summary(chat_id)
-
-    async def list_chats(
-        self, *, status: ChatStatus | None = None, limit: int = 50, cursor: str | None = None
-    ) -> ChatPage:
-        return await self.inner.list_chats(status=status, limit=limit, cursor=cursor)
-
-    async def turns(self, chat_id: str, *, after: int = 0) -> list[Turn]:
-        return await self.inner.turns(chat_id, after=after)
-
-    async def blob(self, sha256: str) -> bytes:
-        return await self.inner.blob(sha256)
-
-    async def events(
-        self, chat_id: str, *, after: int = 0, limit: int = 1000
-    ) -> list[JournalEvent]:
-        return await self.inner.events(chat_id, after=after, limit=limit)
-
-    async def inputs(self, chat_id: str) -> list[PendingInput]:
-        return await self.inner.inputs(chat_id)
-
-    async def acquire_lease(self, chat_id: str, owner: str, *, ttl: float) -> ChatLease:
-        return await self.inner.acquire_lease(chat_id, owner, ttl=ttl)
-
-    async def renew_lease(self, lease: ChatLease, *, ttl: float) -> ChatLease:
-        return await self.inner.renew_lease(lease, ttl=ttl)
-
-    async def release_lease(self, lease: ChatLease) -> None:
-        await self.inner.release_lease(lease)
-
-    async def statistics(self) -> StoreStatistics:
-        return await self.inner.statistics()
