@@ -41,7 +41,7 @@ from ._store import NotifyingStore
 from ._tokens import Signal, TokenBuffer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from moot.journal import ChatStore
     from moot.runtime import Runtime
@@ -396,23 +396,19 @@ class ChatRunner:
         from its journaled turns with no model asked again (the message is then unused).
 
         A crashed server's lease is still held until it expires: resuming waits that long."""
-        for attempt in range(3):
-            try:
-                await initiator.a_initiate_chat(
-                    recipient,
-                    message=message,
-                    max_turns=max_turns,
-                    silent=True,
-                    chat_id=chat_id,
-                    store=self.store,
-                    runtime=self.runtime,
-                )
-                return
-            except LeaseHeldError:
-                if attempt == 2:
-                    raise
-                log.info("chat.lease_held", chat_id=chat_id, wait=PAIR_LEASE_TTL)
-                await asyncio.sleep(PAIR_LEASE_TTL)
+        await _waiting_out_leases(
+            lambda: initiator.a_initiate_chat(
+                recipient,
+                message=message,
+                max_turns=max_turns,
+                silent=True,
+                chat_id=chat_id,
+                store=self.store,
+                runtime=self.runtime,
+            ),
+            chat_id,
+            PAIR_LEASE_TTL,
+        )
 
     async def _run_group(
         self,
@@ -426,18 +422,34 @@ class ChatRunner:
         (`a_run(chat_id=...)`), so its speaker order and policy state go on.
 
         A crashed server's lease is still held until it expires: resuming waits that long."""
-        for attempt in range(3):
-            try:
-                await manager.a_run(
-                    None if resume else message,
-                    sender=initiator.name,
-                    chat_id=chat_id,
-                    store=self.store,
-                    runtime=self.runtime,
-                )
-                return
-            except LeaseHeldError:
-                if attempt == 2:
-                    raise
-                log.info("chat.lease_held", chat_id=chat_id, wait=manager.lease_ttl)
-                await asyncio.sleep(manager.lease_ttl)
+        await _waiting_out_leases(
+            lambda: manager.a_run(
+                None if resume else message,
+                sender=initiator.name,
+                chat_id=chat_id,
+                store=self.store,
+                runtime=self.runtime,
+            ),
+            chat_id,
+            manager.lease_ttl,
+        )
+
+
+async def _waiting_out_leases(
+    run: Callable[[], Awaitable[object]], chat_id: str, wait: float, *, tries: int = 3
+) -> None:
+    """Run a chat; while a crashed server's lease on it is still held, wait `wait` seconds (its
+    TTL) and try again, up to `tries` times in all.
+
+    Raises:
+        LeaseHeldError: the lease was still held at the last try.
+    """
+    for attempt in range(tries):
+        try:
+            await run()
+            return
+        except LeaseHeldError:
+            if attempt == tries - 1:
+                raise
+            log.info("chat.lease_held", chat_id=chat_id, wait=wait)
+            await asyncio.sleep(wait)
