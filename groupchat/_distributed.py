@@ -144,7 +144,7 @@ async def run_on_worker(
     (its `store`, e.g. Postgres shared by every worker). A chat found in the journal resumes
     from it, so a client that lost the worker running its chat asks again with the same
     `chat_id` and a survivor goes on from the last journaled turn."""
-    from ._durable import group_journal, journal_human_input
+    from ._durable import journal_human_input
     from ._manager import _group_message
 
     option = manager.store
@@ -155,17 +155,7 @@ async def run_on_worker(
     for attempt in range(_LEASE_WAITS + 1):
         entered = False
         try:
-            async with group_journal(
-                option,
-                chat_id=context.id.key,
-                manager=manager.name,
-                participants=tuple(agent.name for agent in manager.groupchat.agents),
-                policy=type(manager.groupchat.policy).__name__,
-                max_round=manager.groupchat.max_round,
-                opening=opening,
-                ttl=manager.lease_ttl,
-                owner=manager._lease_owner,
-            ) as journal:
+            async with manager._journal(option, context.id.key, opening) as journal:
                 entered = True
                 if journal.resumed:
                     request = replace(request, message=None, history=tuple(journal.history))

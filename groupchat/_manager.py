@@ -72,6 +72,7 @@ from ._state import (
 from ._terminations import MaxMessages, MessagePredicate, Termination
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
     from types import EllipsisType
 
     from moot.agents import ChatState, InputProvider
@@ -362,6 +363,26 @@ class GroupChatManager(ConversableAgent):
 
         return await self._in_journal(option, chat_id, chat_id, opening, run)
 
+    def _journal(
+        self, option: StoreOption, chat_id: str, opening: Message | None, *, key: str | None = None
+    ) -> AbstractAsyncContextManager[GroupJournal]:
+        """This chat's `group_journal`, described by this manager (participants, policy,
+        limits, lease), for `a_run` here and for a manager hosted on a worker. `option` turns
+        journaling on: both callers run an unjournaled chat without opening one."""
+        journal: AbstractAsyncContextManager[GroupJournal] = group_journal(
+            option,
+            chat_id=chat_id,
+            manager=self.name,
+            participants=tuple(agent.name for agent in self.groupchat.agents),
+            policy=type(self.groupchat.policy).__name__,
+            max_round=self.groupchat.max_round,
+            opening=opening,
+            ttl=self.lease_ttl,
+            owner=self._lease_owner,
+            key=key,
+        )
+        return journal
+
     async def _in_journal(
         self,
         option: StoreOption,
@@ -376,18 +397,7 @@ class GroupChatManager(ConversableAgent):
         if option is None or option is False:
             return await run(None)
         journal_human_input(self.groupchat.agents)
-        async with group_journal(
-            option,
-            chat_id=chat_id,
-            manager=self.name,
-            participants=tuple(agent.name for agent in self.groupchat.agents),
-            policy=type(self.groupchat.policy).__name__,
-            max_round=self.groupchat.max_round,
-            opening=opening,
-            ttl=self.lease_ttl,
-            owner=self._lease_owner,
-            key=key,
-        ) as journal:
+        async with self._journal(option, chat_id, opening, key=key) as journal:
             reason: StopReason | None = None
             try:
                 result = await run(journal)
