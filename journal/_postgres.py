@@ -171,6 +171,10 @@ class PostgresChatStore(SqlChatStore):
         except (OSError, TimeoutError, import_driver("asyncpg").PostgresError):
             pool.terminate()
 
+    @property
+    def _where(self) -> str:
+        return f"The Postgres journal at {self.name}"
+
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         return StoreUnavailableError(
             f"The Postgres journal at {self.name} cannot be reached: {exc}.", store=self.name
@@ -183,24 +187,13 @@ class PostgresChatStore(SqlChatStore):
         lost = isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
         if lost or sqlstate.startswith(("08", "57P")):
             return self._unavailable(exc)
-        if write:
-            return StoreWriteError(
-                f"The Postgres journal at {self.name} refused a write ({exc}); nothing of it was"
-                " kept.",
-                store=self.name,
-            )
-        return StoreError(
-            f"The Postgres journal at {self.name} failed a read: {exc}.", store=self.name
-        )
+        return self._refused(exc, write=write)
 
     @asynccontextmanager
     async def _transaction(self, *, write: bool = True) -> AsyncIterator[_Tx]:
         pool = self._pool
         if pool is None:
-            raise StoreUnavailableError(
-                f"The Postgres journal at {self.name} is not open (use `async with store`).",
-                store=self.name,
-            )
+            raise self._not_open()
         asyncpg = import_driver("asyncpg")
         try:
             async with pool.acquire() as connection, connection.transaction():

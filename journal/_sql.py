@@ -23,6 +23,9 @@ from ._errors import (
     LeaseHeldError,
     LeaseLostError,
     SchemaVersionError,
+    StoreError,
+    StoreUnavailableError,
+    StoreWriteError,
     TurnOrderError,
     UnknownInputTokenError,
 )
@@ -147,6 +150,25 @@ class SqlChatStore(ChatStore, abc.ABC):
     @abc.abstractmethod
     def name(self) -> str:
         """The store's URL without a password, for errors."""
+
+    @property
+    @abc.abstractmethod
+    def _where(self) -> str:
+        """The journal as errors name it: "The SQLite journal at /path"."""
+
+    def _not_open(self) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"{self._where} is not open (use `async with store`).", store=self.name
+        )
+
+    def _refused(self, exc: BaseException, *, write: bool) -> StoreError:
+        """A driver error that is neither a lost store nor one of ours: a refused write (none of
+        it kept) or a failed read."""
+        if write:
+            return StoreWriteError(
+                f"{self._where} refused a write ({exc}); nothing of it was kept.", store=self.name
+            )
+        return StoreError(f"{self._where} failed a read: {exc}.", store=self.name)
 
     def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """`column` is one of `values` (at most `_CHUNK` of them): a condition and its args."""

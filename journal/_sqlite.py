@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._drivers import import_driver
-from ._errors import JournalConfigError, StoreError, StoreUnavailableError, StoreWriteError
+from ._errors import JournalConfigError, StoreError, StoreUnavailableError
 from ._sql import SQLITE_TYPES, Dialect, SqlChatStore
 
 if TYPE_CHECKING:
@@ -177,10 +177,7 @@ class SqliteChatStore(SqlChatStore):
         the batch thread; the statements between them on the loop's thread, where they cost
         what they cost in the thread, without handing the GIL back and forth per row."""
         if self._connection is None:
-            raise StoreUnavailableError(
-                f"The SQLite journal at {self.path} is not open (use `async with store`).",
-                store=self.name,
-            )
+            raise self._not_open()
         outcome, ready = self._prepare_batch(ops)
         if not ready:
             return outcome
@@ -224,6 +221,10 @@ class SqliteChatStore(SqlChatStore):
             with contextlib.suppress(sqlite3.Error):
                 batch.execute("ROLLBACK")
 
+    @property
+    def _where(self) -> str:
+        return f"The SQLite journal at {self.path}"
+
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         return StoreUnavailableError(
             f"The SQLite journal at {self.path} cannot be opened: {exc}.", store=self.name
@@ -233,24 +234,13 @@ class SqliteChatStore(SqlChatStore):
         """The one place SQLite's errors become ours."""
         if isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
             return self._unavailable(exc)
-        if write:
-            return StoreWriteError(
-                f"The SQLite journal at {self.path} refused a write ({exc});"
-                " nothing of it was kept.",
-                store=self.name,
-            )
-        return StoreError(
-            f"The SQLite journal at {self.path} failed a read: {exc}.", store=self.name
-        )
+        return self._refused(exc, write=write)
 
     @asynccontextmanager
     async def _transaction(self, *, write: bool = True) -> AsyncIterator[_Tx]:
         connection = self._connection
         if connection is None:
-            raise StoreUnavailableError(
-                f"The SQLite journal at {self.path} is not open (use `async with store`).",
-                store=self.name,
-            )
+            raise self._not_open()
         async with self._lock:
             try:
                 await connection.execute_fetchall("BEGIN IMMEDIATE" if write else "BEGIN")
