@@ -324,14 +324,9 @@ class AnthropicClient(OpenAIClient):
         )
 
     def _parse(self, response: httpx.Response, content: bytes) -> ModelResponse:
-        try:
-            message = _Message.model_validate_json(content)
-        except pydantic.ValidationError as exc:
-            raise self._error(
-                MalformedResponseError,
-                f"not a Messages API answer: {content[:200]!r}",
-                status=response.status_code,
-            ) from exc
+        message = self._decode(
+            _Message, content, status=response.status_code, what="a Messages API answer"
+        )
         return self._message(message)
 
     def _event_error(self, data: Any, status: int | None, delivered: bool) -> ModelError:

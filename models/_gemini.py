@@ -467,14 +467,9 @@ class GeminiClient(OpenAIClient):
         )
 
     def _parse(self, response: httpx.Response, content: bytes) -> ModelResponse:
-        try:
-            answer = _Answer.model_validate_json(content)
-        except pydantic.ValidationError as exc:
-            raise self._error(
-                MalformedResponseError,
-                f"not a generateContent answer: {content[:200]!r}",
-                status=response.status_code,
-            ) from exc
+        answer = self._decode(
+            _Answer, content, status=response.status_code, what="a generateContent answer"
+        )
         if not answer.candidates:
             raise self._error(
                 MalformedResponseError, "the answer has no candidates", status=response.status_code
@@ -498,14 +493,7 @@ class _ChunkEvents(StreamEvents):
         self.last = _Answer()
 
     def take(self, event: str, data: str, *, status: int | None, delivered: bool) -> str | None:
-        try:
-            chunk = _Answer.model_validate_json(data)
-        except pydantic.ValidationError as exc:
-            raise self.client._error(
-                MalformedResponseError,
-                f"not a generateContent chunk: {data[:200]!r}",
-                status=status,
-            ) from exc
+        chunk = self.client._decode(_Answer, data, status=status, what="a generateContent chunk")
         self.last = chunk
         texts: list[str] = []
         for candidate in chunk.candidates[:1]:

@@ -10,7 +10,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import httpx
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ._config import ModelConfig
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+_Wire = TypeVar("_Wire", bound=pydantic.BaseModel)
 DEFAULT_TIMEOUT = 600.0  # seconds of silence per attempt when no deadline is set, as the OpenAI SDK
 
 
@@ -319,15 +320,21 @@ class OpenAIClient(ModelClient):
             parts.append(part)
         return b"".join(parts)
 
-    def _parse(self, response: httpx.Response, content: bytes) -> ModelResponse:
+    def _decode(
+        self, wire: type[_Wire], data: str | bytes, *, status: int | None, what: str
+    ) -> _Wire:
+        """`data` read as `wire`, or a `MalformedResponseError` saying it is not `what`."""
         try:
-            wire = WireCompletion.model_validate_json(content)
+            return wire.model_validate_json(data)
         except pydantic.ValidationError as exc:
             raise self._error(
-                MalformedResponseError,
-                f"not a chat completion: {content[:200]!r}",
-                status=response.status_code,
+                MalformedResponseError, f"not {what}: {data[:200]!r}", status=status
             ) from exc
+
+    def _parse(self, response: httpx.Response, content: bytes) -> ModelResponse:
+        wire = self._decode(
+            WireCompletion, content, status=response.status_code, what="a chat completion"
+        )
         choice = wire.choices[0]
         calls = tuple(
             ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments)
