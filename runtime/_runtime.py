@@ -360,47 +360,8 @@ class Runtime:
         )
         if self._send_chain is None:
             if self._local_only:
-                # `_send_local`, inlined: one coroutine frame fewer per request in flight (it
-                # stays suspended for the whole reply). Keep the two in step.
-                try:
-                    actor = self._actors.get(recipient) or self._cell(recipient)
-                except BaseException:
-                    self.ledger.reject()
-                    raise
-                if self._handle_chain is None and self._can_run_inline(actor):
-                    self._inline_streak += 1
-                    if self._inline_streak >= _INLINE_YIELD_EVERY:
-                        self._inline_streak = 0
-                        await asyncio.sleep(0)
-                    depth = _inline_depth.get()
-                    if depth < _INLINE_MAX_DEPTH and self._can_run_inline(actor):
-                        token = _inline_depth.set(depth + 1)
-                        try:
-                            return await actor.turns(env)
-                        finally:
-                            _inline_depth.reset(token)
-                try:
-                    if actor.task is not None and env.parent is not None:  # waiting on us?
-                        self._refuse_cycle(env, recipient)
-                    actor = await self._enqueue(actor, env)
-                except BaseException:
-                    self.ledger.reject()
-                    raise
-                reply = env.reply
-                assert reply is not None
-                timer = None
-                if env.deadline is not None:
-                    timer = self.clock.call_at(env.deadline, actor.expire, env)
-                try:
-                    return await reply
-                except asyncio.CancelledError:
-                    if reply.cancelled():  # the caller was cancelled: cancel the handler too
-                        actor.abandon(env)
-                    raise
-                finally:
-                    if timer is not None:
-                        timer.cancel()
-            # `_send_core`, inlined for the same reason (a request to another process).
+                return await self._send_local(env)
+            # `_send_core`, inlined: one coroutine frame fewer per request in flight.
             transport = self.transport
             if transport.is_local(recipient):
                 return await self._send_local(env)
